@@ -1,0 +1,79 @@
+import { z } from 'zod';
+
+/**
+ * The serving config: one source of truth. The server loads it, the CLI checks it, and the operator
+ * renders its ConfigMap through it, so the three cannot drift.
+ */
+
+const versionName = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be lower-case letters, digits, "-" or "." (DNS-safe)')
+  .max(63);
+
+export const VersionConfigSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  description: z.string().default(''),
+  /** Directory holding model.onnx and tokenizer.json; relative paths resolve against the config file's directory. */
+  model: z.string().min(1, 'must name a model directory'),
+  /** Execution provider wanted; `cuda` falls back to CPU when CUDA is absent or GPU memory runs low. */
+  device: z.enum(['cpu', 'cuda']).default('cpu'),
+  /** Canary weight: the share of unpinned traffic this version gets, relative to the other enabled versions. */
+  weight: z.number().min(0).max(100).default(0),
+  fallbackToCpu: z.boolean().default(true),
+  gpuMemoryThresholdMb: z.number().int().min(0).default(1024),
+  /** Extra path this version answers on, besides /rerank/{version}. */
+  endpoint: z
+    .string()
+    .regex(/^\/[A-Za-z0-9/_.-]*$/, 'must be an absolute URL path')
+    .optional(),
+});
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+export const ServingConfigSchema = z.strictObject({
+  /** Results returned when a request names no top_n / top_k; absent: all. */
+  topK: z.number().int().min(1).optional(),
+  /** Results whose normalized (sigmoid) score is below this are dropped. */
+  threshold: z.number().min(0).max(1).optional(),
+  /** Tokens per (query, document) pair; longer pairs are truncated longest-first. */
+  maxLength: z.number().int().min(8).max(8192).default(512),
+  /** Padded tokens in one inference batch (TEI's max-batch-tokens). */
+  maxBatchTokens: z.number().int().min(64).default(16384),
+  /** Pairs in one inference batch. */
+  maxBatchSize: z.number().int().min(1).max(4096).default(32),
+  /** Pairs waiting in a version's queue before requests are answered 429. */
+  maxQueuedPairs: z.number().int().min(1).default(8192),
+  /** Documents one request may carry. */
+  maxDocuments: z.number().int().min(1).default(1000),
+  /** Request body size limit in bytes. */
+  maxBodyBytes: z.number().int().min(1024).default(8 * 1024 * 1024),
+  useFp16: z.boolean().default(false),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
+});
+
+export const RerankConfigSchema = z
+  .strictObject({
+    defaultVersion: versionName,
+    versions: z.record(versionName, VersionConfigSchema).refine((v) => Object.keys(v).length > 0, {
+      message: 'must define at least one version',
+    }),
+    serving: ServingConfigSchema.default(() => ServingConfigSchema.parse({})),
+  })
+  .superRefine((config, ctx) => {
+    const version = config.versions[config.defaultVersion];
+    if (!version) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['defaultVersion'],
+        message: `names "${config.defaultVersion}", which is not among versions (${Object.keys(config.versions).join(', ')})`,
+      });
+    } else if (!version.enabled) {
+      ctx.addIssue({ code: 'custom', path: ['defaultVersion'], message: `names "${config.defaultVersion}", which is disabled` });
+    }
+  });
+
+export type VersionConfig = z.infer<typeof VersionConfigSchema>;
+export type ServingConfig = z.infer<typeof ServingConfigSchema>;
+export type RerankConfig = z.infer<typeof RerankConfigSchema>;
+/** The config as written by a user, before defaults are filled in. */
+export type RerankConfigInput = z.input<typeof RerankConfigSchema>;

@@ -1,0 +1,74 @@
+/**
+ * The serving core's contract with the HTTP layer. Nothing here knows about HTTP: the API adapters
+ * (TEI, Cohere, Jina) turn their request shapes into a RerankRequest and shape the RerankOutcome back.
+ */
+
+export interface RerankRequest {
+  query: string;
+  documents: string[];
+  /** Truncate pairs longer than maxLength (default). When false, an over-long pair is a 413. */
+  truncate?: boolean;
+  /** Version named by the path (`/rerank/{version}`) — wins over everything else. */
+  pathVersion?: string;
+  /** Version named by the `X-Rerank-Version` header. */
+  headerVersion?: string;
+  /** Aborted when the caller goes away; its queued pairs are then skipped. */
+  signal?: AbortSignal;
+}
+
+export interface StageTimings {
+  tokenizeSeconds: number;
+  queueSeconds: number;
+  inferenceSeconds: number;
+}
+
+export interface RerankOutcome {
+  /** The version that answered. */
+  version: string;
+  /** Raw logit per document, in request order. Always finite. */
+  logits: number[];
+  /** Sigmoid of each logit, in request order: the normalized relevance score in [0, 1]. */
+  scores: number[];
+  /** Tokens fed to the model for this request (sum over its pairs, before padding). */
+  tokens: number;
+  timings: StageTimings;
+}
+
+export type VersionState = 'loading' | 'ready' | 'failed' | 'draining';
+
+export interface VersionInfo {
+  name: string;
+  state: VersionState;
+  enabled: boolean;
+  description: string;
+  device: 'cpu' | 'cuda';
+  weight: number;
+  modelPath: string;
+  /** Graph inputs the model takes (XLM-R style graphs have no token_type_ids). */
+  inputs: string[];
+  /** Set when the model is a generated stand-in whose scores carry no meaning. */
+  synthetic: boolean;
+  error?: string;
+}
+
+export interface EngineInfo {
+  defaultVersion: string;
+  configHash: string;
+  versions: VersionInfo[];
+  limits: {
+    maxLength: number;
+    maxBatchTokens: number;
+    maxBatchSize: number;
+    maxQueuedPairs: number;
+    maxDocuments: number;
+    maxBodyBytes: number;
+  };
+}
+
+/** What the HTTP layer needs from the core. */
+export interface Reranker {
+  rerank(request: RerankRequest): Promise<RerankOutcome>;
+  info(): EngineInfo;
+  /** True once every enabled version has loaded and warmed up (or failed, with the default ready). */
+  isReady(): boolean;
+}

@@ -1,0 +1,103 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Histogram buckets, defined once. Seconds. */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+const TOKEN_BUCKETS = [64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
+const RATIO_BUCKETS = [0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
+
+/** Every metric the server exports. One instance per process (or per test, with its own registry). */
+export class ServerMetrics {
+  readonly registry: Registry;
+  readonly httpRequestDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly requests: Counter<'version' | 'status'>;
+  readonly inferenceDuration: Histogram<'version'>;
+  readonly tokenizationDuration: Histogram<'version'>;
+  readonly queueDuration: Histogram<'version'>;
+  readonly batchSize: Histogram<'version'>;
+  readonly batchTokens: Histogram<'version'>;
+  readonly paddingRatio: Histogram<'version'>;
+  readonly queueDepth: Gauge<'version'>;
+  readonly tokens: Counter<'version'>;
+  readonly versionInfo: Gauge<'version' | 'device' | 'state'>;
+
+  constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
+    const registry = options.registry ?? new Registry();
+    this.registry = registry;
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+    const registers = [registry];
+    this.httpRequestDuration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request duration by method, route and status code.',
+      labelNames: ['method', 'route', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'reranker_requests_total',
+      help: 'Rerank requests by answering version and HTTP status.',
+      labelNames: ['version', 'status'],
+      registers,
+    });
+    this.inferenceDuration = new Histogram({
+      name: 'reranker_inference_duration_seconds',
+      help: 'Duration of one model run (one batch).',
+      labelNames: ['version'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.tokenizationDuration = new Histogram({
+      name: 'reranker_tokenization_duration_seconds',
+      help: 'Time to tokenize one request.',
+      labelNames: ['version'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.queueDuration = new Histogram({
+      name: 'reranker_queue_duration_seconds',
+      help: 'Time a pair waited in the queue before its batch ran.',
+      labelNames: ['version'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.batchSize = new Histogram({
+      name: 'reranker_batch_size',
+      help: 'Pairs in one model run.',
+      labelNames: ['version'],
+      buckets: SIZE_BUCKETS,
+      registers,
+    });
+    this.batchTokens = new Histogram({
+      name: 'reranker_batch_tokens',
+      help: 'Padded token slots in one model run (batch size x longest pair).',
+      labelNames: ['version'],
+      buckets: TOKEN_BUCKETS,
+      registers,
+    });
+    this.paddingRatio = new Histogram({
+      name: 'reranker_batch_padding_ratio',
+      help: 'Share of padded token slots in one model run that hold padding.',
+      labelNames: ['version'],
+      buckets: RATIO_BUCKETS,
+      registers,
+    });
+    this.queueDepth = new Gauge({
+      name: 'reranker_queue_depth',
+      help: 'Pairs waiting for a model run.',
+      labelNames: ['version'],
+      registers,
+    });
+    this.tokens = new Counter({
+      name: 'reranker_tokens_total',
+      help: 'Tokens fed to the model (before padding).',
+      labelNames: ['version'],
+      registers,
+    });
+    this.versionInfo = new Gauge({
+      name: 'reranker_version_info',
+      help: 'One series per version with its device and state; value 1.',
+      labelNames: ['version', 'device', 'state'],
+      registers,
+    });
+  }
+}
