@@ -26,6 +26,10 @@ export interface LoadedConfig {
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
   return issues.map((issue) => {
     const where = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
+    // A bad record key (a version name) says why the name is wrong, not just that it is.
+    if (issue.code === 'invalid_key') {
+      return `${where}: version name ${issue.issues.map((inner) => inner.message).join('; ')}`;
+    }
     return `${where}: ${issue.message}`;
   });
 }
