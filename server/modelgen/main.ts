@@ -1,0 +1,75 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_SEED, generateModel, MODEL_SHAPES, type LogitsLayout, type ModelArch, type ModelShape } from './index.ts';
+
+/** `npm run models:generate -- --shape tiny --arch bert --logits batch1 --seed 42 --out models/local/tiny` */
+
+const USAGE = `Usage: npm run models:generate -- [options]
+
+Generates a synthetic cross-encoder reranker (random weights, meaningless scores) for tests and local mode:
+model.onnx, tokenizer.json and config.json.
+
+Options:
+  ${`--shape <${Object.keys(MODEL_SHAPES).join('|')}>`.padEnd(29)}model size (default tiny; minilm-l6 costs what ms-marco-MiniLM-L-6-v2 costs, ~91 MB)
+  --arch <bert|xlmr>           bert: inputs input_ids, attention_mask, token_type_ids (default)
+                               xlmr: XLM-RoBERTa style, no token_type_ids input
+  --logits <batch1|batch>      output logits as [batch_size, 1] (default) or [batch_size]
+  --seed <n>                   weight seed, integer (default ${DEFAULT_SEED}); same options, same bytes
+  --out <dir>                  output directory (default models/local/<shape>)
+  -h, --help                   show this help
+`;
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`--${flag} must be one of ${allowed.join(', ')}, got "${value}"`);
+  return value as T;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        shape: { type: 'string', default: 'tiny' },
+        arch: { type: 'string', default: 'bert' },
+        logits: { type: 'string', default: 'batch1' },
+        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let options;
+  try {
+    const shape = oneOf<ModelShape>('shape', values.shape, Object.keys(MODEL_SHAPES) as ModelShape[]);
+    const arch = oneOf<ModelArch>('arch', values.arch, ['bert', 'xlmr']);
+    const logits = oneOf<LogitsLayout>('logits', values.logits, ['batch1', 'batch']);
+    if (!/^\d+$/.test(values.seed)) throw new Error(`--seed must be a non-negative integer, got "${values.seed}"`);
+    const seed = Number(values.seed);
+    options = { shape, arch, logits, seed, outDir: values.out ?? path.join('models', 'local', shape) };
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+
+  const started = performance.now();
+  const result = await generateModel(options);
+  const seconds = ((performance.now() - started) / 1000).toFixed(2);
+  process.stdout.write(
+    `generated ${options.shape} ${options.arch} model (logits ${options.logits}, seed ${options.seed}) in ${seconds}s\n` +
+      `  ${result.modelPath}\n  ${result.tokenizerPath}\n  ${result.configPath}\n` +
+      'random weights: scores are meaningless; use for wiring, tests and latency only\n',
+  );
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));
