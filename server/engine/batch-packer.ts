@@ -1,0 +1,124 @@
+/**
+ * Choosing the next inference batch: pure functions over plain data.
+ *
+ * The oldest pending pair anchors every batch, so nothing waits behind a stream of better-fitting pairs.
+ * Around it go the pending pairs whose lengths are closest to its own, so the batch holds similar lengths
+ * and little of it is padding. Every pair in a batch is padded to the longest, so a batch costs
+ * `count × longest` token slots; that product stays within `maxBatchTokens` (TEI's max-batch-tokens),
+ * except for a lone pair longer than the budget, which still runs, alone.
+ */
+
+export interface PackLimits {
+  /** Padded token slots (count × longest) one batch may hold. */
+  maxBatchTokens: number;
+  /** Pairs one batch may hold. */
+  maxBatchSize: number;
+  /**
+   * Largest share of a batch's slots that may be padding. A pair whose addition would pass it is left for
+   * a later batch of its own length: on CPU a padded slot costs as much as a real token, so mixing a
+   * 40-token pair into a batch of 400-token pairs costs more than running it later. 1 turns this off.
+   */
+  maxPaddingRatio?: number;
+}
+
+/** What the packer needs to know about a pending pair. */
+export interface PendingPair {
+  /** Tokens, special tokens included. */
+  length: number;
+  /** Arrival order: smaller is older. Unique. */
+  order: number;
+}
+
+export const DEFAULT_MAX_PADDING_RATIO = 0.1;
+
+/** A run of consecutive entries `[start, end)` of a length-sorted pending list. */
+export interface BatchRange {
+  start: number;
+  end: number;
+}
+
+/** Orders pending pairs by length, then age: the order `packSorted` expects. */
+export function compareByLength(a: PendingPair, b: PendingPair): number {
+  return a.length - b.length || a.order - b.order;
+}
+
+/**
+ * The next batch from a list sorted by `compareByLength`, anchored at `anchor` (the index of the oldest
+ * pair). Because it grows outwards from the anchor one neighbour at a time, the batch is a contiguous run
+ * of the sorted list, and its longest pair is its last. O(batch size).
+ */
+export function packSorted(sorted: readonly PendingPair[], anchor: number, limits: PackLimits): BatchRange {
+  const first = sorted[anchor];
+  if (first === undefined) throw new RangeError(`anchor ${anchor} outside the ${sorted.length} pending pairs`);
+  const maxCount = Math.max(1, Math.floor(limits.maxBatchSize));
+  const budget = limits.maxBatchTokens;
+  const paddingRatio = limits.maxPaddingRatio ?? DEFAULT_MAX_PADDING_RATIO;
+  const anchorLength = first.length;
+
+  let start = anchor;
+  let end = anchor + 1;
+  let longest = anchorLength;
+  let tokens = anchorLength;
+  // Each side closes for good at its first misfit: further out on the left the pairs only get shorter
+  // (more padding), on the right only longer (more padding and more slots), while the batch only grows.
+  let leftOpen = start > 0;
+  let rightOpen = end < sorted.length;
+
+  while ((leftOpen || rightOpen) && end - start < maxCount) {
+    const left = leftOpen ? (sorted[start - 1] as PendingPair) : undefined;
+    const right = rightOpen ? (sorted[end] as PendingPair) : undefined;
+    // The nearer length first; on a tie the shorter, which adds no slots to the pairs already in.
+    const takeLeft = left !== undefined && (right === undefined || anchorLength - left.length <= right.length - anchorLength);
+    const candidate = (takeLeft ? left : right) as PendingPair;
+    const count = end - start + 1;
+    const newLongest = takeLeft ? longest : candidate.length;
+    const slots = count * newLongest;
+    const padding = slots - (tokens + candidate.length);
+    if (slots <= budget && padding <= paddingRatio * slots) {
+      tokens += candidate.length;
+      longest = newLongest;
+      if (takeLeft) {
+        start -= 1;
+        leftOpen = start > 0;
+      } else {
+        end += 1;
+        rightOpen = end < sorted.length;
+      }
+    } else if (takeLeft) {
+      leftOpen = false;
+    } else {
+      rightOpen = false;
+    }
+  }
+  return { start, end };
+}
+
+/**
+ * The next batch from pending pairs in any order: indices into `pending`, oldest first. For callers that
+ * keep no sorted list (and for tests); the queue keeps its list sorted and calls `packSorted`.
+ */
+export function packBatch(pending: readonly PendingPair[], limits: PackLimits): number[] {
+  if (pending.length === 0) return [];
+  const indices = pending.map((_, index) => index);
+  indices.sort((a, b) => compareByLength(pending[a] as PendingPair, pending[b] as PendingPair));
+  const sorted = indices.map((index) => pending[index] as PendingPair);
+  let anchor = 0;
+  for (let i = 1; i < sorted.length; i += 1) {
+    if ((sorted[i] as PendingPair).order < (sorted[anchor] as PendingPair).order) anchor = i;
+  }
+  const { start, end } = packSorted(sorted, anchor, limits);
+  return indices.slice(start, end).sort((a, b) => (pending[a] as PendingPair).order - (pending[b] as PendingPair).order);
+}
+
+/** Padding share of a batch of these lengths: padded slots that hold no token, over all slots. */
+export function paddingRatio(lengths: readonly number[]): number {
+  if (lengths.length === 0) return 0;
+  let longest = 0;
+  let total = 0;
+  for (const length of lengths) {
+    total += length;
+    if (length > longest) longest = length;
+  }
+  const slots = longest * lengths.length;
+  return slots === 0 ? 0 : (slots - total) / slots;
+}
