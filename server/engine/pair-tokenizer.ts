@@ -1,0 +1,155 @@
+import { readFile } from 'node:fs/promises';
+import tokenizers from 'tokenizers';
+import type { Tokenizer as TokenizerType, TruncationOptions } from 'tokenizers';
+import { RerankError } from '../errors.ts';
+
+const { Tokenizer } = tokenizers;
+
+/** One (query, document) pair as the model takes it: `[CLS] query [SEP] document [SEP]` or the model's own template. */
+export interface EncodedPair {
+  ids: Int32Array;
+  /** Segment ids (0 for the query, 1 for the document); only for models that take `token_type_ids`. */
+  typeIds?: Uint8Array;
+  /** Tokens, special tokens included: `ids.length`. */
+  length: number;
+}
+
+export interface EncodeOptions {
+  /** Tokens per pair, special tokens included. */
+  maxLength: number;
+  /** Cut over-long pairs longest-first (default); when false an over-long pair is a `payload_too_large` error. */
+  truncate?: boolean;
+}
+
+export interface PairTokenizerOptions {
+  tokenizerPath: string;
+  /** Token id that pads a batch; found from the tokenizer's special tokens when absent. */
+  padId?: number;
+  /** Produce segment ids too (models with a `token_type_ids` input). */
+  withTypeIds: boolean;
+}
+
+// Declared `const enum` in the binding's .d.ts, which type stripping cannot use; the binding takes the name.
+const LONGEST_FIRST = 'LongestFirst' as NonNullable<TruncationOptions['strategy']>;
+const PAD_TOKENS = ['[PAD]', '<pad>', '<|pad|>', '<|endoftext|>'];
+
+/**
+ * Encodes (query, document) pairs with a Hugging Face tokenizer.json through the Rust `tokenizers` binding.
+ * Each pair is its own `encode` call: the binding's `encodeBatch` rejects pairs, and each call runs on the
+ * libuv thread pool, so tokenizing one request overlaps inference of others.
+ *
+ * Truncation is the tokenizer's own, longest-first (what Hugging Face and TEI do for cross-encoders): the
+ * longer of query and document loses tokens first. It is configured on the tokenizer for the current
+ * `maxLength`; a pair exactly at the limit is checked for overflow to tell "fits" from "was cut".
+ */
+export class PairTokenizer {
+  readonly padId: number;
+  readonly withTypeIds: boolean;
+  readonly #tokenizer: TokenizerType;
+  #maxLength = 0;
+  /** Bumped on every truncation change, so an encode that raced one is redone under the new setting. */
+  #truncationVersion = 0;
+
+  private constructor(tokenizer: TokenizerType, padId: number, withTypeIds: boolean) {
+    this.#tokenizer = tokenizer;
+    this.padId = padId;
+    this.withTypeIds = withTypeIds;
+  }
+
+  static load(options: PairTokenizerOptions): PairTokenizer {
+    let tokenizer: TokenizerType;
+    try {
+      tokenizer = Tokenizer.fromFile(options.tokenizerPath);
+    } catch (error) {
+      throw new Error(`load tokenizer ${options.tokenizerPath}: ${(error as Error).message}`, { cause: error });
+    }
+    // A tokenizer.json may carry its own padding or truncation; the batcher pads, and truncation follows maxLength.
+    tokenizer.disablePadding();
+    tokenizer.disableTruncation();
+    return new PairTokenizer(tokenizer, options.padId ?? findPadId(tokenizer), options.withTypeIds);
+  }
+
+  /** Encode one pair. `field` names the document in errors (e.g. `documents.3`). */
+  async encodePair(query: string, document: string, options: EncodeOptions, field = 'documents'): Promise<EncodedPair> {
+    const maxLength = options.maxLength;
+    for (;;) {
+      this.#setMaxLength(maxLength);
+      const version = this.#truncationVersion;
+      let encoding;
+      try {
+        encoding = await this.#tokenizer.encode(query, document);
+      } catch (error) {
+        throw new RerankError('tokenizer', `cannot tokenize ${field}: ${(error as Error).message}`, { field, cause: error });
+      }
+      // Another caller changed maxLength while this pair was on the thread pool: which limit applied is unknown.
+      if (version !== this.#truncationVersion) continue;
+      const length = encoding.getLength();
+      if (options.truncate === false && length === maxLength && encoding.getOverflowing().length > 0) {
+        throw new RerankError(
+          'payload_too_large',
+          `${field}: the query and this document together are longer than ${maxLength} tokens, and truncate is false`,
+          { field },
+        );
+      }
+      const ids = Int32Array.from(encoding.getIds());
+      if (!this.withTypeIds) return { ids, length };
+      return { ids, typeIds: Uint8Array.from(encoding.getTypeIds()), length };
+    }
+  }
+
+  /** Encode a query against each document, concurrently. Errors name the document (`documents.<i>`). */
+  encodePairs(query: string, documents: readonly string[], options: EncodeOptions): Promise<EncodedPair[]> {
+    return Promise.all(documents.map((document, index) => this.encodePair(query, document, options, `documents.${index}`)));
+  }
+
+  #setMaxLength(maxLength: number): void {
+    if (maxLength === this.#maxLength) return;
+    if (!Number.isInteger(maxLength) || maxLength < 4) throw new RangeError(`maxLength must be an integer ≥ 4, got ${maxLength}`);
+    this.#tokenizer.setTruncation(maxLength, { strategy: LONGEST_FIRST });
+    this.#maxLength = maxLength;
+    this.#truncationVersion += 1;
+  }
+}
+
+function findPadId(tokenizer: TokenizerType): number {
+  for (const token of PAD_TOKENS) {
+    const id = tokenizer.tokenToId(token);
+    if (id !== null && id !== undefined) return id;
+  }
+  return 0;
+}
+
+/** What a model directory's config.json says, as far as serving cares. Absent file: all undefined. */
+export interface ModelDirConfig {
+  padTokenId?: number;
+  /** Longest sequence the position table allows, special tokens included. */
+  maxTokens?: number;
+  modelType?: string;
+  /** Written by the model generator: random weights, scores carry no meaning. */
+  synthetic: boolean;
+}
+
+export async function readModelDirConfig(configPath: string): Promise<ModelDirConfig> {
+  let text: string;
+  try {
+    text = await readFile(configPath, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { synthetic: false };
+    throw new Error(`read ${configPath}: ${(error as Error).message}`, { cause: error });
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(text) as Record<string, unknown>;
+  } catch (error) {
+    throw new Error(`parse ${configPath}: ${(error as Error).message}`, { cause: error });
+  }
+  const padTokenId = typeof raw.pad_token_id === 'number' ? raw.pad_token_id : undefined;
+  const modelType = typeof raw.model_type === 'string' ? raw.model_type : undefined;
+  let maxTokens = typeof raw.max_position_embeddings === 'number' ? raw.max_position_embeddings : undefined;
+  // RoBERTa-family position ids start after padding_idx, so the table holds padding_idx + 1 unusable rows
+  // (514 rows for 512 tokens in XLM-R / bge-reranker).
+  if (maxTokens !== undefined && modelType !== undefined && /roberta|xlm-r|camembert/i.test(modelType)) {
+    maxTokens -= (padTokenId ?? 1) + 1;
+  }
+  return { padTokenId, maxTokens, modelType, synthetic: raw.synthetic === true };
+}
