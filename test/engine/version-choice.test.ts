@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { chooseVersion, type VersionCandidate, type VersionChoice, type VersionChoiceInput } from '../../server/engine/version-choice.ts';
+
+const v = (name: string, weight: number, extra: Partial<VersionCandidate> = {}): VersionCandidate => ({
+  name,
+  weight,
+  enabled: true,
+  ready: true,
+  ...extra,
+});
+
+const stableCanary = [v('stable', 90), v('canary', 10)];
+
+describe('chooseVersion', () => {
+  const cases: { name: string; input: Partial<VersionChoiceInput>; expected: VersionChoice }[] = [
+    { name: 'path version wins', input: { pathVersion: 'canary', headerVersion: 'stable', random: () => 0 }, expected: { version: 'canary', reason: 'path' } },
+    { name: 'header version next', input: { headerVersion: 'canary', random: () => 0 }, expected: { version: 'canary', reason: 'header' } },
+    { name: 'header value is trimmed', input: { headerVersion: ' canary ' }, expected: { version: 'canary', reason: 'header' } },
+    { name: 'empty header is no header', input: { headerVersion: '', random: () => 0.95 }, expected: { version: 'canary', reason: 'weighted' } },
+    { name: 'weighted: low draw', input: { random: () => 0 }, expected: { version: 'stable', reason: 'weighted' } },
+    { name: 'weighted: draw just under the split', input: { random: () => 0.8999 }, expected: { version: 'stable', reason: 'weighted' } },
+    { name: 'weighted: draw at the split', input: { random: () => 0.9 }, expected: { version: 'canary', reason: 'weighted' } },
+    { name: 'weighted: top draw', input: { random: () => 0.999999 }, expected: { version: 'canary', reason: 'weighted' } },
+    {
+      name: 'unknown path version falls back to the default, header ignored',
+      input: { pathVersion: 'nope', headerVersion: 'canary' },
+      expected: { version: 'stable', reason: 'default', fallbackFrom: 'nope' },
+    },
+    {
+      name: 'unknown header version falls back to the default',
+      input: { headerVersion: 'nope' },
+      expected: { version: 'stable', reason: 'default', fallbackFrom: 'nope' },
+    },
+    {
+      name: 'disabled version falls back',
+      input: { versions: [v('stable', 90), v('canary', 10, { enabled: false })], pathVersion: 'canary' },
+      expected: { version: 'stable', reason: 'default', fallbackFrom: 'canary' },
+    },
+    {
+      name: 'version still loading falls back',
+      input: { versions: [v('stable', 90), v('canary', 10, { ready: false })], headerVersion: 'canary' },
+      expected: { version: 'stable', reason: 'default', fallbackFrom: 'canary' },
+    },
+    {
+      name: 'a version that cannot serve gets no weighted traffic',
+      input: { versions: [v('stable', 90), v('canary', 10, { ready: false })], random: () => 0.99 },
+      expected: { version: 'stable', reason: 'weighted' },
+    },
+    {
+      name: 'all weights zero: the default',
+      input: { versions: [v('stable', 0), v('canary', 0)], random: () => 0.5 },
+      expected: { version: 'stable', reason: 'default' },
+    },
+    {
+      name: 'default not ready: weight goes to the ready versions',
+      input: { versions: [v('stable', 90, { ready: false }), v('canary', 10)], random: () => 0 },
+      expected: { version: 'canary', reason: 'weighted' },
+    },
+    {
+      name: 'nothing can serve: still the default (the engine answers unavailable)',
+      input: { versions: [v('stable', 90, { ready: false }), v('canary', 10, { enabled: false })], random: () => 0 },
+      expected: { version: 'stable', reason: 'default' },
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const input: VersionChoiceInput = { versions: stableCanary, defaultVersion: 'stable', random: () => 0.5, ...c.input };
+      assert.deepEqual(chooseVersion(input), c.expected);
+    });
+  }
+
+  it('splits unpinned traffic by weight', () => {
+    // mulberry32: a seeded uniform source, so the test is deterministic.
+    let state = 1234;
+    const random = () => {
+      state = (state + 0x6d2b79f5) >>> 0;
+      let t = state;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const versions = [v('a', 70), v('b', 20), v('c', 10), v('off', 50, { enabled: false })];
+    const counts: Record<string, number> = {};
+    const draws = 20_000;
+    for (let i = 0; i < draws; i += 1) {
+      const { version } = chooseVersion({ versions, defaultVersion: 'a', random });
+      counts[version] = (counts[version] ?? 0) + 1;
+    }
+    assert.equal(counts.off, undefined);
+    for (const [name, share] of [['a', 0.7], ['b', 0.2], ['c', 0.1]] as const) {
+      const observed = (counts[name] ?? 0) / draws;
+      // Five standard deviations of a binomial share: fails by chance about once in 3 million runs.
+      const tolerance = 5 * Math.sqrt((share * (1 - share)) / draws);
+      assert.ok(Math.abs(observed - share) < tolerance, `${name}: ${observed} vs ${share} ± ${tolerance.toFixed(4)}`);
+    }
+  });
+});
