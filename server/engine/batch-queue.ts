@@ -122,28 +122,36 @@ export class BatchQueue {
     return this.#pending;
   }
 
+  /**
+   * Throws unless `pairs` more pairs fit: `payload_too_large` when they never could, `overloaded` (with
+   * a Retry-After estimate from recent throughput) when they do not fit now.
+   */
+  checkRoom(pairs: number): void {
+    if (this.#closed) throw new RerankError('unavailable', `version ${this.version} is shutting down`);
+    const { maxQueuedPairs } = this.#limits();
+    if (pairs > maxQueuedPairs) {
+      throw new RerankError('payload_too_large', `${pairs} documents: version ${this.version} queues at most ${maxQueuedPairs} pairs`, {
+        field: 'documents',
+      });
+    }
+    if (this.#pending + pairs > maxQueuedPairs) {
+      const excess = this.#pending + pairs - maxQueuedPairs;
+      const retryAfterSeconds = this.#throughput > 0 ? Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(excess / this.#throughput))) : 1;
+      throw new RerankError('overloaded', `version ${this.version} is busy: ${this.#pending} pairs queued (limit ${maxQueuedPairs})`, {
+        retryAfterSeconds,
+      });
+    }
+  }
+
   /** Scores every pair; resolves when the last one has run. */
   score(pairs: readonly EncodedPair[], signal?: AbortSignal): Promise<ScoreResult> {
-    if (this.#closed) return Promise.reject(new RerankError('unavailable', `version ${this.version} is shutting down`));
     if (signal?.aborted) return Promise.reject(cancelled());
+    try {
+      this.checkRoom(pairs.length);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
     if (pairs.length === 0) return Promise.resolve({ logits: new Float32Array(0), queueSeconds: 0, inferenceSeconds: 0 });
-    const { maxQueuedPairs } = this.#limits();
-    if (pairs.length > maxQueuedPairs) {
-      return Promise.reject(
-        new RerankError('payload_too_large', `${pairs.length} documents: version ${this.version} queues at most ${maxQueuedPairs} pairs`, {
-          field: 'documents',
-        }),
-      );
-    }
-    if (this.#pending + pairs.length > maxQueuedPairs) {
-      const excess = this.#pending + pairs.length - maxQueuedPairs;
-      const retryAfterSeconds = this.#throughput > 0 ? Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(excess / this.#throughput))) : 1;
-      return Promise.reject(
-        new RerankError('overloaded', `version ${this.version} is busy: ${this.#pending} pairs queued (limit ${maxQueuedPairs})`, {
-          retryAfterSeconds,
-        }),
-      );
-    }
 
     return new Promise<ScoreResult>((resolve, reject) => {
       const job: Job = {

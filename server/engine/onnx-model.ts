@@ -113,7 +113,7 @@ export function makeFinite(logits: Float32Array): number {
 }
 
 /** Grow-only int64 input buffers, reused across runs. Their high words are never written, so stay 0. */
-class InputBuffers {
+export class InputBuffers {
   ids = new BigInt64Array(0);
   mask = new BigInt64Array(0);
   types = new BigInt64Array(0);
@@ -295,11 +295,13 @@ export interface LoadOnnxModelOptions extends OnnxModelOptions {
   logger: Logger;
   /** `worker` (default): the session runs in its own thread. `main`: on the calling thread, blocking it while a batch runs. */
   thread?: 'worker' | 'main';
+  /** Called if the worker thread dies other than by `close()`; every later run then fails. */
+  onCrash?: (error: Error) => void;
 }
 
 /** Load a model; with `cuda` wanted and unavailable, it logs why and serves on CPU (see `description.device`). */
 export async function loadOnnxModel(options: LoadOnnxModelOptions): Promise<PairScorer> {
-  const model = options.thread === 'main' ? await InThreadModel.load(options) : await OnnxModel.load(options);
+  const model = options.thread === 'main' ? await InThreadModel.load(options) : await OnnxModel.load(options, options.onCrash);
   const { description } = model;
   if (description.fallbackReason !== undefined) {
     options.logger.warn({ model: options.modelPath, reason: description.fallbackReason }, 'cuda unavailable: serving on CPU');
@@ -339,17 +341,19 @@ export class OnnxModel implements PairScorer {
   #nextId = 0;
   #dead: Error | undefined;
   #exited: Promise<void>;
+  readonly #onCrash: ((error: Error) => void) | undefined;
 
-  private constructor(worker: Worker, description: ModelDescription) {
+  private constructor(worker: Worker, description: ModelDescription, onCrash: ((error: Error) => void) | undefined) {
     this.#worker = worker;
     this.description = description;
+    this.#onCrash = onCrash;
     this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     worker.on('message', (reply: WorkerReply) => this.#onReply(reply));
     worker.on('error', (error) => this.#fail(new Error(`model worker crashed: ${error.message}`, { cause: error })));
     worker.on('exit', (code) => this.#fail(new Error(`model worker exited (code ${code})`)));
   }
 
-  static async load(options: OnnxModelOptions): Promise<OnnxModel> {
+  static async load(options: OnnxModelOptions, onCrash?: (error: Error) => void): Promise<OnnxModel> {
     const worker = new Worker(new URL('./onnx-worker.ts', import.meta.url), {
       workerData: {
         modelPath: options.modelPath,
@@ -385,7 +389,7 @@ export class OnnxModel implements PairScorer {
       await worker.terminate();
       throw error;
     });
-    return new OnnxModel(worker, description);
+    return new OnnxModel(worker, description, onCrash);
   }
 
   run(pairs: readonly EncodedPair[]): Promise<BatchRunResult> {
@@ -421,7 +425,10 @@ export class OnnxModel implements PairScorer {
   }
 
   #fail(error: Error): void {
-    this.#dead ??= error;
+    if (this.#dead === undefined) {
+      this.#dead = error;
+      this.#onCrash?.(error);
+    }
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
   }

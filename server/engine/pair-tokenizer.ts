@@ -19,14 +19,14 @@ export interface EncodeOptions {
   maxLength: number;
   /** Cut over-long pairs longest-first (default); when false an over-long pair is a `payload_too_large` error. */
   truncate?: boolean;
+  /** Produce segment ids too (models with a `token_type_ids` input). */
+  withTypeIds?: boolean;
 }
 
 export interface PairTokenizerOptions {
   tokenizerPath: string;
-  /** Token id that pads a batch; found from the tokenizer's special tokens when absent. */
+  /** Token id that pads a batch (config.json's pad_token_id); found from the tokenizer's special tokens when absent. */
   padId?: number;
-  /** Produce segment ids too (models with a `token_type_ids` input). */
-  withTypeIds: boolean;
 }
 
 // Declared `const enum` in the binding's .d.ts, which type stripping cannot use; the binding takes the name.
@@ -44,16 +44,14 @@ const PAD_TOKENS = ['[PAD]', '<pad>', '<|pad|>', '<|endoftext|>'];
  */
 export class PairTokenizer {
   readonly padId: number;
-  readonly withTypeIds: boolean;
   readonly #tokenizer: TokenizerType;
   #maxLength = 0;
   /** Bumped on every truncation change, so an encode that raced one is redone under the new setting. */
   #truncationVersion = 0;
 
-  private constructor(tokenizer: TokenizerType, padId: number, withTypeIds: boolean) {
+  private constructor(tokenizer: TokenizerType, padId: number) {
     this.#tokenizer = tokenizer;
     this.padId = padId;
-    this.withTypeIds = withTypeIds;
   }
 
   static load(options: PairTokenizerOptions): PairTokenizer {
@@ -66,7 +64,7 @@ export class PairTokenizer {
     // A tokenizer.json may carry its own padding or truncation; the batcher pads, and truncation follows maxLength.
     tokenizer.disablePadding();
     tokenizer.disableTruncation();
-    return new PairTokenizer(tokenizer, options.padId ?? findPadId(tokenizer), options.withTypeIds);
+    return new PairTokenizer(tokenizer, options.padId ?? findPadId(tokenizer));
   }
 
   /** Encode one pair. `field` names the document in errors (e.g. `documents.3`). */
@@ -92,7 +90,7 @@ export class PairTokenizer {
         );
       }
       const ids = Int32Array.from(encoding.getIds());
-      if (!this.withTypeIds) return { ids, length };
+      if (options.withTypeIds !== true) return { ids, length };
       return { ids, typeIds: Uint8Array.from(encoding.getTypeIds()), length };
     }
   }
@@ -151,5 +149,6 @@ export async function readModelDirConfig(configPath: string): Promise<ModelDirCo
   if (maxTokens !== undefined && modelType !== undefined && /roberta|xlm-r|camembert/i.test(modelType)) {
     maxTokens -= (padTokenId ?? 1) + 1;
   }
+  if (typeof raw.max_sequence_length === 'number') maxTokens = raw.max_sequence_length;
   return { padTokenId, maxTokens, modelType, synthetic: raw.synthetic === true };
 }

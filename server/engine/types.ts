@@ -32,9 +32,12 @@ export interface RerankOutcome {
   /** Tokens fed to the model for this request (sum over its pairs, before padding). */
   tokens: number;
   timings: StageTimings;
+  /** Set when the request named a version (path or header) that could not serve, and `version` answered instead. */
+  fallbackFrom?: string;
 }
 
-export type VersionState = 'loading' | 'ready' | 'failed' | 'draining';
+/** `disabled`: configured with `enabled: false`, so not loaded. */
+export type VersionState = 'loading' | 'ready' | 'failed' | 'draining' | 'disabled';
 
 export interface VersionInfo {
   name: string;
@@ -49,6 +52,10 @@ export interface VersionInfo {
   /** Set when the model is a generated stand-in whose scores carry no meaning. */
   synthetic: boolean;
   error?: string;
+  /** Tokens per pair for this version: the configured maxLength, capped by the model's position table. */
+  maxLength?: number;
+  /** Why `cuda` was configured and the version runs on CPU. */
+  deviceFallback?: string;
 }
 
 export interface EngineInfo {
