@@ -1,0 +1,101 @@
+import type { z } from 'zod';
+import { RerankError, isRerankError, type RerankErrorKind } from '../errors.ts';
+import type { ErrorBody } from './apis/schemas.ts';
+
+/**
+ * The one place a failure becomes an HTTP status. Everything a handler, the core or a middleware throws
+ * lands here through the error middleware; nothing else sets an error status.
+ */
+export const STATUS_BY_KIND: Readonly<Record<RerankErrorKind, number>> = {
+  validation: 400,
+  payload_too_large: 413,
+  tokenizer: 422,
+  overloaded: 429,
+  unauthorized: 401,
+  not_found: 404,
+  unavailable: 503,
+  // nginx's "client closed request": nobody reads it, but the access log and metrics then tell a caller
+  // that left apart from a server failure.
+  cancelled: 499,
+  // TEI answers backend failures with 424. We answer 500: canary analysis (Flagger's request-success-rate)
+  // and generic retry policies count 5xx as the server failing, while a 424 would be counted as the
+  // client's fault and a broken model version would pass its canary.
+  model: 500,
+};
+
+/** A path that exists, asked with a method it does not serve. HTTP-only, so not a RerankError kind. */
+export class MethodNotAllowedError extends Error {
+  readonly allowed: readonly string[];
+  constructor(method: string, path: string, allowed: readonly string[]) {
+    super(`method ${method} is not allowed on ${path}; allowed: ${allowed.join(', ')}`);
+    this.name = 'MethodNotAllowedError';
+    this.allowed = allowed;
+  }
+}
+
+export interface ErrorResponse {
+  status: number;
+  body: ErrorBody;
+  headers: Record<string, string>;
+  /** Not the caller's fault: log it with its stack. */
+  serverFault: boolean;
+}
+
+const DEFAULT_RETRY_AFTER_SECONDS = 1;
+
+/** Status, body and headers for any thrown value. Unknown errors become a 500 that reveals nothing. */
+export function errorResponse(error: unknown): ErrorResponse {
+  if (isRerankError(error)) {
+    const status = STATUS_BY_KIND[error.kind];
+    const headers: Record<string, string> = {};
+    if (error.kind === 'overloaded' || (error.kind === 'unavailable' && error.retryAfterSeconds !== undefined)) {
+      headers['Retry-After'] = String(Math.max(1, Math.ceil(error.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS)));
+    }
+    if (error.kind === 'unauthorized') headers['WWW-Authenticate'] = 'Bearer realm="rerank"';
+    const body: ErrorBody = { error: error.message, error_type: error.kind };
+    if (error.field !== undefined) body.field = error.field;
+    return { status, body, headers, serverFault: status >= 500 };
+  }
+  if (error instanceof MethodNotAllowedError) {
+    return {
+      status: 405,
+      body: { error: error.message, error_type: 'method_not_allowed' },
+      headers: { Allow: error.allowed.join(', ') },
+      serverFault: false,
+    };
+  }
+  return { status: 500, body: { error: 'internal server error', error_type: 'internal' }, headers: {}, serverFault: true };
+}
+
+export function statusForError(error: unknown): number {
+  return errorResponse(error).status;
+}
+
+/**
+ * A zod failure as one validation error naming the field at fault. For a union (a document that is a
+ * string or an object), an object whose `text` is wrong is reported at `documents.3.text`, not just
+ * `documents.3`.
+ */
+export function validationError(error: z.ZodError, root = 'body'): RerankError {
+  const issues = error.issues;
+  const first = issues[0];
+  if (!first) return new RerankError('validation', `${root}: invalid`, { field: root });
+  const { path, message } = innermost(first);
+  const field = path.length > 0 ? path.map(String).join('.') : root;
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? 's' : ''})` : '';
+  return new RerankError('validation', `${field}: ${message}${more}`, { field, cause: error });
+}
+
+function innermost(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string } {
+  if (issue.code === 'invalid_union') {
+    // The branch that got past the type check at the union's own level is the one the caller meant.
+    for (const branch of issue.errors) {
+      const deeper = branch.find((inner) => inner.path.length > 0);
+      if (deeper) {
+        const inner = innermost(deeper);
+        return { path: [...issue.path, ...inner.path], message: inner.message };
+      }
+    }
+  }
+  return { path: issue.path, message: issue.message };
+}
