@@ -1,0 +1,47 @@
+import type { Middleware } from 'koa';
+import type { Reranker } from '../../engine/types.ts';
+import type { ServerMetrics } from '../../metrics.ts';
+import { buildOpenApiDocument, packageVersion } from '../openapi.ts';
+
+/** Extra fields for /info, e.g. notices that a version serves a synthetic model. */
+export interface InfoExtras {
+  notices?: string[];
+  [key: string]: unknown;
+}
+
+export function healthz(): Middleware {
+  return (ctx) => {
+    ctx.body = { status: 'ok' };
+  };
+}
+
+export function readyz(reranker: Reranker): Middleware {
+  return (ctx) => {
+    const ready = reranker.isReady();
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ready' : 'not_ready' };
+  };
+}
+
+export function info(reranker: Reranker, extras: InfoExtras | (() => InfoExtras) | undefined): Middleware {
+  return (ctx) => {
+    const more = typeof extras === 'function' ? extras() : (extras ?? {});
+    ctx.body = { name: 'rerank-server', version: packageVersion, ...reranker.info(), ...more, notices: more.notices ?? [] };
+  };
+}
+
+export function metricsText(metrics: ServerMetrics): Middleware {
+  return async (ctx) => {
+    const text = await metrics.registry.metrics();
+    ctx.type = metrics.registry.contentType;
+    ctx.body = text;
+  };
+}
+
+export function openapi(): Middleware {
+  let document: Record<string, unknown> | undefined;
+  return (ctx) => {
+    document ??= buildOpenApiDocument();
+    ctx.body = document;
+  };
+}

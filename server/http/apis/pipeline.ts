@@ -1,0 +1,150 @@
+import type { Context, Middleware } from 'koa';
+import type { z } from 'zod';
+import type { ServingConfig } from '../../config/schema.ts';
+import { RerankError } from '../../errors.ts';
+import { rankResults, type RankedResult } from '../../engine/rank.ts';
+import type { Reranker, RerankOutcome } from '../../engine/types.ts';
+import type { ServerMetrics } from '../../metrics.ts';
+import { statusForError, validationError } from '../errors.ts';
+import { httpState } from '../middleware.ts';
+
+/**
+ * The one rerank pipeline every API shares: validate → call the core → rank → shape. An adapter only
+ * knows its API's body and response shapes.
+ */
+
+/** What an adapter extracts from its request body. */
+export interface RerankCall {
+  query: string;
+  documents: string[];
+  truncate: boolean;
+  /** The request's own result limit (top_n / top_k); absent: the configured topK. */
+  topN?: number | undefined;
+  /** A `model` field: used as the version when it names a configured one. */
+  model?: string | undefined;
+}
+
+export interface RankedResponse<Parsed> {
+  parsed: Parsed;
+  call: RerankCall;
+  ranked: RankedResult[];
+  outcome: RerankOutcome;
+  requestId: string;
+}
+
+export interface RerankAdapter<Parsed> {
+  schema: z.ZodType<Parsed>;
+  /** Field holding the document list, for the document-count limit. */
+  documentsField: string;
+  /** Semantic checks zod cannot express; throws RerankError naming the field. */
+  toCall(parsed: Parsed): RerankCall;
+  respond(result: RankedResponse<Parsed>): unknown;
+}
+
+export interface PipelineDeps {
+  reranker: Reranker;
+  metrics: ServerMetrics;
+  serving: () => ServingConfig;
+}
+
+const VERSION_HEADER = 'X-Rerank-Version';
+
+export function rerankHandler<Parsed>(deps: PipelineDeps, adapter: RerankAdapter<Parsed>): Middleware {
+  return async (ctx) => {
+    try {
+      await runPipeline(ctx, deps, adapter);
+      deps.metrics.requests.inc({ version: httpState(ctx).version ?? 'none', status: String(ctx.status) });
+    } catch (error) {
+      // Failures before a version answered have no version to name.
+      deps.metrics.requests.inc({ version: 'none', status: String(statusForError(error)) });
+      throw error;
+    }
+  };
+}
+
+async function runPipeline<Parsed>(ctx: Context, deps: PipelineDeps, adapter: RerankAdapter<Parsed>): Promise<void> {
+  const serving = deps.serving();
+  const body: unknown = ctx.request.body;
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new RerankError('validation', 'body: must be a JSON object', { field: 'body' });
+  }
+  // Counted before validating each document: a body far over the limit is refused without walking it.
+  const documents = (body as Record<string, unknown>)[adapter.documentsField];
+  if (Array.isArray(documents) && documents.length > serving.maxDocuments) {
+    throw new RerankError(
+      'payload_too_large',
+      `${adapter.documentsField}: ${documents.length} documents, more than the limit of ${serving.maxDocuments}`,
+      { field: adapter.documentsField },
+    );
+  }
+  const parsed = adapter.schema.safeParse(body);
+  if (!parsed.success) throw validationError(parsed.error);
+  const call = adapter.toCall(parsed.data);
+
+  const params = (ctx as Context & { params?: Record<string, string> }).params ?? {};
+  const outcome = await deps.reranker.rerank({
+    query: call.query,
+    documents: call.documents,
+    truncate: call.truncate,
+    pathVersion: params.version,
+    headerVersion: headerVersion(ctx, deps.reranker, call.model),
+    signal: abortOnClientGone(ctx),
+  });
+  assertWellFormed(outcome, call.documents.length);
+
+  const ranked = rankResults(outcome, { topN: call.topN ?? serving.topK, threshold: serving.threshold });
+  const state = httpState(ctx);
+  state.version = outcome.version;
+  ctx.set(VERSION_HEADER, outcome.version);
+  ctx.set(timingHeaders(outcome, performance.now() - state.startedAt));
+  ctx.status = 200;
+  ctx.body = adapter.respond({ parsed: parsed.data, call, ranked, outcome, requestId: state.requestId });
+}
+
+/** A core that breaks its contract is a 500, not a 200 whose scores serialize as null. */
+function assertWellFormed(outcome: RerankOutcome, documents: number): void {
+  if (outcome.scores.length !== documents || outcome.logits.length !== documents) {
+    throw new Error(`core answered ${outcome.scores.length} scores and ${outcome.logits.length} logits for ${documents} documents`);
+  }
+  if (!outcome.scores.every(Number.isFinite) || !outcome.logits.every(Number.isFinite)) {
+    throw new Error('core answered a non-finite score');
+  }
+}
+
+/**
+ * Precedence: path version (passed separately) > X-Rerank-Version header > a `model` field naming a
+ * configured version. The header is this server's own routing signal (a gateway may set it to pin a
+ * canary); `model` is usually a client library's hard-coded model id, so it only counts when it names a
+ * version here and nothing more explicit did.
+ */
+function headerVersion(ctx: Context, reranker: Reranker, model: string | undefined): string | undefined {
+  const header = ctx.get(VERSION_HEADER).trim();
+  if (header) return header;
+  if (model && reranker.info().versions.some((version) => version.name === model)) return model;
+  return undefined;
+}
+
+/** Aborts when the connection closes before the response was sent, so the core can skip the work. */
+function abortOnClientGone(ctx: Context): AbortSignal {
+  const controller = new AbortController();
+  const res = ctx.res;
+  if (res.destroyed && !res.writableEnded) {
+    controller.abort(new RerankError('cancelled', 'the client went away'));
+  } else {
+    res.once('close', () => {
+      if (!res.writableEnded) controller.abort(new RerankError('cancelled', 'the client went away'));
+    });
+  }
+  return controller.signal;
+}
+
+/** TEI's timing headers, whole milliseconds. */
+function timingHeaders(outcome: RerankOutcome, totalMs: number): Record<string, string> {
+  const ms = (seconds: number) => String(Math.round(seconds * 1000));
+  return {
+    'x-total-time': String(Math.round(totalMs)),
+    'x-tokenization-time': ms(outcome.timings.tokenizeSeconds),
+    'x-queue-time': ms(outcome.timings.queueSeconds),
+    'x-inference-time': ms(outcome.timings.inferenceSeconds),
+  };
+}

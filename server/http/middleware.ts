@@ -1,0 +1,147 @@
+import { randomUUID } from 'node:crypto';
+import { bodyParser } from '@koa/bodyparser';
+import type { Context, Middleware, Next } from 'koa';
+import { RerankError, isRerankError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { ServerMetrics } from '../metrics.ts';
+import { errorResponse } from './errors.ts';
+
+/** What the middleware keep on `ctx.state` for the layers below them. */
+export interface HttpState {
+  requestId: string;
+  /** performance.now() when the request arrived. */
+  startedAt: number;
+  /** Logger bound to this request's id. */
+  log: Logger;
+  /** Route pattern for metrics and logs when the router did not set one (405). */
+  route?: string;
+  /** The version that answered a rerank request. */
+  version?: string;
+  /** Add Jina's `detail` to error bodies (set by the /v1 and /v2 routes). */
+  errorDetail?: boolean;
+}
+
+export function httpState(ctx: Context): HttpState {
+  return ctx.state as HttpState;
+}
+
+const REQUEST_ID_HEADER = 'X-Request-Id';
+// Incoming ids end up in logs and a response header: take only short, printable ones.
+const SAFE_REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
+
+/** Honours a sane incoming X-Request-Id, else makes one; echoes it on the response. */
+export function requestId(logger: Logger): Middleware {
+  return async (ctx, next) => {
+    const incoming = ctx.get(REQUEST_ID_HEADER);
+    const id = SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const state = httpState(ctx);
+    state.requestId = id;
+    state.startedAt = performance.now();
+    state.log = logger.child({ reqId: id });
+    ctx.set(REQUEST_ID_HEADER, id);
+    await next();
+  };
+}
+
+/**
+ * The route label: the router's matched pattern (`/rerank/:version`), never the raw path, so a client
+ * cannot grow the metric's label set; anything the router did not match is `unmatched`.
+ */
+export function routeLabel(ctx: Context): string {
+  const matched = (ctx as Context & { _matchedRoute?: string | RegExp })._matchedRoute;
+  if (typeof matched === 'string') return matched;
+  return httpState(ctx).route ?? 'unmatched';
+}
+
+/** One JSON line per request, written when the response is done. */
+export function accessLog(): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } finally {
+      const state = httpState(ctx);
+      const status = ctx.status;
+      const fields = {
+        method: ctx.method,
+        route: routeLabel(ctx),
+        path: ctx.path,
+        status,
+        durationMs: Math.round((performance.now() - state.startedAt) * 1000) / 1000,
+        version: state.version,
+      };
+      if (status >= 500) state.log.error(fields, 'request');
+      else state.log.info(fields, 'request');
+    }
+  };
+}
+
+/** http_request_duration_seconds{method,route,status}: what canary analysis reads. */
+export function httpMetrics(metrics: ServerMetrics): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } finally {
+      const seconds = (performance.now() - httpState(ctx).startedAt) / 1000;
+      metrics.httpRequestDuration.observe({ method: ctx.method, route: routeLabel(ctx), status: String(ctx.status) }, seconds);
+    }
+  };
+}
+
+/** Turns anything thrown below into the JSON error body; the process never sees it. */
+export function errorHandler(): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      const response = errorResponse(error);
+      const state = httpState(ctx);
+      if (response.serverFault) {
+        state.log.error({ err: error, route: routeLabel(ctx) }, 'request failed');
+      }
+      ctx.status = response.status;
+      ctx.set(response.headers);
+      ctx.body = state.errorDetail ? { ...response.body, detail: response.body.error } : response.body;
+    }
+  };
+}
+
+type BodyParser = (ctx: Context, next: Next) => Promise<unknown>;
+
+/**
+ * Parses every body as JSON whatever its Content-Type (curl -d sends form-urlencoded), with the size limit
+ * read per request so a config change applies at once. Parse failures become RerankErrors naming `body`.
+ */
+export function jsonBody(limitBytes: () => number): Middleware {
+  let cached: { limit: number; parse: BodyParser } | undefined;
+  return async (ctx, next) => {
+    const limit = limitBytes();
+    if (cached?.limit !== limit) {
+      const parse = bodyParser({
+        enableTypes: ['json'],
+        detectJSON: () => true,
+        jsonLimit: limit,
+        onError: (error) => {
+          throw bodyError(error, limit);
+        },
+      }) as BodyParser;
+      cached = { limit, parse };
+    }
+    await cached.parse(ctx, next);
+  };
+}
+
+function bodyError(error: unknown, limit: number): RerankError {
+  if (isRerankError(error)) return error;
+  const type = (error as { type?: unknown }).type;
+  if (type === 'entity.too.large') {
+    return new RerankError('payload_too_large', `body: larger than the limit of ${limit} bytes`, { field: 'body', cause: error });
+  }
+  if (type === 'request.aborted') {
+    return new RerankError('cancelled', 'body: the client went away while sending it', { field: 'body', cause: error });
+  }
+  const reason = error instanceof Error ? error.message : String(error);
+  if ((error as { status?: unknown }).status === 415) {
+    return new RerankError('validation', `body: ${reason}`, { field: 'body', cause: error });
+  }
+  return new RerankError('validation', `body: not valid JSON (${reason})`, { field: 'body', cause: error });
+}

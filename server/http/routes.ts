@@ -1,0 +1,171 @@
+import type { z } from 'zod';
+import {
+  CohereRerankRequestSchema,
+  CohereRerankResponseSchema,
+  HealthResponseSchema,
+  InfoResponseSchema,
+  OpenApiResponseSchema,
+  TeiRerankRequestSchema,
+  TeiRerankResponseSchema,
+} from './apis/schemas.ts';
+
+/**
+ * Every route, described once: app.ts builds the router from this table and openapi.ts the document, and
+ * a test checks the router's registered routes against the document.
+ */
+export interface RouteResponse {
+  description: string;
+  schema?: z.ZodType;
+  /** Default application/json. */
+  contentType?: string;
+}
+
+export interface RouteSpec {
+  operationId: string;
+  method: 'GET' | 'POST';
+  /** Router syntax: `/rerank/:version`. */
+  path: string;
+  summary: string;
+  tag: 'rerank' | 'operations';
+  /** Needs the API key when one is configured. */
+  guarded: boolean;
+  /** A rerank route: takes X-Rerank-Version, answers with it. */
+  rerank: boolean;
+  /** Error bodies also carry `detail` (Jina clients read it). */
+  errorDetail: boolean;
+  /** JSON request body. */
+  request?: z.ZodType;
+  responses: Readonly<Record<number, RouteResponse>>;
+  /** Statuses answered with the Error body. */
+  errors: readonly number[];
+}
+
+const RERANK_ERRORS = [400, 401, 413, 422, 429, 499, 500, 503] as const;
+
+const teiResponses = { 200: { description: 'Results, best first.', schema: TeiRerankResponseSchema } };
+const cohereResponses = { 200: { description: 'Results, best first.', schema: CohereRerankResponseSchema } };
+
+export const ROUTES = [
+  {
+    operationId: 'rerank',
+    method: 'POST',
+    path: '/rerank',
+    summary: 'Rerank texts against a query (text-embeddings-inference API).',
+    tag: 'rerank',
+    guarded: true,
+    rerank: true,
+    errorDetail: false,
+    request: TeiRerankRequestSchema,
+    responses: teiResponses,
+    errors: RERANK_ERRORS,
+  },
+  {
+    operationId: 'rerankVersion',
+    method: 'POST',
+    path: '/rerank/:version',
+    summary: 'Rerank with a named version (text-embeddings-inference API). An unknown or disabled version is answered by the default one; X-Rerank-Version says which.',
+    tag: 'rerank',
+    guarded: true,
+    rerank: true,
+    errorDetail: false,
+    request: TeiRerankRequestSchema,
+    responses: teiResponses,
+    errors: RERANK_ERRORS,
+  },
+  {
+    operationId: 'rerankV1',
+    method: 'POST',
+    path: '/v1/rerank',
+    summary: 'Rerank documents (Cohere v1 and Jina API).',
+    tag: 'rerank',
+    guarded: true,
+    rerank: true,
+    errorDetail: true,
+    request: CohereRerankRequestSchema,
+    responses: cohereResponses,
+    errors: RERANK_ERRORS,
+  },
+  {
+    operationId: 'rerankV2',
+    method: 'POST',
+    path: '/v2/rerank',
+    summary: 'Rerank documents (Cohere v2 API).',
+    tag: 'rerank',
+    guarded: true,
+    rerank: true,
+    errorDetail: true,
+    request: CohereRerankRequestSchema,
+    responses: cohereResponses,
+    errors: RERANK_ERRORS,
+  },
+  {
+    operationId: 'healthz',
+    method: 'GET',
+    path: '/healthz',
+    summary: 'Liveness: the process answers.',
+    tag: 'operations',
+    guarded: false,
+    rerank: false,
+    errorDetail: false,
+    responses: { 200: { description: 'Alive.', schema: HealthResponseSchema } },
+    errors: [],
+  },
+  {
+    operationId: 'readyz',
+    method: 'GET',
+    path: '/readyz',
+    summary: 'Readiness: every enabled version has loaded and warmed up.',
+    tag: 'operations',
+    guarded: false,
+    rerank: false,
+    errorDetail: false,
+    responses: {
+      200: { description: 'Ready for traffic.', schema: HealthResponseSchema },
+      503: { description: 'Still loading.', schema: HealthResponseSchema },
+    },
+    errors: [],
+  },
+  {
+    operationId: 'info',
+    method: 'GET',
+    path: '/info',
+    summary: 'Versions, their state and device, limits, notices and the server version.',
+    tag: 'operations',
+    guarded: true,
+    rerank: false,
+    errorDetail: false,
+    responses: { 200: { description: 'Server and model information.', schema: InfoResponseSchema } },
+    errors: [401],
+  },
+  {
+    operationId: 'metrics',
+    method: 'GET',
+    path: '/metrics',
+    summary: 'Prometheus metrics.',
+    tag: 'operations',
+    guarded: false,
+    rerank: false,
+    errorDetail: false,
+    responses: { 200: { description: 'Prometheus text exposition format.', contentType: 'text/plain' } },
+    errors: [],
+  },
+  {
+    operationId: 'openapi',
+    method: 'GET',
+    path: '/openapi.json',
+    summary: 'This OpenAPI document.',
+    tag: 'operations',
+    guarded: false,
+    rerank: false,
+    errorDetail: false,
+    responses: { 200: { description: 'OpenAPI 3.1 document.', schema: OpenApiResponseSchema } },
+    errors: [],
+  },
+] as const satisfies readonly RouteSpec[];
+
+export type OperationId = (typeof ROUTES)[number]['operationId'];
+
+/** `/rerank/:version` → `/rerank/{version}`. */
+export function openApiPath(routerPath: string): string {
+  return routerPath.replace(/:(\w+)/g, '{$1}');
+}
