@@ -47,11 +47,19 @@ describe('error mapping over HTTP', () => {
         const error = await json<ErrorBody>(response);
         assert.equal(error.error, `the core says ${kind}`);
         assert.equal(error.error_type, kind);
-        assert.equal(error.field, 'documents.1');
+        assert.equal(error.field, path === '/rerank' ? 'texts.1' : 'documents.1', 'the field in the API\'s own terms');
         assert.equal(error.detail, path === '/rerank' ? undefined : error.error);
       }
     });
   }
+
+  test('a core error naming documents.N is reported as texts.N to a TEI caller', async () => {
+    h.reranker.failWith(new RerankError('payload_too_large', 'documents.0: longer than 512 tokens, and truncate is false', { field: 'documents.0' }));
+    const tei = await json<ErrorBody>(await h.post('/rerank', { query: 'q', texts: ['a'], truncate: false }));
+    assert.deepEqual(tei, { error: 'texts.0: longer than 512 tokens, and truncate is false', error_type: 'payload_too_large', field: 'texts.0' });
+    const cohere = await json<ErrorBody>(await h.post('/v2/rerank', { query: 'q', documents: ['a'] }));
+    assert.equal(cohere.field, 'documents.0');
+  });
 
   test('429 carries Retry-After: the core\'s value, rounded up, else 1', async () => {
     h.reranker.failWith(new RerankError('overloaded', 'queue full', { retryAfterSeconds: 2.2 }));

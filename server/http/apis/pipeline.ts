@@ -1,7 +1,7 @@
 import type { Context, Middleware } from 'koa';
 import type { z } from 'zod';
 import type { ServingConfig } from '../../config/schema.ts';
-import { RerankError } from '../../errors.ts';
+import { RerankError, isRerankError } from '../../errors.ts';
 import { rankResults, type RankedResult } from '../../engine/rank.ts';
 import type { Reranker, RerankOutcome } from '../../engine/types.ts';
 import type { ServerMetrics } from '../../metrics.ts';
@@ -82,14 +82,18 @@ async function runPipeline<Parsed>(ctx: Context, deps: PipelineDeps, adapter: Re
   const call = adapter.toCall(parsed.data);
 
   const params = (ctx as Context & { params?: Record<string, string> }).params ?? {};
-  const outcome = await deps.reranker.rerank({
-    query: call.query,
-    documents: call.documents,
-    truncate: call.truncate,
-    pathVersion: params.version,
-    headerVersion: headerVersion(ctx, deps.reranker, call.model),
-    signal: abortOnClientGone(ctx),
-  });
+  const outcome = await deps.reranker
+    .rerank({
+      query: call.query,
+      documents: call.documents,
+      truncate: call.truncate,
+      pathVersion: params.version,
+      headerVersion: headerVersion(ctx, deps.reranker, call.model),
+      signal: abortOnClientGone(ctx),
+    })
+    .catch((error: unknown) => {
+      throw inApiTerms(error, adapter.documentsField);
+    });
   assertWellFormed(outcome, call.documents.length);
 
   const ranked = rankResults(outcome, { topN: call.topN ?? serving.topK, threshold: serving.threshold });
@@ -99,6 +103,18 @@ async function runPipeline<Parsed>(ctx: Context, deps: PipelineDeps, adapter: Re
   ctx.set(timingHeaders(outcome, performance.now() - state.startedAt));
   ctx.status = 200;
   ctx.body = adapter.respond({ parsed: parsed.data, call, ranked, outcome, requestId: state.requestId });
+}
+
+/** The core names the document list `documents`; a TEI caller sent `texts`, so its errors say `texts.3`. */
+function inApiTerms(error: unknown, documentsField: string): unknown {
+  if (!isRerankError(error) || documentsField === 'documents' || !error.field) return error;
+  const match = /^documents(?=\.|$)/;
+  if (!match.test(error.field)) return error;
+  return new RerankError(error.kind, error.message.replace(match, documentsField), {
+    field: error.field.replace(match, documentsField),
+    ...(error.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: error.retryAfterSeconds }),
+    cause: error,
+  });
 }
 
 /** A core that breaks its contract is a 500, not a 200 whose scores serialize as null. */
