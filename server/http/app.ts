@@ -7,7 +7,7 @@ import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { cohereAdapter } from './apis/cohere.ts';
 import { healthz, info, metricsText, openapi, readyz, type InfoExtras } from './apis/ops.ts';
-import { rerankHandler } from './apis/pipeline.ts';
+import { countRerankRequests, rerankHandler } from './apis/pipeline.ts';
 import { teiAdapter } from './apis/tei.ts';
 import { requireApiKey } from './auth.ts';
 import { MethodNotAllowedError } from './errors.ts';
@@ -64,6 +64,7 @@ export function createRouter(deps: AppDeps): Router {
     metrics: metricsText(deps.metrics),
     openapi: openapi(),
   };
+  const count = countRerankRequests(deps.metrics);
   const guard = deps.apiKey ? requireApiKey(deps.apiKey) : undefined;
   const body = jsonBody(() => deps.serving().maxBodyBytes);
   const withDetail: Middleware = (ctx, next) => {
@@ -74,6 +75,7 @@ export function createRouter(deps: AppDeps): Router {
   const router = new Router();
   for (const route of ROUTES) {
     const chain: Middleware[] = [];
+    if (route.rerank) chain.push(count);
     if (route.errorDetail) chain.push(withDetail);
     if (route.guarded && guard) chain.push(guard);
     if ('request' in route) chain.push(body);

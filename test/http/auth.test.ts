@@ -60,6 +60,7 @@ describe('API key', () => {
     await h.post('/rerank/v1', TEI);
     const metrics = await (await h.get('/metrics')).text();
     assert.match(metrics, /http_request_duration_seconds_count\{method="POST",route="\/rerank\/:version",status="401"\} \d+/);
+    assert.match(metrics, /reranker_requests_total\{version="none",status="401"\} \d+/);
   });
 
   test('a rotated key applies to the next request', async () => {

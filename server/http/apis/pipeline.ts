@@ -50,13 +50,21 @@ export interface PipelineDeps {
 const VERSION_HEADER = 'X-Rerank-Version';
 
 export function rerankHandler<Parsed>(deps: PipelineDeps, adapter: RerankAdapter<Parsed>): Middleware {
-  return async (ctx) => {
+  return (ctx) => runPipeline(ctx, deps, adapter);
+}
+
+/**
+ * reranker_requests_total{version,status}. First in a rerank route's chain, so refusals by the API key
+ * check and the body parser are counted too; those, and every failure before a version answered, have
+ * no version to name (`none`).
+ */
+export function countRerankRequests(metrics: ServerMetrics): Middleware {
+  return async (ctx, next) => {
     try {
-      await runPipeline(ctx, deps, adapter);
-      deps.metrics.requests.inc({ version: httpState(ctx).version ?? 'none', status: String(ctx.status) });
+      await next();
+      metrics.requests.inc({ version: httpState(ctx).version ?? 'none', status: String(ctx.status) });
     } catch (error) {
-      // Failures before a version answered have no version to name.
-      deps.metrics.requests.inc({ version: 'none', status: String(statusForError(error)) });
+      metrics.requests.inc({ version: 'none', status: String(statusForError(error)) });
       throw error;
     }
   };
