@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
+  DEFAULT_MAX_PADDING_RATIO,
   compareByLength,
   packBatch,
   packSorted,
@@ -39,13 +40,13 @@ describe('packBatch', () => {
     {
       name: 'the oldest anchors, the nearest lengths join it',
       lengths: [100, 10, 98, 11, 103, 12, 99],
-      limits: { maxBatchTokens: 10_000, maxBatchSize: 4 },
+      limits: { maxBatchTokens: 10_000, maxBatchSize: 4, maxPaddingRatio: 1 },
       expected: [0, 2, 4, 6],
     },
     {
       name: 'a short anchor takes short neighbours, not long ones',
       lengths: [10, 100, 11, 101, 12, 102],
-      limits: { maxBatchTokens: 10_000, maxBatchSize: 3 },
+      limits: { maxBatchTokens: 10_000, maxBatchSize: 3, maxPaddingRatio: 1 },
       expected: [0, 2, 4],
     },
     {
@@ -73,7 +74,7 @@ describe('packBatch', () => {
     });
   }
 
-  it('keeps padding low when lengths are mixed', () => {
+  it('keeps padding under the default cap when lengths are mixed', () => {
     // 200 pairs of lengths spread over 30–400 tokens, in random order: what many requests leave pending.
     let seed = 7;
     const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
@@ -91,7 +92,7 @@ describe('packBatch', () => {
       pending = pending.filter((_, i) => !taken.has(i));
     }
     const waste = (slots - tokens) / slots;
-    assert.ok(waste <= 0.1, `padding ${(waste * 100).toFixed(1)}% of slots`);
+    assert.ok(waste <= DEFAULT_MAX_PADDING_RATIO, `padding ${(waste * 100).toFixed(1)}% of slots`);
     assert.ok(batches <= 40, `${batches} batches for 200 pairs`);
   });
 });
