@@ -1,0 +1,235 @@
+import type { RerankerConfig, VersionSpec } from '../crd/spec.ts';
+import type { KubeObject } from '../kube.ts';
+import { CONFIG_DIR, LABEL, MODELS_DIR, SERVER_PORT, names, ownerLabels, ownerReference, type Pool } from '../names.ts';
+import { gpuCount } from './serving-config.ts';
+
+/** Images the operator runs unless the resource overrides them (spec.images). */
+export interface Images {
+  server: string;
+  /** Runs `rerank-server models pull`; defaults to the server image. */
+  modelFetcher?: string;
+  pullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+}
+
+const RUN_AS = 65532;
+
+const containerSecurity = {
+  runAsNonRoot: true,
+  runAsUser: RUN_AS,
+  runAsGroup: RUN_AS,
+  readOnlyRootFilesystem: true,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+const podSecurity = { runAsNonRoot: true, fsGroup: RUN_AS, seccompProfile: { type: 'RuntimeDefault' } };
+
+export function effectiveImages(rrc: RerankerConfig, defaults: Images): Required<Pick<Images, 'server' | 'modelFetcher'>> & Images {
+  const server = rrc.spec.images?.server ?? defaults.server;
+  const pullPolicy = rrc.spec.images?.pullPolicy ?? defaults.pullPolicy;
+  return {
+    server,
+    modelFetcher: rrc.spec.images?.modelFetcher ?? defaults.modelFetcher ?? server,
+    ...(pullPolicy ? { pullPolicy } : {}),
+  };
+}
+
+function metadata(rrc: RerankerConfig, name: string, labels: Record<string, string>) {
+  return {
+    name,
+    namespace: rrc.metadata.namespace,
+    labels: { ...ownerLabels(rrc.metadata.name), ...labels },
+    ownerReferences: [ownerReference(rrc.metadata)],
+  };
+}
+
+export function versionSelector(owner: string, version: string, pool: Pool): Record<string, string> {
+  return { [LABEL.owner]: owner, [LABEL.version]: version, [LABEL.pool]: pool };
+}
+
+const probes = {
+  readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
+  livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 5 },
+  // Loading and warming a model can take minutes; liveness waits for the first /healthz.
+  startupProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, failureThreshold: 120 },
+};
+
+/** `pvc://<claim>/<path>` is read from the claim mounted read-only at /mnt/pvc/<claim>. */
+export function pvcClaimOf(source: string): string | undefined {
+  const match = /^pvc:\/\/([^/]+)/.exec(source);
+  return match?.[1];
+}
+
+/**
+ * One Deployment per (version, pool). The pod template carries nothing that changes with the serving
+ * knobs: those arrive through the mounted ConfigMap and are hot-reloaded, so a knob change restarts no pod.
+ */
+export function versionDeployment(rrc: RerankerConfig, version: VersionSpec, pool: Pool, images: Images): KubeObject {
+  const owner = rrc.metadata.name;
+  const image = effectiveImages(rrc, images);
+  const selector = versionSelector(owner, version.name, pool);
+  const labels = { ...selector, [LABEL.component]: 'server' };
+  const gpus = pool === 'gpu' ? gpuCount(version) : 0;
+  const gpuResource = version.resources?.gpu?.resourceName ?? 'nvidia.com/gpu';
+  const cpuResources = pool === 'gpu' ? version.resources : version.cpuFallback?.resources;
+  const requests: Record<string, string | number> = { ...(cpuResources?.requests ?? {}) };
+  const limits: Record<string, string | number> = { ...(cpuResources?.limits ?? {}) };
+  if (gpus > 0) {
+    requests[gpuResource] = gpus;
+    limits[gpuResource] = gpus;
+  }
+  const modelDir = `${MODELS_DIR}/${version.name}`;
+  const claim = pvcClaimOf(version.model.source);
+  const pullPolicy = image.pullPolicy ? { imagePullPolicy: image.pullPolicy } : {};
+  const podSpec: Record<string, unknown> = {
+    securityContext: podSecurity,
+    automountServiceAccountToken: false,
+    terminationGracePeriodSeconds: 60,
+    initContainers: [
+      {
+        name: 'model',
+        image: image.modelFetcher,
+        ...pullPolicy,
+        command: ['rerank-server'],
+        args: [
+          'models', 'pull', version.model.source, '--dir', modelDir,
+          ...(version.model.sha256 ? ['--sha256', version.model.sha256] : []),
+        ],
+        securityContext: containerSecurity,
+        volumeMounts: [
+          { name: 'models', mountPath: MODELS_DIR },
+          { name: 'tmp', mountPath: '/tmp' },
+          ...(claim ? [{ name: 'model-source', mountPath: `/mnt/pvc/${claim}`, readOnly: true }] : []),
+        ],
+      },
+    ],
+    containers: [
+      {
+        name: 'server',
+        image: image.server,
+        ...pullPolicy,
+        command: ['rerank-server'],
+        args: ['start', '--config', `${CONFIG_DIR}/${names.versionConfigKey(version.name, pool)}`, '--port', String(SERVER_PORT)],
+        ports: [{ name: 'http', containerPort: SERVER_PORT, protocol: 'TCP' }],
+        ...probes,
+        resources: { ...(Object.keys(requests).length ? { requests } : {}), ...(Object.keys(limits).length ? { limits } : {}) },
+        securityContext: containerSecurity,
+        volumeMounts: [
+          // The whole directory, never subPath: kubelet swaps the ..data symlink and the server sees it.
+          { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+          { name: 'models', mountPath: MODELS_DIR, readOnly: true },
+          { name: 'tmp', mountPath: '/tmp' },
+        ],
+      },
+    ],
+    volumes: [
+      { name: 'config', configMap: { name: names.configMap(owner) } },
+      { name: 'models', emptyDir: {} },
+      { name: 'tmp', emptyDir: {} },
+      ...(claim ? [{ name: 'model-source', persistentVolumeClaim: { claimName: claim, readOnly: true } }] : []),
+    ],
+  };
+  if (pool === 'gpu' && version.nodeSelector) podSpec.nodeSelector = version.nodeSelector;
+  if (pool === 'gpu' && version.tolerations) podSpec.tolerations = version.tolerations;
+  const replicas = pool === 'gpu' ? version.replicas : (version.cpuFallback?.replicas ?? 0);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: metadata(rrc, names.deployment(owner, version.name, pool), labels),
+    spec: {
+      replicas,
+      selector: { matchLabels: selector },
+      // GPUs are scarce: a new pod may not find a free one until the old one goes.
+      strategy: gpus > 0 ? { type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } } : { type: 'RollingUpdate' },
+      template: { metadata: { labels }, spec: podSpec },
+    },
+  };
+}
+
+export function versionService(rrc: RerankerConfig, version: VersionSpec, pool: Pool): KubeObject {
+  const owner = rrc.metadata.name;
+  const selector = versionSelector(owner, version.name, pool);
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: metadata(rrc, names.service(owner, version.name, pool), { ...selector, [LABEL.component]: 'server' }),
+    spec: {
+      type: 'ClusterIP',
+      selector,
+      ports: [{ name: 'http', port: SERVER_PORT, targetPort: 'http', protocol: 'TCP' }],
+    },
+  };
+}
+
+const routerSelector = (owner: string) => ({ [LABEL.owner]: owner, [LABEL.component]: 'router' });
+
+/** Router mode: `rerank-server router` in front of the version Services, reading config.yaml and router.yaml. */
+export function routerDeployment(rrc: RerankerConfig, images: Images): KubeObject {
+  const owner = rrc.metadata.name;
+  const image = effectiveImages(rrc, images);
+  const selector = routerSelector(owner);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: metadata(rrc, names.router(owner), selector),
+    spec: {
+      replicas: rrc.spec.routing.router?.replicas ?? 2,
+      selector: { matchLabels: selector },
+      template: {
+        metadata: { labels: selector },
+        spec: {
+          securityContext: podSecurity,
+          automountServiceAccountToken: false,
+          containers: [
+            {
+              name: 'router',
+              image: image.server,
+              ...(image.pullPolicy ? { imagePullPolicy: image.pullPolicy } : {}),
+              command: ['rerank-server'],
+              args: [
+                'router',
+                '--config', `${CONFIG_DIR}/${names.fullConfigKey}`,
+                '--router-config', `${CONFIG_DIR}/${names.routerConfigKey}`,
+                '--port', String(SERVER_PORT),
+              ],
+              ports: [{ name: 'http', containerPort: SERVER_PORT, protocol: 'TCP' }],
+              readinessProbe: probes.readinessProbe,
+              livenessProbe: probes.livenessProbe,
+              resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
+              securityContext: containerSecurity,
+              volumeMounts: [
+                { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                { name: 'tmp', mountPath: '/tmp' },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'config', configMap: { name: names.configMap(owner) } },
+            { name: 'tmp', emptyDir: {} },
+          ],
+        },
+      },
+    },
+  };
+}
+
+export function routerService(rrc: RerankerConfig): KubeObject {
+  const owner = rrc.metadata.name;
+  const selector = routerSelector(owner);
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: metadata(rrc, names.routerService(owner), selector),
+    spec: { type: 'ClusterIP', selector, ports: [{ name: 'http', port: SERVER_PORT, targetPort: 'http', protocol: 'TCP' }] },
+  };
+}
+
+export function configMap(rrc: RerankerConfig, data: Record<string, string>): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: metadata(rrc, names.configMap(rrc.metadata.name), { [LABEL.component]: 'config' }),
+    data,
+  };
+}
