@@ -196,7 +196,7 @@ export class BatchQueue {
       this.#arrivals.push(entry);
     }
     added.sort(compareByLength);
-    this.#sorted = mergeSorted(this.#sorted, added);
+    mergeInto(this.#sorted, added);
     this.#pending += added.length;
     this.#metrics?.depth.set(this.#pending);
   }
@@ -354,16 +354,14 @@ function lowerBound(sorted: readonly Entry[], entry: Entry): number {
   return low;
 }
 
-function mergeSorted(a: readonly Entry[], b: readonly Entry[]): Entry[] {
-  if (a.length === 0) return b as Entry[];
-  const out = new Array<Entry>(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  let k = 0;
-  while (i < a.length && j < b.length) {
-    out[k++] = compareByLength(a[i] as Entry, b[j] as Entry) <= 0 ? (a[i++] as Entry) : (b[j++] as Entry);
+/** Merges `added` (sorted) into `sorted` in place, from the back: only entries longer than the new ones move. */
+function mergeInto(sorted: Entry[], added: readonly Entry[]): void {
+  let i = sorted.length - 1;
+  let j = added.length - 1;
+  for (const entry of added) sorted.push(entry);
+  let k = sorted.length - 1;
+  while (j >= 0) {
+    if (i >= 0 && compareByLength(sorted[i] as Entry, added[j] as Entry) > 0) sorted[k--] = sorted[i--] as Entry;
+    else sorted[k--] = added[j--] as Entry;
   }
-  while (i < a.length) out[k++] = a[i++] as Entry;
-  while (j < b.length) out[k++] = b[j++] as Entry;
-  return out;
 }
