@@ -29,7 +29,7 @@ export interface BatchRunResult {
 
 /** What the batch queue needs from a backend; the ONNX model and the tests' fakes implement it. */
 export interface BatchScorer {
-  /** Scores the pairs as one batch. One call at a time. */
+  /** Scores the pairs as one batch. The queue never overlaps calls; the ONNX models also serialize them. */
   run(pairs: readonly EncodedPair[]): Promise<BatchRunResult>;
 }
 
