@@ -6,6 +6,9 @@ import { ConfigError, loadConfigFile } from '../config/load.ts';
 import { createLogger } from '../logger.ts';
 import { prepareLocalModels } from './local-mode.ts';
 import { serve } from '../serve.ts';
+import { buildOpenApiDocument } from '../http/openapi.ts';
+import { fetchInfo, scoreWith, type RemoteOptions } from './remote.ts';
+import { renderTable } from './table.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const LOCAL_CONFIG = path.join(repoRoot, 'config/local.yaml');
@@ -53,7 +56,87 @@ export function buildCli(): Command {
       }
     });
 
+  const remote = (command: Command) =>
+    command
+      .option('--url <url>', 'the running server', `http://127.0.0.1:${process.env.PORT ?? 8080}`)
+      .option('--api-key <key>', 'bearer token (default: $RERANK_API_KEY)');
+  const remoteOptions = (opts: { url: string; apiKey?: string }): RemoteOptions => {
+    const apiKey = opts.apiKey ?? process.env.RERANK_API_KEY;
+    return apiKey ? { url: opts.url, apiKey } : { url: opts.url };
+  };
+
+  remote(program.command('status').description('show each version of a running server: state, device, weight, queue, config hash')).action(
+    async (opts: { url: string; apiKey?: string }) => {
+      const info = await fetchInfo(remoteOptions(opts));
+      const rows = info.versions.map((v) => [
+        v.name + (v.name === info.defaultVersion ? ' (default)' : ''),
+        v.state,
+        v.device,
+        String(v.weight),
+        String(v.queuedPairs ?? 0),
+        v.error ?? v.description,
+      ]);
+      process.stdout.write(`config ${info.configHash}${info.appliedAt ? ` applied ${info.appliedAt}` : ''}; pid ${info.pid ?? '?'}\n`);
+      process.stdout.write(`${renderTable(['VERSION', 'STATE', 'DEVICE', 'WEIGHT', 'QUEUED', 'NOTE'], rows)}\n`);
+      for (const notice of info.notices ?? []) process.stdout.write(`! ${notice}\n`);
+    },
+  );
+
+  program
+    .command('export')
+    .description('print the OpenAPI 3.1 document of the server\'s routes')
+    .option('--format <format>', 'openapi', 'openapi')
+    .option('--version <name>', 'document only the routes of this version (/rerank/<name>)')
+    .action((opts: { format: string; version?: string }) => {
+      if (opts.format !== 'openapi') return program.error(`export: unknown format "${opts.format}" (openapi)`);
+      const document = buildOpenApiDocument();
+      if (opts.version) pinVersion(document, opts.version);
+      process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+    });
+
+  remote(
+    program
+      .command('compare')
+      .description('rank one query\'s documents with several versions of a running server, scores side by side')
+      .requiredOption('-q, --query <text>', 'the query')
+      .requiredOption('-d, --doc <text...>', 'documents (repeat or list)')
+      .option('--versions <a,b>', 'versions to compare (default: every ready version)'),
+  ).action(async (opts: { query: string; doc: string[]; versions?: string; url: string; apiKey?: string }) => {
+    const options = remoteOptions(opts);
+    const versions = opts.versions
+      ? opts.versions.split(',').map((v) => v.trim()).filter(Boolean)
+      : (await fetchInfo(options)).versions.filter((v) => v.state === 'ready').map((v) => v.name);
+    const results = await Promise.all(versions.map((version) => scoreWith(options, version, opts.query, opts.doc)));
+    const header = ['#', 'DOCUMENT', ...results.map((r) => (r.answeredBy === r.version ? r.version : `${r.version}→${r.answeredBy}`))];
+    const rows = opts.doc.map((doc, i) => [
+      String(i),
+      doc.length > 48 ? `${doc.slice(0, 47)}…` : doc,
+      ...results.map((r) => `${(r.scores[i] ?? Number.NaN).toFixed(4)} (#${rankOf(r.scores, i)})`),
+    ]);
+    process.stdout.write(`query: ${opts.query}\n${renderTable(header, rows)}\n`);
+  });
+
   return program;
+}
+
+/** 1-based rank of document `i` among the scores (best = 1). */
+function rankOf(scores: readonly number[], i: number): number {
+  const own = scores[i] ?? Number.NaN;
+  return 1 + scores.filter((score) => score > own).length;
+}
+
+/** Narrow the document to one version: its `/rerank/{version}` path with the version fixed. */
+function pinVersion(document: Record<string, unknown>, version: string): void {
+  const paths = document.paths as Record<string, Record<string, { parameters?: Array<{ in: string }> }>>;
+  const template = paths['/rerank/{version}'];
+  for (const key of Object.keys(paths)) if (key.includes('rerank')) delete paths[key];
+  if (template) {
+    for (const operation of Object.values(template)) {
+      if (operation.parameters) operation.parameters = operation.parameters.filter((p) => p.in !== 'path');
+    }
+    paths[`/rerank/${version}`] = template;
+  }
+  (document.info as Record<string, unknown>).title = `rerank-server — version ${version}`;
 }
 
 async function start(options: { configFile: string; port: number; host: string; local: boolean }): Promise<void> {
