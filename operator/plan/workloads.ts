@@ -69,7 +69,8 @@ export function versionDeployment(rrc: RerankerConfig, version: VersionSpec, poo
   const owner = rrc.metadata.name;
   const image = effectiveImages(rrc, images);
   const selector = versionSelector(owner, version.name, pool);
-  const labels = { ...selector, [LABEL.component]: 'server' };
+  // Pods carry the owner labels too: the operator finds a resource's pods by them.
+  const labels = { ...ownerLabels(owner), ...selector, [LABEL.component]: 'server' };
   const gpus = pool === 'gpu' ? gpuCount(version) : 0;
   const gpuResource = version.resources?.gpu?.resourceName ?? 'nvidia.com/gpu';
   const cpuResources = pool === 'gpu' ? version.resources : version.cpuFallback?.resources;
@@ -177,7 +178,7 @@ export function routerDeployment(rrc: RerankerConfig, images: Images): KubeObjec
       replicas: rrc.spec.routing.router?.replicas ?? 2,
       selector: { matchLabels: selector },
       template: {
-        metadata: { labels: selector },
+        metadata: { labels: { ...ownerLabels(owner), ...selector } },
         spec: {
           securityContext: podSecurity,
           automountServiceAccountToken: false,

@@ -1,0 +1,250 @@
+import { parseRerankerConfig, SpecError } from './crd/parse.ts';
+import { KIND, type RerankerConfig, type RerankerConfigObject, type RerankerConfigStatus } from './crd/spec.ts';
+import type { Clock } from './clock.ts';
+import { describeRef, isApiError, KINDS, OWNED_KINDS, refOf, type KubeClient, type KubeObject, type ObjectRef } from './kube.ts';
+import { ANNOTATION, FIELD_MANAGER, LABEL, names, ownerSelector, type Pool } from './names.ts';
+import { plan, PlanError, type Images, type Plan } from './planner.ts';
+import type { PodConfigReader } from './pod-config.ts';
+import { computeStatus, invalidSpecConditions, setConditions, type Observation, type VersionObservation } from './status.ts';
+import type { Availability } from './weights.ts';
+
+export interface Key {
+  namespace: string;
+  name: string;
+}
+
+/** Done (resync later), requeue after a delay (waiting on the world), or an error (retried with backoff). */
+export type ReconcileResult =
+  | { outcome: 'done' }
+  | { outcome: 'requeue'; afterMs: number }
+  | { outcome: 'error'; error: Error };
+
+export interface ReconcilerDeps {
+  kube: KubeClient;
+  podConfig: PodConfigReader;
+  clock: Clock;
+  images: Images;
+  /** How soon to look again while a rollout or config refresh is under way. */
+  pollMs?: number;
+}
+
+type Deployment = KubeObject & {
+  spec?: { replicas?: number };
+  status?: { readyReplicas?: number; updatedReplicas?: number; observedGeneration?: number };
+};
+type Pod = KubeObject & { status?: { podIP?: string; conditions?: Array<{ type: string; status: string }> } };
+
+export class Reconciler {
+  readonly #deps: ReconcilerDeps;
+  constructor(deps: ReconcilerDeps) {
+    this.#deps = deps;
+  }
+
+  /** Level-based: reads the world now and drives it to the spec; safe to run any number of times. */
+  async reconcile(key: Key): Promise<ReconcileResult> {
+    const { kube } = this.#deps;
+    const ref: ObjectRef = { ...KINDS.rerankerConfig, namespace: key.namespace, name: key.name };
+    let object: RerankerConfigObject | null;
+    try {
+      object = await kube.get<RerankerConfigObject & KubeObject>(ref);
+    } catch (error) {
+      return failed(`get ${describeRef(ref)}`, error);
+    }
+    // Gone or going: owner references let the garbage collector remove the children.
+    if (!object || object.metadata.deletionTimestamp) return { outcome: 'done' };
+
+    let rrc: RerankerConfig;
+    let desired: Plan;
+    const errors: string[] = [];
+    let deployments: Deployment[];
+    try {
+      rrc = parseRerankerConfig(object);
+      deployments = await this.#listOwned<Deployment>(rrc, KINDS.deployment, errors);
+      desired = plan(rrc, this.#deps.images, availabilityOf(deployments));
+    } catch (error) {
+      if (error instanceof SpecError || error instanceof PlanError) return this.#refuseSpec(object, error.message);
+      return failed(`plan ${describeRef(ref)}`, error);
+    }
+
+    for (const child of desired.objects) {
+      try {
+        await kube.apply(child, FIELD_MANAGER);
+      } catch (error) {
+        errors.push(`apply ${describeRef(refOf(child))}: ${messageOf(error)}`);
+      }
+    }
+    await this.#prune(rrc, desired, errors);
+    const versions = await this.#observePods(rrc, desired, deployments, errors);
+
+    const observation: Observation = {
+      generation: object.metadata.generation ?? 0,
+      spec: rrc.spec,
+      weights: desired.weights,
+      versions,
+      configHash: desired.config.fullHash,
+      errors,
+    };
+    const status = computeStatus(observation, object.status, this.#deps.clock.now());
+    const statusError = await this.#writeStatus(object, status);
+    if (statusError) errors.push(statusError);
+    await this.#emitEvents(object, object.status, status, errors);
+
+    if (errors.length > 0) return { outcome: 'error', error: new Error(errors.join('; ')) };
+    const progressing = status.conditions?.find((c) => c.type === 'Progressing')?.status === 'True';
+    return progressing ? { outcome: 'requeue', afterMs: this.#deps.pollMs ?? 5000 } : { outcome: 'done' };
+  }
+
+  async #listOwned<T extends KubeObject>(rrc: RerankerConfig, kind: (typeof OWNED_KINDS)[number], errors: string[], optional = false): Promise<T[]> {
+    try {
+      const list = await this.#deps.kube.list<T>(kind, { namespace: rrc.metadata.namespace, labelSelector: ownerSelector(rrc.metadata.name) });
+      // Only what this resource controls: a same-named owner label on someone else's object is not enough.
+      return list.items.filter((item) => item.metadata.ownerReferences?.some((o) => o.kind === KIND && o.uid === rrc.metadata.uid && o.controller));
+    } catch (error) {
+      // A cluster without the Gateway API has no HTTPRoute kind: nothing of that kind can be owned.
+      if (optional && isApiError(error, 404)) return [];
+      errors.push(`list ${kind.kind} ${rrc.metadata.namespace}/${ownerSelector(rrc.metadata.name)}: ${messageOf(error)}`);
+      return [];
+    }
+  }
+
+  async #prune(rrc: RerankerConfig, desired: Plan, errors: string[]): Promise<void> {
+    const wanted = new Set(desired.objects.map((o) => `${o.kind}/${o.metadata.name}`));
+    for (const kind of OWNED_KINDS) {
+      const gatewayWanted = desired.objects.some((o) => o.kind === KINDS.httpRoute.kind);
+      const owned = await this.#listOwned(rrc, kind, errors, kind === KINDS.httpRoute && !gatewayWanted);
+      for (const object of owned) {
+        if (wanted.has(`${object.kind}/${object.metadata.name}`)) continue;
+        try {
+          await this.#deps.kube.delete(refOf(object));
+        } catch (error) {
+          errors.push(`prune ${describeRef(refOf(object))}: ${messageOf(error)}`);
+        }
+      }
+    }
+  }
+
+  /**
+   * Touch the config-hash annotation on pods whose config changed, so kubelet refreshes the mounted
+   * ConfigMap now rather than at its next sync, then ask each ready pod which hash it applied.
+   */
+  async #observePods(rrc: RerankerConfig, desired: Plan, deployments: Deployment[], errors: string[]): Promise<Record<string, VersionObservation>> {
+    const versions: Record<string, VersionObservation> = {};
+    for (const version of rrc.spec.versions.filter((v) => v.enabled)) versions[version.name] = { pools: {}, readyPods: 0, appliedPods: 0 };
+    for (const object of desired.objects) {
+      if (object.kind !== 'Deployment') continue;
+      const version = object.metadata.labels?.[LABEL.version];
+      const pool = object.metadata.labels?.[LABEL.pool] as Pool | undefined;
+      const seen = version && pool ? versions[version] : undefined;
+      if (!seen || !pool) continue;
+      const live = deployments.find((d) => d.metadata.name === object.metadata.name);
+      seen.pools[pool] = {
+        desired: (object.spec as { replicas: number }).replicas,
+        ready: live?.status?.readyReplicas ?? 0,
+        updated: live?.status?.updatedReplicas ?? 0,
+        current: live !== undefined && (live.status?.observedGeneration ?? 0) >= (live.metadata.generation ?? 0),
+      };
+    }
+    let pods: Pod[] = [];
+    try {
+      const list = await this.#deps.kube.list<Pod>(KINDS.pod, {
+        namespace: rrc.metadata.namespace,
+        labelSelector: `${ownerSelector(rrc.metadata.name)},${LABEL.component}=server`,
+      });
+      pods = list.items;
+    } catch (error) {
+      errors.push(`list pods of ${rrc.metadata.namespace}/${rrc.metadata.name}: ${messageOf(error)}`);
+    }
+    await Promise.all(
+      pods.filter(isReady).map(async (pod) => {
+        const version = pod.metadata.labels?.[LABEL.version] ?? '';
+        const pool = (pod.metadata.labels?.[LABEL.pool] ?? 'gpu') as Pool;
+        const expected = desired.config.hashByKey[names.versionConfigKey(version, pool)];
+        const seen = versions[version];
+        if (!expected || !seen) return;
+        seen.readyPods += 1;
+        if (pod.metadata.annotations?.[ANNOTATION.configHash] !== expected) {
+          try {
+            await this.#deps.kube.mergePatch(refOf(pod), { metadata: { annotations: { [ANNOTATION.configHash]: expected } } });
+          } catch (error) {
+            if (!isApiError(error, 404)) errors.push(`annotate ${describeRef(refOf(pod))}: ${messageOf(error)}`);
+          }
+        }
+        try {
+          const applied = await this.#deps.podConfig.read(pod);
+          if (applied.hash === expected) seen.appliedPods += 1;
+        } catch {
+          // A pod that cannot say which config it runs does not count as running the current one.
+        }
+      }),
+    );
+    return versions;
+  }
+
+  async #writeStatus(object: RerankerConfigObject, status: RerankerConfigStatus): Promise<string | undefined> {
+    const ref = refOf(object as unknown as KubeObject);
+    try {
+      await this.#deps.kube.patchStatus(ref, status as Record<string, unknown>);
+      return undefined;
+    } catch (error) {
+      return `update status of ${describeRef(ref)}: ${messageOf(error)}`;
+    }
+  }
+
+  async #refuseSpec(object: RerankerConfigObject, message: string): Promise<ReconcileResult> {
+    const generation = object.metadata.generation ?? 0;
+    const status: RerankerConfigStatus = {
+      ...object.status,
+      observedGeneration: generation,
+      conditions: setConditions(object.status?.conditions, invalidSpecConditions(message), generation, this.#deps.clock.now()),
+    };
+    const statusError = await this.#writeStatus(object, status);
+    await this.#emitEvents(object, object.status, status, []);
+    // Terminal: retrying the same spec cannot help; the next spec change brings a new reconcile.
+    return statusError ? { outcome: 'error', error: new Error(statusError) } : { outcome: 'done' };
+  }
+
+  async #emitEvents(object: RerankerConfigObject, before: RerankerConfigStatus | undefined, after: RerankerConfigStatus, errors: string[]): Promise<void> {
+    const involvedObject = { ...refOf(object as unknown as KubeObject), ...(object.metadata.uid ? { uid: object.metadata.uid } : {}) };
+    const events: Array<{ type: 'Normal' | 'Warning'; reason: string; message: string }> = [];
+    for (const error of errors) events.push({ type: 'Warning', reason: 'ReconcileFailed', message: error });
+    for (const condition of after.conditions ?? []) {
+      const previous = before?.conditions?.find((c) => c.type === condition.type);
+      if (previous && previous.status === condition.status && previous.reason === condition.reason) continue;
+      const bad = (condition.type === 'Degraded') === (condition.status === 'True');
+      if (!previous && !bad) continue;
+      events.push({ type: bad ? 'Warning' : 'Normal', reason: condition.reason, message: `${condition.type}=${condition.status}: ${condition.message}` });
+    }
+    for (const event of events) {
+      try {
+        await this.#deps.kube.createEvent({ involvedObject, ...event });
+      } catch {
+        // Events are best effort; status carries the same facts.
+      }
+    }
+  }
+}
+
+function availabilityOf(deployments: Deployment[]): Availability {
+  const out: Record<string, { primary: number; fallback: number }> = {};
+  for (const d of deployments) {
+    const version = d.metadata.labels?.[LABEL.version];
+    if (!version) continue;
+    const entry = (out[version] ??= { primary: 0, fallback: 0 });
+    const ready = d.status?.readyReplicas ?? 0;
+    if (d.metadata.labels?.[LABEL.pool] === 'cpu') entry.fallback += ready;
+    else entry.primary += ready;
+  }
+  return out;
+}
+
+function isReady(pod: Pod): boolean {
+  return !pod.metadata.deletionTimestamp && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function failed(what: string, error: unknown): ReconcileResult {
+  return { outcome: 'error', error: new Error(`${what}: ${messageOf(error)}`, { cause: error }) };
+}

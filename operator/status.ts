@@ -1,0 +1,150 @@
+import type { Condition, ConditionType, RerankerConfigSpec, RerankerConfigStatus, VersionStatus } from './crd/spec.ts';
+import type { Pool } from './names.ts';
+import type { WeightPlan } from './weights.ts';
+
+/** What one reconcile saw of a version pool's Deployment. */
+export interface PoolObservation {
+  desired: number;
+  ready: number;
+  updated: number;
+  /** The Deployment controller has seen the latest template (status.observedGeneration >= metadata.generation). */
+  current: boolean;
+}
+
+export interface VersionObservation {
+  pools: Partial<Record<Pool, PoolObservation>>;
+  /** Ready pods of the version, and how many of them report the config hash they should run. */
+  readyPods: number;
+  appliedPods: number;
+}
+
+export interface Observation {
+  generation: number;
+  spec: RerankerConfigSpec;
+  weights: WeightPlan;
+  versions: Record<string, VersionObservation>;
+  configHash: string;
+  /** Failures of this reconcile, each saying what was being done ("apply Deployment ns/name: ..."). */
+  errors: string[];
+}
+
+/** A condition without its transition time; setConditions supplies it. */
+export type ConditionValue = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
+
+const cond = (type: ConditionType, ok: boolean | 'Unknown', reason: string, message: string): ConditionValue => ({
+  type,
+  status: ok === 'Unknown' ? 'Unknown' : ok ? 'True' : 'False',
+  reason,
+  message,
+});
+
+function enabledVersions(o: Observation) {
+  return o.spec.versions.filter((v) => v.enabled);
+}
+
+function podsApplied(o: Observation): { applied: number; ready: number } {
+  let applied = 0;
+  let ready = 0;
+  for (const v of Object.values(o.versions)) {
+    applied += v.appliedPods;
+    ready += v.readyPods;
+  }
+  return { applied, ready };
+}
+
+export function configAppliedCondition(o: Observation): ConditionValue {
+  const { applied, ready } = podsApplied(o);
+  if (ready === 0) return cond('ConfigApplied', false, 'NoReadyPods', `no ready pods to run config ${o.configHash}`);
+  if (applied < ready) {
+    return cond('ConfigApplied', false, 'Rollout', `${applied}/${ready} ready pods run config ${o.configHash}`);
+  }
+  return cond('ConfigApplied', true, 'Applied', `${applied}/${ready} ready pods run config ${o.configHash}`);
+}
+
+export function progressingCondition(o: Observation): ConditionValue {
+  const rolling: string[] = [];
+  for (const version of enabledVersions(o)) {
+    for (const [pool, p] of Object.entries(o.versions[version.name]?.pools ?? {})) {
+      if (!p.current || p.updated < p.desired || p.ready < p.desired) {
+        rolling.push(`${version.name}${pool === 'cpu' ? ' (cpu fallback)' : ''} ${p.ready}/${p.desired} ready`);
+      }
+    }
+  }
+  const { applied, ready } = podsApplied(o);
+  if (rolling.length > 0) return cond('Progressing', true, 'RollingOut', rolling.join(', '));
+  if (applied < ready) return cond('Progressing', true, 'ConfigRollout', `${applied}/${ready} ready pods run config ${o.configHash}`);
+  return cond('Progressing', false, 'Stable', 'every Deployment is rolled out and every ready pod runs the current config');
+}
+
+export function degradedCondition(o: Observation): ConditionValue {
+  if (o.errors.length > 0) return cond('Degraded', true, 'ReconcileFailed', o.errors.join('; '));
+  const parts: string[] = [];
+  if (o.weights.unavailable.length > 0) {
+    const lost = o.weights.unavailable.map((name) => `${name} (weight ${o.spec.versions.find((v) => v.name === name)?.weight ?? 0})`);
+    const to = Object.entries(o.weights.versions).filter(([, r]) => r.weight > 0).map(([name, r]) => `${name}=${r.weight}`);
+    parts.push(`no ready endpoints: ${lost.join(', ')}; weight in effect: ${to.length ? to.join(', ') : 'none (nothing can serve)'}`);
+  }
+  if (o.weights.onFallback.length > 0) parts.push(`serving on CPU fallback: ${o.weights.onFallback.join(', ')}`);
+  if (parts.length > 0) return cond('Degraded', true, o.weights.unavailable.length > 0 ? 'VersionUnavailable' : 'CpuFallback', parts.join('; '));
+  return cond('Degraded', false, 'AsExpected', 'every version with weight has ready endpoints');
+}
+
+/** Ready: everything applied, and every enabled version can take traffic. Never claimed on a failed reconcile. */
+export function readyCondition(o: Observation): ConditionValue {
+  if (o.errors.length > 0) return cond('Ready', false, 'ReconcileFailed', o.errors.join('; '));
+  const notReady = enabledVersions(o).filter((v) => o.weights.versions[v.name]?.target === 'none').map((v) => v.name);
+  if (notReady.length > 0) return cond('Ready', false, 'VersionsNotReady', `no ready endpoints: ${notReady.join(', ')}`);
+  return cond('Ready', true, 'Ready', `${enabledVersions(o).length} version(s) serving`);
+}
+
+/** For a spec the operator cannot act on: nothing applied, nothing Ready. */
+export function invalidSpecConditions(message: string): ConditionValue[] {
+  return [
+    cond('Ready', false, 'InvalidSpec', message),
+    cond('ConfigApplied', 'Unknown', 'InvalidSpec', message),
+    cond('Progressing', false, 'InvalidSpec', message),
+    cond('Degraded', true, 'InvalidSpec', message),
+  ];
+}
+
+/** Merge new condition values into the previous ones; lastTransitionTime moves only when status changes. */
+export function setConditions(previous: readonly Condition[] | undefined, values: readonly ConditionValue[], generation: number, now: Date): Condition[] {
+  return values.map((value) => {
+    const before = previous?.find((c) => c.type === value.type);
+    const lastTransitionTime = before && before.status === value.status ? before.lastTransitionTime : now.toISOString();
+    return { ...value, lastTransitionTime, observedGeneration: generation };
+  });
+}
+
+export function computeStatus(o: Observation, previous: RerankerConfigStatus | undefined, now: Date): RerankerConfigStatus {
+  const conditions = setConditions(
+    previous?.conditions,
+    [readyCondition(o), configAppliedCondition(o), progressingCondition(o), degradedCondition(o)],
+    o.generation,
+    now,
+  );
+  const versions: VersionStatus[] = o.spec.versions.map((v) => {
+    const seen = o.versions[v.name];
+    const routing = o.weights.versions[v.name];
+    const status: VersionStatus = {
+      name: v.name,
+      replicas: v.enabled ? v.replicas : 0,
+      readyReplicas: seen?.pools.gpu?.ready ?? 0,
+      weight: routing?.weight ?? 0,
+      device: routing?.target === 'gpu' ? ((v.resources?.gpu?.count ?? 0) > 0 ? 'cuda' : 'cpu') : routing?.target === 'cpu' ? 'cpu' : 'none',
+    };
+    if (seen?.pools.cpu) status.fallbackReadyReplicas = seen.pools.cpu.ready;
+    if (seen) status.configApplied = `${seen.appliedPods}/${seen.readyPods}`;
+    return status;
+  });
+  const { applied, ready } = podsApplied(o);
+  return {
+    observedGeneration: o.generation,
+    conditions,
+    versions,
+    configHash: o.configHash,
+    configApplied: `${applied}/${ready}`,
+    versionNames: o.spec.versions.filter((v) => v.enabled).map((v) => v.name).join(','),
+    weights: versions.filter((v) => o.spec.versions.find((s) => s.name === v.name)?.enabled).map((v) => `${v.name}=${v.weight}`).join(','),
+  };
+}
