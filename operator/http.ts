@@ -1,0 +1,32 @@
+import http from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface OperatorHttpOptions {
+  registry: Registry;
+  /** Alive: the process is not wedged (its informers and workers are running or standing by). */
+  healthy: () => boolean;
+  /** Ready: synced and able to act (or a healthy standby). */
+  ready?: () => boolean;
+}
+
+/** The operator's own endpoints: /metrics, /healthz, /readyz. Not the reranker server's. */
+export function createOperatorServer(options: OperatorHttpOptions): http.Server {
+  return http.createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    const reply = (status: number, body: string, type = 'text/plain; charset=utf-8') => {
+      response.writeHead(status, { 'content-type': type });
+      response.end(body);
+    };
+    if (request.method !== 'GET') return reply(405, 'method not allowed\n');
+    if (path === '/healthz') return options.healthy() ? reply(200, 'ok\n') : reply(503, 'unhealthy\n');
+    if (path === '/readyz') return (options.ready ?? options.healthy)() ? reply(200, 'ok\n') : reply(503, 'not ready\n');
+    if (path === '/metrics') {
+      options.registry.metrics().then(
+        (text) => reply(200, text, options.registry.contentType),
+        (error: Error) => reply(500, `${error.message}\n`),
+      );
+      return;
+    }
+    reply(404, 'not found\n');
+  });
+}

@@ -1,0 +1,115 @@
+import type { Clock } from './clock.ts';
+import { isApiError, type KindRef, type KubeClient, type KubeObject, type ListOptions, type WatchHandle } from './kube.ts';
+
+export type InformerEvent = 'add' | 'update' | 'delete';
+
+export interface InformerOptions extends ListOptions {
+  kube: KubeClient;
+  kind: KindRef;
+  clock: Clock;
+  onEvent: (event: InformerEvent, object: KubeObject) => void;
+  onError?: (error: unknown) => void;
+  /** Wait before re-listing after an error other than 410. */
+  retryMs?: number;
+}
+
+const cacheKey = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
+/**
+ * List, then watch from the list's resourceVersion, keeping a cache. When the watch expires (410 Gone)
+ * it lists again and reports the difference (adds, updates, and deletes missed while away), then
+ * watches anew; other failures re-list after a pause.
+ */
+export class Informer {
+  readonly cache = new Map<string, KubeObject>();
+  readonly #options: InformerOptions;
+  #handle: WatchHandle | undefined;
+  #stopped = false;
+  #synced = false;
+  #resourceVersion = '';
+  #cancelRetry: (() => void) | undefined;
+
+  constructor(options: InformerOptions) {
+    this.#options = options;
+  }
+
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  async start(): Promise<void> {
+    await this.#listAndWatch();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#cancelRetry?.();
+    this.#handle?.stop();
+  }
+
+  async #listAndWatch(): Promise<void> {
+    if (this.#stopped) return;
+    const { kube, kind, namespace, labelSelector } = this.#options;
+    const scope: ListOptions = {};
+    if (namespace) scope.namespace = namespace;
+    if (labelSelector) scope.labelSelector = labelSelector;
+    try {
+      const list = await kube.list(kind, scope);
+      this.#replace(list.items);
+      this.#resourceVersion = list.resourceVersion;
+      this.#synced = true;
+      await this.#watch(scope);
+    } catch (error) {
+      this.#retry(error);
+    }
+  }
+
+  async #watch(scope: ListOptions): Promise<void> {
+    if (this.#stopped) return;
+    const { kube, kind } = this.#options;
+    this.#handle = await kube.watch(kind, { ...scope, resourceVersion: this.#resourceVersion }, {
+      onEvent: (type, object) => {
+        if (object.metadata.resourceVersion) this.#resourceVersion = object.metadata.resourceVersion;
+        if (type === 'BOOKMARK') return;
+        const key = cacheKey(object);
+        if (type === 'DELETED') {
+          this.cache.delete(key);
+          this.#options.onEvent('delete', object);
+        } else {
+          const existed = this.cache.has(key);
+          this.cache.set(key, object);
+          this.#options.onEvent(existed ? 'update' : 'add', object);
+        }
+      },
+      onDone: (error) => {
+        if (this.#stopped) return;
+        if (error === undefined) void this.#watch(scope).catch((e: unknown) => this.#retry(e));
+        else if (isApiError(error, 410)) void this.#listAndWatch();
+        else this.#retry(error);
+      },
+    });
+  }
+
+  #retry(error: unknown): void {
+    if (this.#stopped) return;
+    this.#options.onError?.(error);
+    this.#cancelRetry = this.#options.clock.setTimer(this.#options.retryMs ?? 1000, () => void this.#listAndWatch());
+  }
+
+  /** A fresh list replaces the cache; what changed while the watch was away is reported as events. */
+  #replace(items: KubeObject[]): void {
+    const fresh = new Map(items.map((o) => [cacheKey(o), o]));
+    for (const [key, old] of this.cache) {
+      if (!fresh.has(key)) {
+        this.cache.delete(key);
+        this.#options.onEvent('delete', old);
+      }
+    }
+    for (const [key, object] of fresh) {
+      const old = this.cache.get(key);
+      this.cache.set(key, object);
+      if (!old) this.#options.onEvent('add', object);
+      else if (old.metadata.resourceVersion !== object.metadata.resourceVersion) this.#options.onEvent('update', object);
+    }
+  }
+}
