@@ -20,6 +20,12 @@ export class ServerMetrics {
   readonly queueDepth: Gauge<'version'>;
   readonly tokens: Counter<'version'>;
   readonly versionInfo: Gauge<'version' | 'device' | 'state'>;
+  readonly configReloads: Counter<'result'>;
+  readonly configInfo: Gauge<'hash'>;
+  readonly configLastReloadSuccess: Gauge;
+  readonly fallbacks: Counter<'version'>;
+  readonly gpuMemoryUsed: Gauge<'version'>;
+  readonly versionLoadFailures: Counter<'version'>;
 
   constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
     const registry = options.registry ?? new Registry();
@@ -97,6 +103,41 @@ export class ServerMetrics {
       name: 'reranker_version_info',
       help: 'One series per version with its device and state; value 1.',
       labelNames: ['version', 'device', 'state'],
+      registers,
+    });
+    this.configReloads = new Counter({
+      name: 'reranker_config_reloads_total',
+      help: 'Config reloads by result: ok (applied), unchanged (same config), error (rejected; the last good config keeps serving).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.configInfo = new Gauge({
+      name: 'reranker_config_info',
+      help: 'The applied config: one series, labelled with its hash; value 1.',
+      labelNames: ['hash'],
+      registers,
+    });
+    this.configLastReloadSuccess = new Gauge({
+      name: 'reranker_config_last_reload_successful',
+      help: '1 when the last reload attempt was applied, 0 when it was rejected.',
+      registers,
+    });
+    this.fallbacks = new Counter({
+      name: 'reranker_fallback_count_total',
+      help: 'Times a version moved from the GPU to the CPU execution provider (low GPU memory or CUDA unavailable).',
+      labelNames: ['version'],
+      registers,
+    });
+    this.gpuMemoryUsed = new Gauge({
+      name: 'reranker_gpu_memory_used_bytes',
+      help: 'Used memory of the GPU a version is placed on, as last probed.',
+      labelNames: ['version'],
+      registers,
+    });
+    this.versionLoadFailures = new Counter({
+      name: 'reranker_version_load_failures_total',
+      help: 'Model loads that failed, by version.',
+      labelNames: ['version'],
       registers,
     });
   }

@@ -47,6 +47,12 @@ export const ServingConfigSchema = z.strictObject({
   maxDocuments: z.number().int().min(1).default(1000),
   /** Request body size limit in bytes. */
   maxBodyBytes: z.number().int().min(1024).default(8 * 1024 * 1024),
+  /**
+   * Warm-up before a version takes traffic. `light`: one short pair. `full`: also one batch at the full
+   * budget (TEI's warm-up), so the allocator reaches its working size and an out-of-memory shows at start
+   * rather than under the first heavy load — at the cost of one full batch of start-up time.
+   */
+  warmup: z.enum(['light', 'full']).default('light'),
   useFp16: z.boolean().default(false),
   logLevel: z.enum(LOG_LEVELS).default('info'),
 });

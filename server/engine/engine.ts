@@ -255,6 +255,7 @@ export class RerankEngine implements Reranker {
       const maxLength = this.#maxLength(runtime);
       const warm = await tokenizer.encodePair(WARM_UP.query, WARM_UP.document, { maxLength, withTypeIds: runtime.takesTypeIds });
       await model.run([warm]);
+      if (this.#loaded.config.serving.warmup === 'full') await model.run(fullBudgetBatch(warm, maxLength, this.#limits()));
 
       runtime.tokenizer = tokenizer;
       runtime.queue = new BatchQueue({
@@ -372,4 +373,14 @@ function cancelled(): RerankError {
 
 function round(seconds: number): number {
   return Math.round(seconds * 1000) / 1000;
+}
+
+/** The largest batch the limits allow: as many pairs of `maxLength` tokens as fit the token budget. */
+function fullBudgetBatch(sample: EncodedPair, maxLength: number, limits: QueueLimits): EncodedPair[] {
+  const width = Math.min(maxLength, limits.maxBatchTokens);
+  const count = Math.max(1, Math.min(limits.maxBatchSize, Math.floor(limits.maxBatchTokens / width)));
+  const ids = new Int32Array(width);
+  for (let i = 0; i < width; i += 1) ids[i] = sample.ids[i % sample.length] as number;
+  const pair: EncodedPair = sample.typeIds ? { ids, typeIds: new Uint8Array(width), length: width } : { ids, length: width };
+  return Array.from({ length: count }, () => pair);
 }
