@@ -1,0 +1,53 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- reads into serialized output */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ApiException, dumpYaml } from '@kubernetes/client-node';
+import { load } from 'js-yaml';
+import { buildCustomResourceDefinition } from '../../operator/crd/definition.ts';
+import { KubeApiError, type KubeObject } from '../../operator/kube.ts';
+import { apiError, toClientModel, toWire } from '../../operator/kube-client.ts';
+import { planDesiredObjects } from '../../operator/planner.ts';
+import { IMAGES, example } from './support/examples.ts';
+
+/** What client-node puts on the wire for an object: its typed serializer's output (dumpYaml runs the same one). */
+const onTheWire = (clientObject: unknown) => load(dumpYaml(clientObject));
+
+describe('client-node adapter: what the apiserver receives', () => {
+  const crd = buildCustomResourceDefinition() as unknown as KubeObject;
+
+  test('the trap: a plain CRD object loses its x-kubernetes-* keys in client-node\'s typed serializer', () => {
+    const sent = onTheWire(crd) as typeof crd & { spec: any };
+    const spec = sent.spec.versions[0].schema.openAPIV3Schema.properties.spec;
+    assert.equal(spec['x-kubernetes-validations'], undefined);
+    assert.equal(spec.properties.routing.properties.mode.enum, undefined);
+  });
+
+  test('through toClientModel the CRD arrives whole: CEL rules, list types, int-or-string, defaults, enums', () => {
+    const sent = onTheWire(toClientModel(crd));
+    assert.deepEqual(sent, JSON.parse(JSON.stringify(crd)));
+  });
+
+  test('planned objects arrive exactly as planned (Deployment, Service, ConfigMap, HTTPRoute)', () => {
+    for (const object of planDesiredObjects(example('seed'), IMAGES, {})) {
+      assert.deepEqual(onTheWire(toClientModel(object)), JSON.parse(JSON.stringify(object)), `${object.kind} ${object.metadata.name}`);
+    }
+  });
+
+  test('typed objects read back come out as wire JSON, timestamps as strings', () => {
+    const typed = toClientModel({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'p', namespace: 'n', creationTimestamp: '2026-01-01T00:00:00.000Z' },
+    });
+    assert.deepEqual(toWire(typed), { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'n', creationTimestamp: '2026-01-01T00:00:00.000Z' } });
+  });
+
+  test('API errors keep their status code and the apiserver\'s message, with what was being done', () => {
+    const mapped = apiError(new ApiException(409, 'Conflict', JSON.stringify({ reason: 'Conflict', message: 'the object has been modified' }), {}), 'replace Lease l');
+    assert.ok(mapped instanceof KubeApiError);
+    assert.equal(mapped.code, 409);
+    assert.equal(mapped.message, 'replace Lease l: the object has been modified');
+    const missingKind = apiError(new Error('Unrecognized API version and kind: gateway.networking.k8s.io/v1 HTTPRoute'), 'list HTTPRoute');
+    assert.equal((missingKind as KubeApiError).code, 404);
+  });
+});
