@@ -39,7 +39,7 @@ describe('HttpPodConfigReader: GET /config on the pod IP', () => {
     const server = await serve((_req, res) => {
       if (mode === 'status') return void res.writeHead(503).end();
       if (mode === 'body') return void res.end('{"ok":true}');
-      setTimeout(() => res.end('{}'), 500);
+      setTimeout(() => res.end('{}'), 500).unref();
     });
     const reader = new HttpPodConfigReader({ port: server.port, timeoutMs: 100 });
     try {
