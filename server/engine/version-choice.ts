@@ -2,6 +2,10 @@
  * Which version answers a request: path version, else header version, else a weighted draw among the
  * versions that can serve (canary weights), else the default. A named version that cannot serve
  * (unknown, disabled, still loading or failed) falls back to the default; the choice says so.
+ *
+ * The weighted draw is random, or sticky: with a sticky key (a user or session id) the point on the
+ * weight line comes from a hash of the key, so one key lands on one version for as long as the
+ * weights (and the set of versions that can serve) stay the same.
  */
 
 export interface VersionCandidate {
@@ -20,9 +24,11 @@ export interface VersionChoiceInput {
   headerVersion?: string | undefined;
   /** Uniform in [0, 1): `Math.random` unless a test seeds it. */
   random: () => number;
+  /** When set (and no path or header version), the weighted draw uses `stickyPoint(stickyKey)` instead of `random`. */
+  stickyKey?: string | undefined;
 }
 
-export type VersionChoiceReason = 'path' | 'header' | 'weighted' | 'default';
+export type VersionChoiceReason = 'path' | 'header' | 'weighted' | 'sticky' | 'default';
 
 export interface VersionChoice {
   version: string;
@@ -46,16 +52,37 @@ export function chooseVersion(input: VersionChoiceInput): VersionChoice {
   let total = 0;
   for (const v of input.versions) if (v.enabled && v.ready && v.weight > 0) total += v.weight;
   if (total > 0) {
-    let point = input.random() * total;
+    const sticky = input.stickyKey !== undefined && input.stickyKey !== '';
+    const reason: VersionChoiceReason = sticky ? 'sticky' : 'weighted';
+    let point = (sticky ? stickyPoint(input.stickyKey as string) : input.random()) * total;
     let last: string | undefined;
     for (const v of input.versions) {
       if (!(v.enabled && v.ready && v.weight > 0)) continue;
       last = v.name;
-      if (point < v.weight) return { version: v.name, reason: 'weighted' };
+      if (point < v.weight) return { version: v.name, reason };
       point -= v.weight;
     }
     // Rounding can leave `point` a hair past the last weight.
-    if (last !== undefined) return { version: last, reason: 'weighted' };
+    if (last !== undefined) return { version: last, reason };
   }
   return { version: input.defaultVersion, reason: 'default' };
+}
+
+/**
+ * A point in [0, 1) from a key: 32-bit FNV-1a over the UTF-16 code units, then murmur3's finalizer so
+ * that keys differing in one character spread over the whole line. The same in every process, so every
+ * replica puts a key on the same version.
+ */
+export function stickyPoint(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i += 1) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 0) / 4294967296;
 }

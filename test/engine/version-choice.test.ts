@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { chooseVersion, type VersionCandidate, type VersionChoice, type VersionChoiceInput } from '../../server/engine/version-choice.ts';
+import { chooseVersion, stickyPoint, type VersionCandidate, type VersionChoice, type VersionChoiceInput } from '../../server/engine/version-choice.ts';
 
 const v = (name: string, weight: number, extra: Partial<VersionCandidate> = {}): VersionCandidate => ({
   name,
@@ -11,6 +11,11 @@ const v = (name: string, weight: number, extra: Partial<VersionCandidate> = {}):
 });
 
 const stableCanary = [v('stable', 90), v('canary', 10)];
+
+/** The first key `user-N` whose sticky point lies within 0.04 of `point`. */
+function keyAt(point: number): string {
+  for (let n = 0; ; n += 1) if (Math.abs(stickyPoint(`user-${n}`) - point) < 0.04) return `user-${n}`;
+}
 
 describe('chooseVersion', () => {
   const cases: { name: string; input: Partial<VersionChoiceInput>; expected: VersionChoice }[] = [
@@ -58,6 +63,23 @@ describe('chooseVersion', () => {
       expected: { version: 'canary', reason: 'weighted' },
     },
     {
+      name: 'sticky key: the point comes from the key, not the random source',
+      input: { stickyKey: keyAt(0.95), random: () => 0 },
+      expected: { version: 'canary', reason: 'sticky' },
+    },
+    {
+      name: 'sticky key under the split',
+      input: { stickyKey: keyAt(0.05), random: () => 0.99 },
+      expected: { version: 'stable', reason: 'sticky' },
+    },
+    { name: 'empty sticky key: a random draw', input: { stickyKey: '', random: () => 0.95 }, expected: { version: 'canary', reason: 'weighted' } },
+    { name: 'header version beats the sticky key', input: { stickyKey: keyAt(0.05), headerVersion: 'canary' }, expected: { version: 'canary', reason: 'header' } },
+    {
+      name: 'sticky key with nothing weighted: the default',
+      input: { versions: [v('stable', 0), v('canary', 0)], stickyKey: keyAt(0.95) },
+      expected: { version: 'stable', reason: 'default' },
+    },
+    {
       name: 'nothing can serve: still the default (the engine answers unavailable)',
       input: { versions: [v('stable', 90, { ready: false }), v('canary', 10, { enabled: false })], random: () => 0 },
       expected: { version: 'stable', reason: 'default' },
@@ -94,5 +116,55 @@ describe('chooseVersion', () => {
       const tolerance = 5 * Math.sqrt((share * (1 - share)) / draws);
       assert.ok(Math.abs(observed - share) < tolerance, `${name}: ${observed} vs ${share} ± ${tolerance.toFixed(4)}`);
     }
+  });
+
+  it('keeps a sticky key on one version, and spreads keys by weight', () => {
+    const versions = [v('a', 70), v('b', 20), v('c', 10)];
+    let calls = 0;
+    const random = () => {
+      calls += 1;
+      return Math.random();
+    };
+    const counts: Record<string, number> = {};
+    const keys = 20_000;
+    for (let i = 0; i < keys; i += 1) {
+      const stickyKey = `session-${i}`;
+      const first = chooseVersion({ versions, defaultVersion: 'a', random, stickyKey });
+      for (let again = 0; again < 3; again += 1) assert.deepEqual(chooseVersion({ versions, defaultVersion: 'a', random, stickyKey }), first);
+      counts[first.version] = (counts[first.version] ?? 0) + 1;
+    }
+    assert.equal(calls, 0, 'a sticky draw never reads the random source');
+    for (const [name, share] of [['a', 0.7], ['b', 0.2], ['c', 0.1]] as const) {
+      const observed = (counts[name] ?? 0) / keys;
+      const tolerance = 5 * Math.sqrt((share * (1 - share)) / keys);
+      assert.ok(Math.abs(observed - share) < tolerance, `${name}: ${observed} vs ${share} ± ${tolerance.toFixed(4)}`);
+    }
+  });
+
+  it('moves only the keys that must move when a canary weight grows', () => {
+    const before = [v('canary', 10), v('stable', 90)];
+    const after = [v('canary', 20), v('stable', 80)];
+    let moved = 0;
+    for (let i = 0; i < 10_000; i += 1) {
+      const stickyKey = `user-${i}`;
+      const was = chooseVersion({ versions: before, defaultVersion: 'stable', random: Math.random, stickyKey }).version;
+      const now = chooseVersion({ versions: after, defaultVersion: 'stable', random: Math.random, stickyKey }).version;
+      if (was !== now) {
+        assert.equal(was, 'stable');
+        moved += 1;
+      }
+    }
+    assert.ok(Math.abs(moved / 10_000 - 0.1) < 0.02, `${moved} of 10000 keys moved`);
+  });
+
+  it('derives points in [0, 1) that differ between near keys', () => {
+    const points = new Set<number>();
+    for (let i = 0; i < 1000; i += 1) {
+      const point = stickyPoint(`k${i}`);
+      assert.ok(point >= 0 && point < 1);
+      points.add(point);
+    }
+    assert.equal(points.size, 1000);
+    assert.equal(stickyPoint('user-42'), stickyPoint('user-42'));
   });
 });
