@@ -55,6 +55,11 @@ export function parseConfig(text: string, options: { source: string; baseDir: st
 }
 
 export async function loadConfigFile(file: string): Promise<LoadedConfig> {
+  return (await readConfigFile(file)).loaded;
+}
+
+/** Load a config file, keeping its text (the watcher compares later contents with it). */
+export async function readConfigFile(file: string): Promise<{ loaded: LoadedConfig; text: string }> {
   const absolute = path.resolve(file);
   let text: string;
   try {
@@ -62,7 +67,7 @@ export async function loadConfigFile(file: string): Promise<LoadedConfig> {
   } catch (error) {
     throw new ConfigError(absolute, [`(file): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
   }
-  return parseConfig(text, { source: absolute, baseDir: path.dirname(absolute) });
+  return { loaded: parseConfig(text, { source: absolute, baseDir: path.dirname(absolute) }), text };
 }
 
 /** Stable hash: keys sorted, so the same config always hashes the same. */

@@ -28,6 +28,9 @@ export const VersionConfigSchema = z.strictObject({
     .optional(),
 });
 
+/** Paths of the server's own routes, which a version's `endpoint` may not take. */
+const RESERVED_PATHS = ['/rerank', '/v1/rerank', '/v2/rerank', '/healthz', '/readyz', '/info', '/config', '/metrics', '/openapi.json'];
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
 export const ServingConfigSchema = z.strictObject({
@@ -66,6 +69,17 @@ export const RerankConfigSchema = z
     serving: ServingConfigSchema.default(() => ServingConfigSchema.parse({})),
   })
   .superRefine((config, ctx) => {
+    const endpoints = new Map<string, string>();
+    for (const [name, v] of Object.entries(config.versions)) {
+      if (v.endpoint === undefined) continue;
+      const path = ['versions', name, 'endpoint'];
+      if (RESERVED_PATHS.includes(v.endpoint) || v.endpoint.startsWith('/rerank/')) {
+        ctx.addIssue({ code: 'custom', path, message: `"${v.endpoint}" is one of the server's own routes` });
+      }
+      const other = endpoints.get(v.endpoint);
+      if (other !== undefined) ctx.addIssue({ code: 'custom', path, message: `"${v.endpoint}" is also the endpoint of version ${other}` });
+      endpoints.set(v.endpoint, name);
+    }
     const version = config.versions[config.defaultVersion];
     if (!version) {
       ctx.addIssue({

@@ -6,7 +6,7 @@ import { RerankError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { cohereAdapter } from './apis/cohere.ts';
-import { healthz, info, metricsText, openapi, readyz, type InfoExtras } from './apis/ops.ts';
+import { configStatus, healthz, info, metricsText, openapi, readyz, type InfoExtras } from './apis/ops.ts';
 import { countRerankRequests, rerankHandler } from './apis/pipeline.ts';
 import { teiAdapter } from './apis/tei.ts';
 import { requireApiKey } from './auth.ts';
@@ -26,6 +26,10 @@ export interface AppDeps {
   apiKey?: () => string | undefined;
   /** Extra fields for /info, e.g. `notices`. */
   info?: InfoExtras | (() => InfoExtras);
+  /** GET /config: the config in force, from the config reloader. */
+  configStatus?: () => unknown;
+  /** Extra paths that serve one version (a version's `endpoint`), read per request: path → version. */
+  endpoints?: () => ReadonlyMap<string, string>;
 }
 
 /**
@@ -41,6 +45,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(accessLog());
   app.use(httpMetrics(deps.metrics));
   app.use(errorHandler());
+  if (deps.endpoints) app.use(versionEndpoints(deps.endpoints));
   app.use(router.routes());
   app.use(unrouted());
   // Errors past the error middleware (a socket failing mid-response): log them, never crash.
@@ -61,6 +66,7 @@ export function createRouter(deps: AppDeps): Router {
     healthz: healthz(),
     readyz: readyz(deps.reranker),
     info: info(deps.reranker, deps.info),
+    config: configStatus(deps.configStatus),
     metrics: metricsText(deps.metrics),
     openapi: openapi(),
   };
@@ -83,6 +89,18 @@ export function createRouter(deps: AppDeps): Router {
     router.register(route.path, [route.method], chain as RouterMiddleware[], { name: route.operationId });
   }
   return router;
+}
+
+/**
+ * A version's own `endpoint` path serves it as `/rerank/{version}` does: rewritten before routing, so
+ * it shares that route's handler, auth, logs and metrics labels.
+ */
+function versionEndpoints(endpoints: () => ReadonlyMap<string, string>): Middleware {
+  return (ctx, next) => {
+    const version = ctx.method === 'POST' ? endpoints().get(ctx.path) : undefined;
+    if (version !== undefined) ctx.path = `/rerank/${encodeURIComponent(version)}`;
+    return next();
+  };
 }
 
 /** Past the router: 405 when the path exists under other methods, else 404; both as JSON errors. */

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import {
   CohereRerankRequestSchema,
+  ConfigStatusResponseSchema,
   CohereRerankResponseSchema,
   HealthResponseSchema,
   InfoResponseSchema,
@@ -136,6 +137,18 @@ export const ROUTES = [
     errorDetail: false,
     responses: { 200: { description: 'Server and model information.', schema: InfoResponseSchema } },
     errors: [401],
+  },
+  {
+    operationId: 'config',
+    method: 'GET',
+    path: '/config',
+    summary: 'The config in force: its hash, when it was applied, and the last rejected edit if any.',
+    tag: 'operations',
+    guarded: false,
+    rerank: false,
+    errorDetail: false,
+    responses: { 200: { description: 'The applied config.', schema: ConfigStatusResponseSchema } },
+    errors: [],
   },
   {
     operationId: 'metrics',

@@ -1,5 +1,6 @@
 import type { Middleware } from 'koa';
 import type { Reranker } from '../../engine/types.ts';
+import { RerankError } from '../../errors.ts';
 import type { ServerMetrics } from '../../metrics.ts';
 import { buildOpenApiDocument, packageVersion } from '../openapi.ts';
 
@@ -27,6 +28,14 @@ export function info(reranker: Reranker, extras: InfoExtras | (() => InfoExtras)
   return (ctx) => {
     const more = typeof extras === 'function' ? extras() : (extras ?? {});
     ctx.body = { name: 'rerank-server', version: packageVersion, ...reranker.info(), ...more, notices: more.notices ?? [] };
+  };
+}
+
+/** GET /config: what the config reloader says is in force. */
+export function configStatus(status: (() => unknown) | undefined): Middleware {
+  return (ctx) => {
+    if (!status) throw new RerankError('not_found', 'this server has no config file to report');
+    ctx.body = status();
   };
 }
 

@@ -150,6 +150,19 @@ export const InfoResponseSchema = z
   })
   .register(apiSchemas, { id: 'Info' });
 
+export const ConfigStatusResponseSchema = z
+  .object({
+    hash: z.string().describe('Hash of the config in force (what the operator compares across pods).'),
+    source: z.string().describe('The config file.'),
+    appliedAt: z.string().describe('When the config in force was applied (ISO 8601).'),
+    config: z.looseObject({}).describe('The config in force, defaults filled in.'),
+    lastError: z
+      .object({ at: z.string(), issues: z.array(z.string()) })
+      .optional()
+      .describe('The newest edit of the file, when it was rejected: the config in force is the last good one.'),
+  })
+  .register(apiSchemas, { id: 'ConfigStatus' });
+
 export const OpenApiResponseSchema = z.looseObject({ openapi: z.string() }).register(apiSchemas, { id: 'OpenApiDocument' });
 
 export type TeiRerankRequest = z.infer<typeof TeiRerankRequestSchema>;
