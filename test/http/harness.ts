@@ -29,6 +29,8 @@ export interface HarnessOptions {
   /** Where the key comes from, instead of `Harness.apiKey`. */
   apiKeySource?: () => string | undefined;
   info?: AppDeps['info'];
+  configStatus?: AppDeps['configStatus'];
+  endpoints?: AppDeps['endpoints'];
 }
 
 /** The app on a real loopback socket, with a FakeReranker behind it. */
@@ -51,6 +53,8 @@ export async function startServer(options: HarnessOptions = {}): Promise<Harness
     serving: () => harness.serving,
     apiKey: options.apiKeySource ?? (() => harness.apiKey),
     ...(options.info ? { info: options.info } : {}),
+    ...(options.configStatus ? { configStatus: options.configStatus } : {}),
+    ...(options.endpoints ? { endpoints: options.endpoints } : {}),
   });
   const server = http.createServer(app.callback());
   server.listen(0, '127.0.0.1');

@@ -1,0 +1,43 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { json, startServer } from './harness.ts';
+
+describe('GET /config and version endpoints', () => {
+  test('/config answers what the reloader reports, and is open like /metrics', async () => {
+    const status = { hash: '0123456789abcdef', source: '/etc/rerank/config.yaml', appliedAt: '2026-11-23T00:00:00.000Z', config: { defaultVersion: 'a' } };
+    const h = await startServer({ apiKey: 'k', configStatus: () => status });
+    try {
+      const response = await h.get('/config');
+      assert.equal(response.status, 200);
+      assert.deepEqual(await json(response), status);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('/config is a 404 JSON error on a server without a config file', async () => {
+    const h = await startServer();
+    try {
+      const response = await h.get('/config');
+      assert.equal(response.status, 404);
+      assert.equal((await json<{ error_type: string }>(response)).error_type, 'not_found');
+    } finally {
+      await h.close();
+    }
+  });
+
+  test("a version's endpoint serves it like /rerank/{version}, read per request", async () => {
+    const endpoints = new Map([['/gemma/rerank', 'v2-gemma']]);
+    const h = await startServer({ endpoints: () => endpoints });
+    try {
+      const response = await h.post('/gemma/rerank', { query: 'q', texts: ['a', 'bb'] });
+      assert.equal(response.status, 200);
+      assert.equal(h.reranker.calls.at(-1)?.pathVersion, 'v2-gemma');
+      endpoints.clear();
+      assert.equal((await h.post('/gemma/rerank', { query: 'q', texts: ['a'] })).status, 404);
+      assert.equal((await h.get('/gemma/rerank')).status, 404, 'only POST is rewritten');
+    } finally {
+      await h.close();
+    }
+  });
+});
