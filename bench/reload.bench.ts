@@ -1,0 +1,167 @@
+/**
+ * Hot-reload benchmark: config changes under live traffic.
+ *
+ *   npm run bench:reload [-- --reloads 100 --toggles 50 --split-requests 10000 --clients 16]
+ *
+ * Serves two generated tiny models from a config in a kubelet-style ConfigMap directory, with 16 clients
+ * sending traffic throughout, and measures:
+ * 1. `reloads` knob changes, each published by an atomic `..data` swap: time from the write to the
+ *    server reporting the new hash on GET /config (p50/p99), and failed requests.
+ * 2. `toggles` enable/disable cycles of the second version: RSS before and after (no leaked sessions).
+ * 3. The weighted split over `split-requests` requests at 70/30: observed share vs configured.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { dump as toYaml } from 'js-yaml';
+import { generateModel } from '../server/modelgen/index.ts';
+import { KubeletVolume } from './kube-volume.ts';
+import { fmt, percentile } from './stats.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { values: args } = parseArgs({
+  options: {
+    reloads: { type: 'string', default: '100' },
+    toggles: { type: 'string', default: '50' },
+    'split-requests': { type: 'string', default: '10000' },
+    clients: { type: 'string', default: '16' },
+  },
+});
+
+interface Knobs {
+  topK?: number;
+  b: { enabled: boolean; weight: number };
+}
+
+function configText(models: { a: string; b: string }, knobs: Knobs): string {
+  return toYaml({
+    defaultVersion: 'a',
+    versions: {
+      a: { model: models.a, weight: 100 - knobs.b.weight },
+      b: { model: models.b, enabled: knobs.b.enabled, weight: knobs.b.weight },
+    },
+    serving: { ...(knobs.topK === undefined ? {} : { topK: knobs.topK }), logLevel: 'warn' },
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  return port;
+}
+
+async function rssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(path.join(os.tmpdir(), 'rerank-reload-bench-'));
+  const a = await generateModel({ shape: 'tiny', seed: 1, outDir: path.join(work, 'model-a') });
+  const b = await generateModel({ shape: 'tiny', seed: 2, outDir: path.join(work, 'model-b') });
+  const models = { a: a.dir, b: b.dir };
+  const volume = new KubeletVolume(path.join(work, 'config'));
+  await volume.publish(configText(models, { b: { enabled: true, weight: 0 } }));
+
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const server = spawn(process.execPath, [path.join(root, 'server/cli/main.ts'), 'start', '--config', volume.file, '--port', String(port), '--host', '127.0.0.1'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const pid = server.pid!;
+  const hashNow = async () => ((await (await fetch(`${url}/config`)).json()) as { hash: string }).hash;
+  const info = async () => (await (await fetch(`${url}/info`)).json()) as { versions: Array<{ name: string; state: string }> };
+
+  try {
+    for (let i = 0; i < 600 && !(await fetch(`${url}/readyz`).then((r) => r.ok, () => false)); i += 1) await sleep(100);
+
+    // Traffic throughout: clients loop until told to stop; every non-200 is a failed request.
+    let stop = false;
+    let sent = 0;
+    let failed = 0;
+    const statuses: Record<string, number> = {};
+    const body = JSON.stringify({ query: 'what is a reranker', texts: ['a reranker scores pairs', 'bananas are yellow', 'kubernetes runs pods'] });
+    const client = async () => {
+      while (!stop) {
+        const status = await fetch(`${url}/rerank`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).then(
+          async (r) => (await r.arrayBuffer(), String(r.status)),
+          () => 'error',
+        );
+        sent += 1;
+        statuses[status] = (statuses[status] ?? 0) + 1;
+        if (status !== '200') failed += 1;
+      }
+    };
+    const clients = Array.from({ length: Number(args.clients) }, client);
+
+    // 1. Knob reloads: write → in effect.
+    const latencies: number[] = [];
+    for (let i = 0; i < Number(args.reloads); i += 1) {
+      const before = await hashNow();
+      const written = performance.now();
+      await volume.publish(configText(models, { topK: 1 + (i % 3), b: { enabled: true, weight: 0 } }));
+      while ((await hashNow()) === before) await sleep(1);
+      latencies.push(performance.now() - written);
+      await sleep(20);
+    }
+    console.log(`reloads: ${latencies.length}, write → in effect p50 ${fmt(percentile(latencies, 50))} ms, p99 ${fmt(percentile(latencies, 99))} ms (target p99 ≤ 50 ms)`);
+
+    // 2. Enable/disable cycles of version b.
+    const waitState = async (state: string) => {
+      for (let i = 0; i < 1000; i += 1) {
+        if ((await info()).versions.find((v) => v.name === 'b')?.state === state) return;
+        await sleep(5);
+      }
+      throw new Error(`version b never reached ${state}`);
+    };
+    const rssBefore = await rssMb(pid);
+    for (let i = 0; i < Number(args.toggles); i += 1) {
+      await volume.publish(configText(models, { b: { enabled: false, weight: 0 } }));
+      await waitState('disabled');
+      await volume.publish(configText(models, { b: { enabled: true, weight: 0 } }));
+      await waitState('ready');
+    }
+    const rssAfter = await rssMb(pid);
+    console.log(
+      `enable/disable cycles: ${args.toggles}, RSS ${fmt(rssBefore)} MB → ${fmt(rssAfter)} MB (${fmt(((rssAfter - rssBefore) / rssBefore) * 100)} %, target within 10 %)`,
+    );
+    stop = true;
+    await Promise.all(clients);
+    console.log(`traffic during reloads and cycles: ${sent} requests, ${failed} failed ${JSON.stringify(statuses)} (target 0 failed)`);
+
+    // 3. Weighted split 70/30.
+    const unsplit = await hashNow();
+    await volume.publish(configText(models, { b: { enabled: true, weight: 30 } }));
+    while ((await hashNow()) === unsplit) await sleep(5);
+    const total = Number(args['split-requests']);
+    let next = 0;
+    const counts: Record<string, number> = {};
+    const splitClient = async () => {
+      while (next < total) {
+        next += 1;
+        const response = await fetch(`${url}/rerank`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        await response.arrayBuffer();
+        const version = response.headers.get('x-rerank-version') ?? 'none';
+        counts[version] = (counts[version] ?? 0) + 1;
+      }
+    };
+    await Promise.all(Array.from({ length: Number(args.clients) }, splitClient));
+    const shareB = ((counts.b ?? 0) / total) * 100;
+    console.log(`weighted split over ${total} requests: a ${counts.a ?? 0}, b ${counts.b ?? 0} → b ${fmt(shareB, 2)} % vs 30 %, error ${fmt(Math.abs(shareB - 30), 2)} pp (target ≤ 1 pp)`);
+  } finally {
+    server.kill('SIGTERM');
+    await once(server, 'exit');
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();
