@@ -1,0 +1,65 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LATENCY_BUCKETS, type ServerMetrics } from '../metrics.ts';
+
+export type UpstreamFailureKind = 'refused' | 'reset' | 'timeout' | 'unresolved' | 'other';
+
+/** Which of the router's two files: config.yaml (versions, weights) or router.yaml (upstreams). */
+export type RouterFile = 'config' | 'router';
+
+/**
+ * The router's metrics. `http_request_duration_seconds` has the server's name, labels and buckets, so
+ * one canary query reads the router and the pods alike.
+ */
+export class RouterMetrics {
+  readonly registry: Registry;
+  readonly httpRequestDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly requests: Counter<'version' | 'status'>;
+  readonly upstreamErrors: Counter<'version' | 'kind'>;
+  readonly configReloads: Counter<'file' | 'result'>;
+  readonly configInfo: Gauge<'file' | 'hash'>;
+
+  constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
+    const registry = options.registry ?? new Registry();
+    this.registry = registry;
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+    const registers = [registry];
+    this.httpRequestDuration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request duration by method, route and status code (until the upstream response headers, for proxied requests).',
+      labelNames: ['method', 'route', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'reranker_router_requests_total',
+      help: 'Rerank requests the router handled, by chosen version and HTTP status (the upstream\'s, or the router\'s own on failure).',
+      labelNames: ['version', 'status'],
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: 'reranker_router_upstream_errors_total',
+      help: 'Upstream requests that got no response, by version and kind (refused, reset, timeout, unresolved, other).',
+      labelNames: ['version', 'kind'],
+      registers,
+    });
+    this.configReloads = new Counter({
+      name: 'reranker_router_config_reloads_total',
+      help: 'Reloads of the router\'s files (config: config.yaml, router: router.yaml) by result: ok, unchanged, error (rejected; the last good one stays).',
+      labelNames: ['file', 'result'],
+      registers,
+    });
+    this.configInfo = new Gauge({
+      name: 'reranker_router_config_info',
+      help: 'The applied content of each file: one series per file, labelled with its hash; value 1.',
+      labelNames: ['file', 'hash'],
+      registers,
+    });
+  }
+
+  /** The part of ServerMetrics the shared HTTP middleware (httpMetrics) reads. */
+  forHttpMiddleware(): ServerMetrics {
+    const shared: Pick<ServerMetrics, 'httpRequestDuration'> = { httpRequestDuration: this.httpRequestDuration };
+    // httpMetrics takes a ServerMetrics but reads only httpRequestDuration.
+    return shared as ServerMetrics;
+  }
+}
