@@ -1,0 +1,91 @@
+import http from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import type { WatchMode } from '../config/watcher.ts';
+import type { Logger } from '../logger.ts';
+import { createRouterApp } from './app.ts';
+import { RouterMetrics } from './metrics.ts';
+import { createAgents } from './proxy.ts';
+import { RoutingFiles } from './routing-files.ts';
+
+export interface RouterOptions {
+  /** config.yaml: versions, weights, defaultVersion. Watched and hot-reloaded. */
+  configFile: string;
+  /** router.yaml: headerName, upstreams. Watched and hot-reloaded. */
+  routerFile: string;
+  port: number;
+  host: string;
+  logger: Logger;
+  /** Until an upstream's response headers arrive; past it the request is answered 504. */
+  upstreamTimeoutMs: number;
+  watchMode?: WatchMode;
+  pollIntervalMs?: number;
+  debounceMs?: number;
+  metrics?: RouterMetrics;
+  random?: () => number;
+}
+
+export interface RunningRouter {
+  url: string;
+  routing: RoutingFiles;
+  metrics: RouterMetrics;
+  /** Stop accepting, finish in-flight requests, close the upstream connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * Load both files, then listen. A missing or invalid file does not stop the start: the router answers
+ * /readyz 503 (and rerank requests 503) until a valid one arrives, so a pod started before its ConfigMap
+ * was complete recovers by itself.
+ */
+export async function startRouter(options: RouterOptions): Promise<RunningRouter> {
+  const { logger } = options;
+  const metrics = options.metrics ?? new RouterMetrics();
+  const routing = new RoutingFiles({
+    configFile: options.configFile,
+    routerFile: options.routerFile,
+    metrics,
+    logger,
+    onApplied: (config) => {
+      if (config) logger.level = config.serving.logLevel;
+    },
+    ...(options.watchMode !== undefined ? { mode: options.watchMode } : {}),
+    ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
+    ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+  });
+  await routing.start();
+  const agents = createAgents();
+  const app = createRouterApp({
+    routing,
+    metrics,
+    logger,
+    upstreamTimeoutMs: options.upstreamTimeoutMs,
+    agents,
+    ...(options.random ? { random: options.random } : {}),
+  });
+  const server = http.createServer(app.callback());
+  // The upstream timeout bounds a proxied request; Node's own request timeout would cut slow reranks short.
+  server.requestTimeout = 0;
+  server.listen(options.port, options.host);
+  await once(server, 'listening');
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  logger.info({ url, ready: routing.isReady(), configFile: options.configFile, routerFile: options.routerFile }, 'router listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      logger.info('shutting down: no new connections, finishing in-flight requests');
+      routing.stop();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await closed;
+      agents.http.destroy();
+      agents.https.destroy();
+      logger.info('shut down');
+    })();
+    return closing;
+  };
+  return { url, routing, metrics, close };
+}
