@@ -1,0 +1,106 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { OperatorMetrics } from '../../operator/metrics.ts';
+import { ServerMetrics } from '../../server/metrics.ts';
+import { RouterMetrics } from '../../server/router/metrics.ts';
+
+const dir = new URL('../../charts/rerank-operator/dashboards/', import.meta.url);
+
+interface Target { expr?: string }
+interface Panel { id: number; title: string; type: string; targets?: Target[]; panels?: Panel[] }
+interface Dashboard { uid: string; title: string; panels: Panel[]; templating?: { list: Array<{ query?: string | { query?: string } }> } }
+
+async function registeredNames(): Promise<Set<string>> {
+  const registries = [
+    new ServerMetrics({ defaultMetrics: false }).registry,
+    new RouterMetrics({ defaultMetrics: false }).registry,
+    new OperatorMetrics({ defaultMetrics: false }).registry,
+  ];
+  const names = new Set<string>();
+  for (const registry of registries) for (const metric of await registry.getMetricsAsJSON()) names.add(metric.name);
+  return names;
+}
+
+const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan']);
+
+/** Metric names a PromQL expression reads: strings, label matchers, grouping clauses, ranges and function names removed. */
+export function metricNames(expr: string): string[] {
+  const stripped = expr
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, ' ')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ')
+    .replace(/\$\w+/g, ' ');
+  const names: string[] = [];
+  for (const match of stripped.matchAll(/[A-Za-z_:][\w:]*/g)) {
+    const name = match[0];
+    const after = stripped.slice(match.index + name.length).trimStart();
+    if (after.startsWith('(') || KEYWORDS.has(name.toLowerCase())) continue;
+    names.push(name.replace(/_(bucket|sum|count)$/, ''));
+  }
+  return names;
+}
+
+function dashboards(): Array<[string, Dashboard]> {
+  return readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => [f, JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as Dashboard]);
+}
+
+function expressions(dashboard: Dashboard): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const visit = (panels: Panel[]) => {
+    for (const panel of panels) {
+      for (const target of panel.targets ?? []) if (target.expr) out.push([panel.title, target.expr]);
+      visit(panel.panels ?? []);
+    }
+  };
+  visit(dashboard.panels);
+  for (const variable of dashboard.templating?.list ?? []) {
+    const query = typeof variable.query === 'string' ? variable.query : variable.query?.query;
+    const inner = query && /^label_values\((\w+)/.exec(query);
+    if (inner) out.push(['variable', inner[1]!]);
+  }
+  return out;
+}
+
+describe('Grafana dashboards', () => {
+  test('the PromQL name extractor', () => {
+    assert.deepEqual(metricNames('histogram_quantile(0.99, sum by (le, version) (rate(http_request_duration_seconds_bucket{route=~"/rerank.*", status!~"2.."}[$__rate_interval])))'), ['http_request_duration_seconds']);
+    assert.deepEqual(metricNames('sum(rate(a_total[5m])) / ignoring (version) group_left sum(b_sum) or vector(0)'), ['a_total', 'b']);
+  });
+
+  test('there are Serving and Rollout dashboards, each with unique uid, panel ids and queries', () => {
+    const all = dashboards();
+    assert.deepEqual(all.map(([f]) => f).sort(), ['rollout.json', 'serving.json']);
+    assert.equal(new Set(all.map(([, d]) => d.uid)).size, all.length);
+    for (const [file, dashboard] of all) {
+      const ids = dashboard.panels.map((p) => p.id);
+      assert.equal(new Set(ids).size, ids.length, `${file}: duplicate panel ids`);
+      for (const panel of dashboard.panels) assert.ok((panel.targets ?? []).length > 0, `${file}: ${panel.title} has no query`);
+    }
+  });
+
+  test('every metric a panel queries is one the server, router or operator registers', async () => {
+    const known = await registeredNames();
+    const unknown: string[] = [];
+    for (const [file, dashboard] of dashboards()) {
+      for (const [title, expr] of expressions(dashboard)) {
+        const names = metricNames(expr);
+        assert.ok(names.length > 0, `${file}: ${title}: no metric in ${expr}`);
+        for (const name of names) if (!known.has(name)) unknown.push(`${file}: ${title}: ${name}`);
+      }
+    }
+    assert.deepEqual(unknown, []);
+  });
+
+  test('the Serving dashboard covers what the server exports; Rollout covers the operator', async () => {
+    const used = (file: string) => new Set(expressions(dashboards().find(([f]) => f === file)![1]).flatMap(([, e]) => metricNames(e)));
+    const serving = used('serving.json');
+    for (const name of ['http_request_duration_seconds', 'reranker_inference_duration_seconds', 'reranker_requests_total', 'reranker_queue_depth', 'reranker_batch_size', 'reranker_batch_tokens', 'reranker_tokens_total', 'reranker_batch_padding_ratio', 'reranker_gpu_memory_used_bytes', 'reranker_fallback_count_total', 'reranker_config_reloads_total', 'reranker_config_info']) {
+      assert.ok(serving.has(name), `serving.json does not show ${name}`);
+    }
+    const rollout = used('rollout.json');
+    const operator = (await new OperatorMetrics({ defaultMetrics: false }).registry.getMetricsAsJSON()).map((m) => m.name);
+    for (const name of [...operator, 'reranker_router_requests_total', 'reranker_version_info', 'reranker_config_info']) assert.ok(rollout.has(name), `rollout.json does not show ${name}`);
+  });
+});
