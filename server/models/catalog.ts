@@ -1,0 +1,84 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { load } from 'js-yaml';
+import { z } from 'zod';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The catalogue shipped with the project; `RERANK_MODEL_CATALOG` points elsewhere. */
+export const DEFAULT_CATALOG = path.join(repoRoot, 'models/catalog.yaml');
+
+const Sha256 = z.string().regex(/^[a-f0-9]{64}$/, 'a sha256 is 64 lower-case hex digits');
+
+export const CatalogFileSchema = z.strictObject({
+  /** Path inside the repo; the file lands in the model directory under its basename. */
+  path: z.string().min(1).refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), 'a relative repo path'),
+  /** The ONNX graph: what `--sha256` and a RerankerConfig's `model.sha256` check. */
+  model: z.boolean().optional(),
+  optional: z.boolean().optional(),
+  sha256: Sha256.optional(),
+});
+
+export const CatalogEntrySchema = z
+  .strictObject({
+    id: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'org/name'),
+    source: z.string().regex(/^hf:\/\/[\w.-]+\/[\w.-]+(@[\w./-]+)?$/, 'hf://org/name[@revision]'),
+    license: z.string().min(1),
+    architecture: z.string().min(1),
+    maxLength: z.number().int().positive(),
+    tokenTypeIds: z.boolean(),
+    files: z.array(CatalogFileSchema).min(1),
+    export: z
+      .strictObject({
+        command: z.string().startsWith('optimum-cli export onnx '),
+        produces: z.array(z.string().min(1)).min(1),
+      })
+      .optional(),
+  })
+  .superRefine((entry, ctx) => {
+    const models = entry.files.filter((f) => f.model);
+    if (models.length > 1) ctx.addIssue({ code: 'custom', message: 'at most one file is the model', path: ['files'] });
+    if (models.length === 0 && !entry.export) {
+      ctx.addIssue({ code: 'custom', message: 'an entry needs a model file in its repo, or an export recipe', path: ['files'] });
+    }
+    if (!entry.files.some((f) => f.path.endsWith('tokenizer.json'))) {
+      ctx.addIssue({ code: 'custom', message: 'tokenizer.json is required', path: ['files'] });
+    }
+  });
+
+export const CatalogSchema = z
+  .strictObject({ models: z.array(CatalogEntrySchema).min(1) })
+  .superRefine((catalog, ctx) => {
+    const seen = new Set<string>();
+    catalog.models.forEach((m, i) => {
+      if (seen.has(m.id)) ctx.addIssue({ code: 'custom', message: `duplicate id ${m.id}`, path: ['models', i, 'id'] });
+      seen.add(m.id);
+    });
+  });
+
+export type CatalogFile = z.infer<typeof CatalogFileSchema>;
+export type CatalogEntry = z.infer<typeof CatalogEntrySchema>;
+export type Catalog = z.infer<typeof CatalogSchema>;
+
+export class CatalogError extends Error {
+  override name = 'CatalogError';
+}
+
+export function parseCatalog(text: string, source = 'catalog'): Catalog {
+  const parsed = CatalogSchema.safeParse(load(text));
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new CatalogError(`${source}: invalid model catalogue:\n  - ${issues.join('\n  - ')}`);
+  }
+  return parsed.data;
+}
+
+export async function loadCatalog(file = process.env.RERANK_MODEL_CATALOG ?? DEFAULT_CATALOG): Promise<Catalog> {
+  return parseCatalog(await readFile(file, 'utf8'), file);
+}
+
+/** The entry a catalogue id (`BAAI/bge-reranker-base`) or an hf:// source of the same repo names. */
+export function findEntry(catalog: Catalog, idOrSource: string): CatalogEntry | undefined {
+  const bare = idOrSource.replace(/^hf:\/\//, '').replace(/@.*$/, '');
+  return catalog.models.find((m) => m.id === bare || m.source.replace(/^hf:\/\//, '').replace(/@.*$/, '') === bare);
+}
