@@ -1,0 +1,106 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { load } from 'js-yaml';
+import { pino } from 'pino';
+import { Controller } from '../../operator/controller.ts';
+import { OWNED_KINDS, type KubeClient, type KubeObject, type KindRef } from '../../operator/kube.ts';
+import { LeaderElector } from '../../operator/leader.ts';
+import { Reconciler } from '../../operator/reconciler.ts';
+import { FakeClock } from '../operator/support/fake-clock.ts';
+import { FakeKube, FakePodConfigReader } from '../operator/support/fake-kube.ts';
+import { IMAGES, readExample } from '../operator/support/examples.ts';
+
+const chart = new URL('../../charts/rerank-operator/', import.meta.url);
+interface Rule { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
+const rules = (file: string) => load(readFileSync(new URL(file, chart), 'utf8')) as Rule[];
+const triples = (list: Rule[]) => new Set(list.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}`)))));
+
+const PLURAL: Record<string, string> = { ConfigMap: 'configmaps', Service: 'services', Pod: 'pods', Deployment: 'deployments', HTTPRoute: 'httproutes', Lease: 'leases', RerankerConfig: 'rerankerconfigs' };
+const resourceOf = (kind: KindRef) => `${kind.apiVersion.includes('/') ? kind.apiVersion.split('/')[0] : ''}/${PLURAL[kind.kind] ?? kind.kind}`;
+
+/** A KubeClient that records the (group/resource, verb) every call needs, as the apiserver authorizes it. */
+function recording(inner: KubeClient, seen: Set<string>): KubeClient {
+  const add = (kind: KindRef, ...verbs: string[]) => verbs.forEach((v) => seen.add(`${resourceOf(kind)}:${v}`));
+  return {
+    get: (ref) => (add(ref, 'get'), inner.get(ref)),
+    list: (kind, options) => (add(kind, 'list'), inner.list(kind, options)),
+    watch: (kind, options, callbacks) => (add(kind, 'watch'), inner.watch(kind, options, callbacks)),
+    // Server-side apply is a PATCH; the apiserver also authorizes create when the object is absent.
+    apply: (object, manager) => (add(object, 'patch', 'create'), inner.apply(object, manager)),
+    create: (object) => (add(object, 'create'), inner.create(object)),
+    replace: (object) => (add(object, 'update'), inner.replace(object)),
+    mergePatch: (ref, patch) => (add(ref, 'patch'), inner.mergePatch(ref, patch)),
+    patchStatus: (ref, status) => (seen.add(`${resourceOf(ref)}/status:patch`), inner.patchStatus(ref, status)),
+    delete: (ref) => (add(ref, 'delete'), inner.delete(ref)),
+    createEvent: (event) => (seen.add('/events:create'), inner.createEvent(event)),
+  };
+}
+
+/**
+ * The calls operator/ makes, by where they happen:
+ *  rerankerconfigs get          reconciler.ts reconcile (kube.get)
+ *  rerankerconfigs list/watch   controller.ts informer on RerankerConfig (informer.ts list + watch)
+ *  rerankerconfigs/status patch reconciler.ts #writeStatus (kube-client.ts patchNamespacedCustomObjectStatus)
+ *  configmaps/services/deployments/httproutes list/watch  controller.ts WATCHED_CHILDREN informers; reconciler.ts #listOwned
+ *  ... create/patch             reconciler.ts kube.apply (server-side apply)
+ *  ... delete                   reconciler.ts #prune
+ *  pods list/watch/patch        controller.ts informer; reconciler.ts #observePods list + config-hash annotation mergePatch
+ *  events create                reconciler.ts #emitEvents (kube-client.ts createNamespacedEvent)
+ *  leases get/create/update     leader.ts tryAcquireOrRenew / stop (release namespace)
+ */
+const OPERATOR = [
+  'rerank.dev/rerankerconfigs:get', 'rerank.dev/rerankerconfigs:list', 'rerank.dev/rerankerconfigs:watch',
+  'rerank.dev/rerankerconfigs/status:patch',
+  ...['/configmaps', '/services', 'apps/deployments', 'gateway.networking.k8s.io/httproutes'].flatMap((r) => ['list', 'watch', 'create', 'patch', 'delete'].map((v) => `${r}:${v}`)),
+  '/pods:list', '/pods:watch', '/pods:patch',
+  '/events:create',
+];
+const LEADER = ['coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:update'];
+
+test('the chart grants exactly the (group, resource, verb) triples the operator uses', () => {
+  assert.deepEqual([...triples(rules('rbac/operator-rules.yaml'))].sort(), [...OPERATOR].sort());
+  assert.deepEqual([...triples(rules('rbac/leader-election-rules.yaml'))].sort(), [...LEADER].sort());
+  const named = rules('rbac/leader-election-rules.yaml').find((r) => r.verbs.includes('update'));
+  assert.deepEqual(named?.resourceNames, ['rerank-operator-leader'], 'get/update limited to the Lease operator/main.ts names');
+  assert.ok(readFileSync(new URL('../../operator/main.ts', import.meta.url), 'utf8').includes("name: 'rerank-operator-leader'"));
+});
+
+test('running the controller, reconciler and leader election makes only calls the chart grants, and every granted one', async () => {
+  const seen = new Set<string>();
+  const fake = new FakeKube();
+  const kube = recording(fake, seen);
+  const clock = new FakeClock();
+  for (const name of ['seed', 'router']) await fake.create(readExample(name) as unknown as KubeObject);
+  const reconciler = new Reconciler({ kube, podConfig: new FakePodConfigReader(fake), clock, images: IMAGES });
+  const controller = new Controller({ kube, reconciler, clock, logger: pino({ level: 'silent' }), namespace: 'rag' });
+  await controller.start();
+  for (const name of ['rerankers', 'rerankers-lite']) {
+    await reconciler.reconcile({ namespace: 'rag', name });
+    fake.settleDeployments();
+    await reconciler.reconcile({ namespace: 'rag', name });
+  }
+  // Disable a version: its Deployment and Service are pruned.
+  fake.edit('RerankerConfig', 'rag', 'rerankers', (o: KubeObject) => {
+    const spec = o.spec as { versions: Array<{ name: string; enabled?: boolean; weight?: number }> };
+    const canary = spec.versions.find((v) => v.name === 'v2-gemma')!;
+    canary.enabled = false;
+    canary.weight = 0;
+  });
+  await reconciler.reconcile({ namespace: 'rag', name: 'rerankers' });
+  await controller.stop();
+
+  const elector = new LeaderElector({ kube, clock, namespace: 'rerank-system', name: 'rerank-operator-leader', identity: 'a', onStartedLeading: () => {}, onStoppedLeading: () => {} });
+  assert.equal(await elector.tryAcquireOrRenew(), true);
+  assert.equal(await elector.tryAcquireOrRenew(), true);
+
+  const granted = new Set([...OPERATOR, ...LEADER]);
+  assert.deepEqual([...seen].filter((t) => !granted.has(t)).sort(), [], 'calls the chart does not grant');
+  // #prune deletes whatever of OWNED_KINDS is no longer desired; this run prunes only some kinds.
+  const prunable = new Set(OWNED_KINDS.map((kind) => `${resourceOf(kind)}:delete`));
+  for (const t of prunable) assert.ok(granted.has(t), t);
+  assert.ok(seen.has('apps/deployments:delete'));
+  assert.deepEqual([...granted].filter((t) => !seen.has(t) && !prunable.has(t)).sort(), [], 'grants no exercised call needs');
+  // Every kind the operator owns or watches is in the rules.
+  for (const kind of OWNED_KINDS) for (const verb of ['list', 'watch', 'create', 'patch', 'delete']) assert.ok(granted.has(`${resourceOf(kind)}:${verb}`), `${kind.kind} ${verb}`);
+});
