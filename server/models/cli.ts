@@ -1,0 +1,88 @@
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { CatalogError, DEFAULT_CATALOG, loadCatalog, type Catalog } from './catalog.ts';
+import { createProgress } from './progress.ts';
+import { pullModel } from './pull.ts';
+import { ResolveError } from './resolve.ts';
+
+/** Where a pull lands without --dir: models/local/<name>, the directory the local config serves from. */
+export function defaultDir(source: string): string {
+  const name = source.replace(/^[a-z]+:\/\//i, '').replace(/@.*$/, '').replace(/[?#].*$/, '').split('/').filter(Boolean).pop() ?? 'model';
+  return path.join('models', 'local', name.replace(/\.(onnx|json)$/, ''));
+}
+
+async function catalogIfPresent(): Promise<Catalog | undefined> {
+  const file = process.env.RERANK_MODEL_CATALOG ?? DEFAULT_CATALOG;
+  try {
+    await access(file);
+  } catch {
+    // An explicitly named catalogue must exist; the bundled one may be absent from a pruned image.
+    if (process.env.RERANK_MODEL_CATALOG) throw new CatalogError(`${file}: model catalogue not found`);
+    return undefined;
+  }
+  return loadCatalog(file);
+}
+
+interface PullCommandOptions {
+  dir?: string;
+  sha256?: string;
+  file?: string[];
+  retries: string;
+}
+
+/** `rerank-server models pull|list`: what the operator's init container runs (operator/plan/workloads.ts). */
+export function addModelsCommand(program: Command): Command {
+  const models = program.command('models').description('fetch models into a directory the server reads; list the catalogue');
+
+  models
+    .command('pull')
+    .description('download a model (catalogue id, hf://org/name[@rev], https://…/file, pvc://claim/path) into --dir')
+    .argument('<source>', 'catalogue id or source')
+    .option('--dir <dir>', 'model directory to fill (default: models/local/<name>)')
+    .option('--sha256 <hex>', 'expected sha256 of the model file; a mismatch deletes it and fails')
+    .option('--file <path...>', 'hf:// only: repo paths to fetch instead of the catalogue\'s or the default list')
+    .option('--retries <n>', 'further attempts per file after a dropped connection or a 5xx', '5')
+    .addHelpText('after', '\nEnvironment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (sent as a Bearer token to the hub), RERANK_PVC_ROOT (default /mnt/pvc), RERANK_MODEL_CATALOG.')
+    .action(async (source: string, opts: PullCommandOptions) => {
+      const dir = opts.dir ?? defaultDir(source);
+      const retries = Number(opts.retries);
+      const progress = createProgress(process.stderr);
+      try {
+        const catalog = await catalogIfPresent();
+        const result = await pullModel({
+          source,
+          dir,
+          progress,
+          ...(catalog ? { catalog } : {}),
+          ...(opts.sha256 ? { sha256: opts.sha256 } : {}),
+          ...(opts.file?.length ? { files: opts.file } : {}),
+          ...(Number.isInteger(retries) && retries >= 0 ? { retries } : {}),
+        });
+        const summary = result.files.filter((f) => f.outcome !== 'absent').map((f) => `${f.file} (${f.outcome})`).join(', ');
+        process.stdout.write(`${result.plan.source} -> ${dir}: ${summary}\n`);
+        const entry = result.plan.kind === 'http' ? result.plan.entry : undefined;
+        if (entry) {
+          process.stdout.write(`${entry.id}: license ${entry.license}, max length ${entry.maxLength}, token_type_ids ${entry.tokenTypeIds ? 'yes' : 'no'}\n`);
+        }
+      } catch (error) {
+        if (!(error instanceof Error)) throw error;
+        const known = ['DownloadError', 'ChecksumError', 'ResolveError', 'CatalogError'].includes(error.name) || error instanceof ResolveError;
+        process.stderr.write(`models pull: ${known ? error.message : (error.stack ?? error.message)}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  models
+    .command('list')
+    .description('print the model catalogue')
+    .action(async () => {
+      const catalog = await loadCatalog();
+      for (const m of catalog.models) {
+        const onnx = m.files.some((f) => f.model) ? 'onnx in repo' : 'needs export';
+        process.stdout.write(`${m.id}\t${m.license}\tmax ${m.maxLength}\t${m.tokenTypeIds ? 'token_type_ids' : 'no token_type_ids'}\t${onnx}\n`);
+      }
+    });
+
+  return models;
+}

@@ -1,0 +1,168 @@
+import path from 'node:path';
+import { findEntry, type Catalog, type CatalogEntry } from './catalog.ts';
+
+/** One file to fetch: the first candidate URL that exists wins (a repo keeps its graph in onnx/ or at the top). */
+export interface FileSpec {
+  /** Repo paths (or the URL) tried in order; shown in progress and errors. */
+  candidates: Array<{ label: string; url: string }>;
+  /** Name inside the model directory. */
+  dest: string;
+  sha256?: string;
+  optional?: boolean;
+  model?: boolean;
+  /** Added to the error when no candidate exists (how to export an ONNX graph). */
+  hint?: string;
+}
+
+export type PullPlan =
+  | { kind: 'http'; source: string; files: FileSpec[]; headers: Record<string, string>; entry?: CatalogEntry }
+  /** pvc://claim/path, read from the claim the operator mounts read-only at `<root>/<claim>`. */
+  | { kind: 'pvc'; source: string; path: string; sha256?: string };
+
+export class ResolveError extends Error {
+  override name = 'ResolveError';
+}
+
+export interface ResolveOptions {
+  catalog?: Catalog;
+  /** Repo paths to fetch instead of the catalogue's (or the default) list. */
+  files?: string[];
+  /** Expected sha256 of the model file. */
+  sha256?: string;
+  env?: Record<string, string | undefined>;
+}
+
+export const DEFAULT_HF_ENDPOINT = 'https://huggingface.co';
+/** Where the operator mounts a `pvc://` source's claim (operator/plan/workloads.ts). */
+export const DEFAULT_PVC_ROOT = '/mnt/pvc';
+
+/** hf://org/name[@revision] → repo and revision (default `main`). */
+export function parseHfSource(source: string): { repo: string; revision: string } {
+  const match = /^(?:hf:\/\/)?([\w.-]+(?:\/[\w.-]+)?)(?:@(.+))?$/.exec(source);
+  if (!match?.[1]) throw new ResolveError(`"${source}" is not an hf://org/name[@revision] source`);
+  return { repo: match[1], revision: match[2] ?? 'main' };
+}
+
+export function hubFileUrl(endpoint: string, repo: string, revision: string, file: string): string {
+  const encodedPath = file.split('/').map(encodeURIComponent).join('/');
+  return `${endpoint.replace(/\/+$/, '')}/${repo}/resolve/${encodeURIComponent(revision)}/${encodedPath}`;
+}
+
+function destOf(file: string): string {
+  return path.posix.basename(file);
+}
+
+export function resolveSource(input: string, options: ResolveOptions = {}): PullPlan {
+  const env = options.env ?? process.env;
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(input)?.[1]?.toLowerCase();
+  if (scheme === 'oci') {
+    throw new ResolveError(
+      `${input}: oci:// sources are not supported by \`rerank-server models pull\` yet; ` +
+        'pull the artifact into a PVC (e.g. with `oras pull`) and use pvc://<claim>/<path>, or use hf:// or https://',
+    );
+  }
+  if (scheme === 'pvc') return resolvePvc(input, options, env);
+  if (scheme === 'https' || scheme === 'http') return resolveUrl(input, options);
+  if (scheme !== undefined && scheme !== 'hf') {
+    throw new ResolveError(`${input}: unknown source scheme "${scheme}://" (hf://, https://, pvc://, or a catalogue id)`);
+  }
+  return resolveHf(input, options, env);
+}
+
+function resolveHf(input: string, options: ResolveOptions, env: Record<string, string | undefined>): PullPlan {
+  const entry = options.catalog ? findEntry(options.catalog, input) : undefined;
+  if (scheme(input) === undefined && !entry) {
+    if (!/^[\w.-]+\/[\w.-]+(@.+)?$/.test(input)) {
+      throw new ResolveError(`${input}: not a catalogue id and not a source (hf://org/name[@revision], https://, pvc://)`);
+    }
+  }
+  // A catalogue id pulls the catalogue's source (and revision) unless the input names its own revision.
+  const fromInput = parseHfSource(input);
+  const { repo, revision } = entry && !input.includes('@') ? parseHfSource(entry.source) : fromInput;
+  const endpoint = env.HF_ENDPOINT || DEFAULT_HF_ENDPOINT;
+  const url = (file: string) => ({ label: file, url: hubFileUrl(endpoint, repo, revision, file) });
+
+  let files: FileSpec[];
+  if (options.files?.length) {
+    const firstOnnx = options.files.find((f) => f.endsWith('.onnx'));
+    files = options.files.map((f) => ({ candidates: [url(f)], dest: destOf(f), ...(f === firstOnnx ? { model: true } : {}) }));
+  } else if (entry) {
+    files = [];
+    if (!entry.files.some((f) => f.model)) {
+      // The repo is not known to ship a graph: look where exports usually land, and say how to make one.
+      files.push({
+        candidates: [url('onnx/model.onnx'), url('model.onnx')],
+        dest: 'model.onnx',
+        model: true,
+        hint:
+          `${entry.id} ships no ONNX graph; export one:\n  ${entry.export?.command ?? `optimum-cli export onnx --model ${entry.id} --task text-classification out/`}\n` +
+          `then serve the export (${(entry.export?.produces ?? ['model.onnx', 'tokenizer.json']).join(', ')}) from pvc://, https://, ` +
+          'or an hf:// repo of your own (models pull hf://you/repo --file model.onnx --file tokenizer.json ...)',
+      });
+    }
+    files.push(...entry.files.map((f) => ({
+      candidates: [url(f.path)],
+      dest: destOf(f.path),
+      ...(f.sha256 ? { sha256: f.sha256 } : {}),
+      ...(f.optional ? { optional: true } : {}),
+      ...(f.model ? { model: true } : {}),
+    })));
+  } else {
+    files = [
+      { candidates: [url('onnx/model.onnx'), url('model.onnx')], dest: 'model.onnx', model: true },
+      { candidates: [url('tokenizer.json')], dest: 'tokenizer.json' },
+      { candidates: [url('config.json')], dest: 'config.json', optional: true },
+    ];
+  }
+  applySha(files, options.sha256, input);
+  checkDestinations(files, input);
+  const headers: Record<string, string> = env.HF_TOKEN ? { Authorization: `Bearer ${env.HF_TOKEN}` } : {};
+  return { kind: 'http', source: `hf://${repo}@${revision}`, files, headers, ...(entry ? { entry } : {}) };
+}
+
+function scheme(input: string): string | undefined {
+  return /^([a-z][a-z0-9+.-]*):\/\//i.exec(input)?.[1];
+}
+
+function resolveUrl(input: string, options: ResolveOptions): PullPlan {
+  if (options.files?.length) throw new ResolveError(`${input}: --file applies to hf:// sources; an https:// source is one file`);
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new ResolveError(`${input}: not a valid URL`);
+  }
+  const base = decodeURIComponent(path.posix.basename(url.pathname));
+  if (!base) throw new ResolveError(`${input}: the URL names no file`);
+  // The server reads <dir>/model.onnx: a lone graph lands there whatever the URL calls it.
+  const dest = base.endsWith('.onnx') ? 'model.onnx' : base;
+  const files: FileSpec[] = [{ candidates: [{ label: base, url: url.href }], dest, model: true }];
+  applySha(files, options.sha256, input);
+  return { kind: 'http', source: url.href, files, headers: {} };
+}
+
+function resolvePvc(input: string, options: ResolveOptions, env: Record<string, string | undefined>): PullPlan {
+  const match = /^pvc:\/\/([^/]+)(\/.*)?$/.exec(input);
+  if (!match?.[1]) throw new ResolveError(`${input}: not a pvc://<claim>/<path> source`);
+  const rest = (match[2] ?? '/').replace(/^\/+/, '');
+  if (rest.split('/').includes('..')) throw new ResolveError(`${input}: the path may not leave the claim`);
+  if (options.files?.length) throw new ResolveError(`${input}: --file applies to hf:// sources`);
+  const root = env.RERANK_PVC_ROOT || DEFAULT_PVC_ROOT;
+  return { kind: 'pvc', source: input, path: path.join(root, match[1], rest), ...(options.sha256 ? { sha256: options.sha256.toLowerCase() } : {}) };
+}
+
+function applySha(files: FileSpec[], sha256: string | undefined, input: string): void {
+  if (!sha256) return;
+  if (!/^[a-fA-F0-9]{64}$/.test(sha256)) throw new ResolveError(`--sha256 ${sha256}: not 64 hex digits`);
+  const target = files.find((f) => f.model) ?? (files.length === 1 ? files[0] : undefined);
+  if (!target) throw new ResolveError(`${input}: --sha256 checks the model file, and none of the files is an .onnx graph`);
+  target.sha256 = sha256.toLowerCase();
+}
+
+function checkDestinations(files: FileSpec[], input: string): void {
+  const seen = new Set<string>();
+  for (const f of files) {
+    if (seen.has(f.dest)) throw new ResolveError(`${input}: two files would both be written as ${f.dest}`);
+    seen.add(f.dest);
+  }
+}
