@@ -22,6 +22,7 @@ COPY package.json ./
 COPY server ./server
 COPY operator ./operator
 COPY config ./config
+COPY models/catalog.yaml ./models/catalog.yaml
 RUN printf '#!/bin/sh\nexec node /app/server/cli/main.ts "$@"\n' > /usr/local/bin/rerank-server \
  && chmod 0755 /usr/local/bin/rerank-server \
  && mkdir -p /models /etc/rerank && chown 65532:65532 /models
