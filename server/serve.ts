@@ -5,30 +5,64 @@ import { createApp } from './http/app.ts';
 import { resolveApiKey } from './http/auth.ts';
 import { RerankEngine } from './engine/engine.ts';
 import type { LoadedConfig } from './config/load.ts';
+import { ConfigReloader } from './config/reloader.ts';
+import type { WatchMode } from './config/watcher.ts';
+import type { RerankConfig } from './config/schema.ts';
+import { NvidiaSmiProbe } from './gpu/probe.ts';
 import { ServerMetrics } from './metrics.ts';
 import type { Logger } from './logger.ts';
 
 export interface ServeOptions {
+  /** The config file: watched and hot-reloaded. */
+  configFile: string;
   loaded: LoadedConfig;
+  /** The file's text as loaded. */
+  configText: string;
   port: number;
   host: string;
   logger: Logger;
   env?: NodeJS.ProcessEnv;
+  /** How the config file is watched (default `auto`: directory events, with polling as the safety net). */
+  watchMode?: WatchMode;
+  pollIntervalMs?: number;
 }
 
 export interface RunningServer {
   url: string;
   engine: RerankEngine;
+  reloader: ConfigReloader;
   /** Stop accepting, finish in-flight requests, release the models. */
   close(): Promise<void>;
 }
 
-/** Load the models, then listen. Resolves once the port is bound; /readyz turns 200 when warm-up is done. */
+/** Load the models, then listen. Resolves once the port is bound and the enabled versions are loaded. */
 export async function serve(options: ServeOptions): Promise<RunningServer> {
   const { logger } = options;
   const metrics = new ServerMetrics();
-  const engine = await RerankEngine.create({ loaded: options.loaded, metrics, logger });
-  const notices = syntheticNotices(engine, logger);
+  const usesGpu = Object.values(options.loaded.config.versions).some((v) => v.device === 'cuda');
+  const engine = await RerankEngine.create({
+    loaded: options.loaded,
+    metrics,
+    logger,
+    ...(usesGpu ? { gpuProbe: new NvidiaSmiProbe() } : {}),
+  });
+  for (const notice of syntheticNotices(engine)) logger.warn(notice);
+  const reloader = new ConfigReloader({
+    file: options.configFile,
+    initial: options.loaded,
+    initialText: options.configText,
+    metrics,
+    logger,
+    mode: options.watchMode ?? 'auto',
+    ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
+    target: {
+      apply: (loaded) => {
+        logger.level = loaded.config.serving.logLevel;
+        return engine.apply(loaded);
+      },
+    },
+  });
+  reloader.start();
   const env = options.env ?? process.env;
   const app = createApp({
     reranker: engine,
@@ -36,7 +70,9 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     logger,
     serving: () => engine.config.serving,
     apiKey: () => resolveApiKey(env),
-    info: { notices },
+    info: () => ({ notices: syntheticNotices(engine), pid: process.pid }),
+    configStatus: () => reloader.status(),
+    endpoints: () => versionEndpoints(engine.config),
   });
   const server = http.createServer(app.callback());
   // Rerank runs can take seconds under load; keep Node's defaults from cutting them short.
@@ -52,6 +88,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const close = () => {
     closing ??= (async () => {
       logger.info('shutting down: no new connections, finishing in-flight requests');
+      reloader.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await closed;
@@ -60,7 +97,14 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     })();
     return closing;
   };
-  return { url, engine, close };
+  return { url, engine, reloader, close };
+}
+
+/** Path → version for every version with its own `endpoint`. */
+function versionEndpoints(config: RerankConfig): Map<string, string> {
+  const endpoints = new Map<string, string>();
+  for (const [name, version] of Object.entries(config.versions)) if (version.endpoint) endpoints.set(version.endpoint, name);
+  return endpoints;
 }
 
 export const SYNTHETIC_NOTICE =
@@ -69,13 +113,9 @@ export const SYNTHETIC_NOTICE =
   '(e.g. `optimum-cli export onnx --model BAAI/bge-reranker-v2-m3 --task text-classification DIR`).';
 
 /** A generated stand-in model must never pass for a real reranker: say so loudly, in the log and in /info. */
-function syntheticNotices(engine: RerankEngine, logger: Logger): string[] {
+function syntheticNotices(engine: RerankEngine): string[] {
   return engine
     .info()
-    .versions.filter((version) => version.synthetic)
-    .map((version) => {
-      const notice = `version "${version.name}": ${SYNTHETIC_NOTICE}`;
-      logger.warn({ version: version.name, model: version.modelPath }, notice);
-      return notice;
-    });
+    .versions.filter((version) => version.synthetic && version.enabled)
+    .map((version) => `version "${version.name}": ${SYNTHETIC_NOTICE}`);
 }

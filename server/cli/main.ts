@@ -2,16 +2,25 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfigFile } from '../config/load.ts';
+import { ConfigError, loadConfigFile, readConfigFile } from '../config/load.ts';
+import type { WatchMode } from '../config/watcher.ts';
 import { createLogger } from '../logger.ts';
-import { prepareLocalModels } from './local-mode.ts';
+import { prepareLocalModels, writeDefaultConfig } from './local-mode.ts';
 import { serve } from '../serve.ts';
 import { buildOpenApiDocument } from '../http/openapi.ts';
 import { fetchInfo, scoreWith, type RemoteOptions } from './remote.ts';
 import { renderTable } from './table.ts';
+import { addRouterCommand } from '../router/cli.ts';
+import { addModelsCommand } from '../models/cli.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const LOCAL_CONFIG = path.join(repoRoot, 'config/local.yaml');
+
+function parsePositive(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+}
 
 function parsePort(value: string): number {
   const port = Number(value);
@@ -31,11 +40,14 @@ export function buildCli(): Command {
     .option('--local', `serve ${path.relative(process.cwd(), LOCAL_CONFIG) || LOCAL_CONFIG}, generating its stand-in model if absent`)
     .option('-p, --port <port>', 'port to listen on (default: $PORT or 8080)', parsePort)
     .option('--host <host>', 'address to bind', '0.0.0.0')
-    .action(async (opts: { config?: string; local?: boolean; port?: number; host: string }) => {
+    .option('--watch <mode>', 'how the config file is watched: auto (directory events + polling), events, poll', 'auto')
+    .option('--poll-interval <ms>', 'content-hash polling interval', parsePositive, 2000)
+    .action(async (opts: { config?: string; local?: boolean; port?: number; host: string; watch: string; pollInterval: number }) => {
       const configFile = opts.config ?? (opts.local ? LOCAL_CONFIG : undefined);
       if (!configFile) return program.error('start: give --config FILE, or --local for the local default config');
+      if (!['auto', 'events', 'poll'].includes(opts.watch)) return program.error(`start: --watch must be auto, events or poll`);
       const port = opts.port ?? (process.env.PORT ? parsePort(process.env.PORT) : 8080);
-      await start({ configFile, port, host: opts.host, local: Boolean(opts.local) });
+      await start({ configFile, port, host: opts.host, local: Boolean(opts.local), watchMode: opts.watch as WatchMode, pollIntervalMs: opts.pollInterval });
     });
 
   program
@@ -116,6 +128,8 @@ export function buildCli(): Command {
     process.stdout.write(`query: ${opts.query}\n${renderTable(header, rows)}\n`);
   });
 
+  addRouterCommand(program);
+  addModelsCommand(program);
   return program;
 }
 
@@ -139,11 +153,25 @@ function pinVersion(document: Record<string, unknown>, version: string): void {
   (document.info as Record<string, unknown>).title = `rerank-server — version ${version}`;
 }
 
-async function start(options: { configFile: string; port: number; host: string; local: boolean }): Promise<void> {
+interface StartOptions {
+  configFile: string;
+  port: number;
+  host: string;
+  local: boolean;
+  watchMode: WatchMode;
+  pollIntervalMs: number;
+}
+
+async function start(options: StartOptions): Promise<void> {
   const bootLogger = createLogger('info');
-  let loaded;
+  let local = options.local;
+  if (await writeDefaultConfig(options.configFile)) {
+    bootLogger.warn({ file: options.configFile }, 'config file absent: wrote a default one (a generated stand-in model) and serving it');
+    local = true;
+  }
+  let loaded, configText;
   try {
-    loaded = await loadConfigFile(options.configFile);
+    ({ loaded, text: configText } = await readConfigFile(options.configFile));
   } catch (error) {
     if (error instanceof ConfigError) {
       bootLogger.fatal({ issues: error.issues }, error.message);
@@ -152,8 +180,17 @@ async function start(options: { configFile: string; port: number; host: string; 
     throw error;
   }
   const logger = createLogger(loaded.config.serving.logLevel);
-  if (options.local) await prepareLocalModels(loaded, logger);
-  const running = await serve({ loaded, port: options.port, host: options.host, logger });
+  if (local) await prepareLocalModels(loaded, logger);
+  const running = await serve({
+    configFile: options.configFile,
+    loaded,
+    configText,
+    port: options.port,
+    host: options.host,
+    logger,
+    watchMode: options.watchMode,
+    pollIntervalMs: options.pollIntervalMs,
+  });
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'signal received');
     running.close().then(
@@ -166,6 +203,7 @@ async function start(options: { configFile: string; port: number; host: string; 
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => void running.reloader.forceReload());
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

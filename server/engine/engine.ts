@@ -3,21 +3,39 @@ import path from 'node:path';
 import type { LoadedConfig } from '../config/load.ts';
 import type { RerankConfig, VersionConfig } from '../config/schema.ts';
 import { RerankError } from '../errors.ts';
+import { DEFAULT_FALLBACK_INTERVAL_MS, FallbackMonitor, type GpuVersion } from '../gpu/fallback-monitor.ts';
+import type { GpuProbe, PlacementDevice } from '../gpu/probe.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { DEFAULT_MAX_PADDING_RATIO } from './batch-packer.ts';
 import { BatchQueue, type QueueLimits } from './batch-queue.ts';
-import { firstLine, loadOnnxModel, type Device, type PairScorer } from './onnx-model.ts';
+import { firstLine, loadOnnxModel, type Device, type LoadOnnxModelOptions, type PairScorer } from './onnx-model.ts';
 import { PairTokenizer, readModelDirConfig, type EncodedPair } from './pair-tokenizer.ts';
 import type { EngineInfo, RerankOutcome, RerankRequest, Reranker, VersionInfo, VersionState } from './types.ts';
-import { chooseVersion } from './version-choice.ts';
+import { chooseVersion, type VersionCandidate, type VersionChoice } from './version-choice.ts';
 
 /**
  * The serving core: every enabled version's tokenizer, ONNX session and batch queue, and the choice of
  * version per request. Knows nothing of HTTP.
  *
- * The config is read through `config` on every request and by every queue before every batch, so a
- * reload that swaps it changes limits and weights for the next request and the next batch.
+ * Live reconfiguration. `apply()` swaps the config in one assignment: a request reads it once when it
+ * starts (limits, weights, default) and queues read it before every batch, so knobs take effect on the
+ * next request and the next batch, and no request sees half of two configs. Version work — loading,
+ * replacing, draining — is then driven by a level-based reconcile that compares the config in force
+ * with the sessions that exist; reconciles run one at a time, and applies that arrive while one runs
+ * share the next one (it reads the newest config, so the last apply wins).
+ *
+ * A version serves through one runtime (tokenizer + session + queue). A model or device change loads a
+ * second runtime beside the first, switches traffic to it once warm, then drains and frees the first:
+ * every request runs start to end on the runtime it picked, which counts it in flight, and a runtime is
+ * closed only once nothing is in flight on it. The GPU fallback monitor moves versions between execution
+ * providers with the same mechanism.
+ *
+ * Default version during a reload: when a new config names a default that cannot serve yet (just added
+ * or enabled, so still loading), the version that answered default traffic before keeps answering it —
+ * even if the new config disables or removes it — until the new default is ready; then it is drained as
+ * the config says. If the new default fails to load, the previous one keeps standing in (logged, and
+ * shown as `servingDefault` in info) until a later config settles it.
  */
 
 export interface RerankEngineOptions {
@@ -32,13 +50,54 @@ export interface RerankEngineOptions {
   intraOpNumThreads?: number;
   /** Largest share of a batch that may be padding (see PackLimits). */
   maxPaddingRatio?: number;
+  /** Loads one model: `loadOnnxModel` unless a test stands in for it. */
+  loadModel?: (options: LoadOnnxModelOptions) => Promise<PairScorer>;
+  /** Reads free GPU memory for the GPU → CPU fallback monitor; no monitor without one. */
+  gpuProbe?: GpuProbe;
+  /** Milliseconds between GPU memory probes (default 5000). */
+  fallbackIntervalMs?: number;
 }
 
-interface VersionRuntime {
+export type VersionAction = 'loaded' | 'unloaded' | 'replaced' | 'updated' | 'failed' | 'unchanged';
+
+export interface VersionApplyResult {
   name: string;
-  config: VersionConfig;
-  state: VersionState;
+  /**
+   * `loaded`: a session was loaded and takes traffic. `replaced`: a new session (model or device change)
+   * took over and the old one was drained and freed. `unloaded`: disabled or removed, drained and freed.
+   * `updated`: only its knobs changed (weight, description, ...). `failed`: a load failed (`error` says
+   * why); when the version was serving, its old session keeps serving.
+   */
+  action: VersionAction;
   error?: string;
+}
+
+/** What an apply did, once its version work converged. */
+export interface ApplyReport {
+  /** The config the version work converged to: this apply's, or a newer one applied meanwhile. */
+  configHash: string;
+  appliedAt: string;
+  defaultVersion: string;
+  /** The version answering default traffic when it is not `defaultVersion` (see the class comment). */
+  servingDefault?: string;
+  versions: VersionApplyResult[];
+}
+
+type RuntimeState = 'loading' | 'ready' | 'failed' | 'draining' | 'closed';
+
+/** What a session is loaded from: two runtimes with the same spec are interchangeable. */
+interface RuntimeSpec {
+  model: string;
+  device: Device;
+}
+
+/** One loaded (or loading) model of a version: tokenizer, session and queue. */
+interface Runtime {
+  version: string;
+  spec: RuntimeSpec;
+  state: RuntimeState;
+  error?: string;
+  /** The execution provider in use (`cpu` when `cuda` was asked for and is unavailable). */
   device: Device;
   deviceFallback?: string;
   inputs: string[];
@@ -49,6 +108,32 @@ interface VersionRuntime {
   model?: PairScorer;
   queue?: BatchQueue;
   takesTypeIds: boolean;
+  /** Requests that picked this runtime and are not answered yet (tokenizing, queued or running). */
+  inFlight: number;
+  idleWaiters: (() => void)[];
+  closed?: Promise<void>;
+}
+
+interface VersionSlot {
+  name: string;
+  /** The runtime taking traffic when ready; else the one that failed. */
+  active?: Runtime;
+  /** A runtime loading beside `active`, to take over once warm. */
+  next?: Runtime;
+  /** Runtimes taken out of traffic and finishing their in-flight requests. */
+  readonly draining: Set<Runtime>;
+  /** Its config at the last reconcile; also describes a removed version while it drains. */
+  config: VersionConfig;
+  reconciled?: VersionConfig;
+  /** Why the newest load failed (cleared by a successful one). */
+  error?: string;
+  /** The spec whose load failed: moves of the fallback monitor do not retry it, applies do. */
+  failedSpec?: RuntimeSpec;
+  /** Where the fallback monitor wants it; read only when configured `cuda`. */
+  placement: PlacementDevice;
+  placementReason?: string;
+  /** The version_info series last set, removed when state or device change. */
+  published?: { device: Device; state: VersionState };
 }
 
 const WARM_UP = { query: 'warm-up query', document: 'a short warm-up document' };
@@ -57,13 +142,25 @@ export class RerankEngine implements Reranker {
   /** Resolves when every enabled version is ready or failed. */
   readonly loaded: Promise<void>;
   #loaded: LoadedConfig;
+  #appliedAt = new Date();
   readonly #metrics: ServerMetrics;
   readonly #logger: Logger;
   readonly #random: () => number;
   readonly #options: RerankEngineOptions;
-  readonly #versions = new Map<string, VersionRuntime>();
+  readonly #loadModel: (options: LoadOnnxModelOptions) => Promise<PairScorer>;
+  readonly #versions = new Map<string, VersionSlot>();
+  /** Sessions loaded and not yet closed. */
+  readonly #live = new Set<PairScorer>();
   /** Requests accepted and not yet answered: shutdown waits for them. */
   readonly #inFlight = new Set<Promise<unknown>>();
+  /** Reconciles run one after another on this chain. */
+  #work: Promise<unknown> = Promise.resolve();
+  /** A reconcile queued and not started: later applies share it. */
+  #queued: { retryFailed: boolean; report: Promise<ApplyReport> } | undefined;
+  /** Answers default traffic while the configured default cannot serve yet (see the class comment). */
+  #standIn: string | undefined;
+  #started = false;
+  readonly #monitor: FallbackMonitor | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(options: RerankEngineOptions) {
@@ -72,22 +169,22 @@ export class RerankEngine implements Reranker {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#random = options.random ?? Math.random;
-    const loads: Promise<void>[] = [];
-    for (const [name, config] of Object.entries(options.loaded.config.versions)) {
-      const runtime: VersionRuntime = {
-        name,
-        config,
-        state: config.enabled ? 'loading' : 'disabled',
-        device: config.device,
-        inputs: [],
-        synthetic: false,
-        takesTypeIds: false,
-      };
-      this.#versions.set(name, runtime);
-      this.#publishState(runtime, undefined);
-      if (config.enabled) loads.push(this.#load(runtime));
+    this.#loadModel = options.loadModel ?? loadOnnxModel;
+    this.#ensureSlots(options.loaded.config);
+    this.loaded = this.#schedule(true).then((report) => {
+      this.#started = true;
+      this.#logReport('versions loaded', report);
+    });
+    if (options.gpuProbe) {
+      this.#monitor = new FallbackMonitor({
+        probe: options.gpuProbe,
+        host: { gpuVersions: () => this.#gpuVersions(), place: (name, device, reason) => this.#place(name, device, reason) },
+        metrics: this.#metrics,
+        logger: this.#logger,
+        intervalMs: options.fallbackIntervalMs ?? DEFAULT_FALLBACK_INTERVAL_MS,
+      });
+      this.#monitor.start();
     }
-    this.loaded = Promise.all(loads).then(() => undefined);
   }
 
   /** Loads and warms up every enabled version; resolves when each is ready or failed. */
@@ -111,6 +208,42 @@ export class RerankEngine implements Reranker {
     return this.#loaded.hash;
   }
 
+  /** The GPU → CPU fallback monitor, when a probe was given. */
+  get fallbackMonitor(): FallbackMonitor | undefined {
+    return this.#monitor;
+  }
+
+  /**
+   * Puts a new config in force at once (knobs, weights, default: the next request sees them), then loads,
+   * replaces and drains versions to match it. Resolves when that version work has converged, with what
+   * happened to each version. Applies are serialized: one arriving while another's version work runs
+   * swaps its knobs at once and has its version work done next.
+   */
+  apply(loaded: LoadedConfig): Promise<ApplyReport> {
+    if (this.#closing) return Promise.reject(new RerankError('unavailable', 'the server is shutting down'));
+    const servingBefore = this.#effectiveDefault(this.#loaded.config);
+    const couldServe = this.#servable(servingBefore);
+    this.#loaded = loaded;
+    this.#appliedAt = new Date();
+    const { config } = loaded;
+    this.#ensureSlots(config);
+    if (this.#servable(config.defaultVersion)) this.#standIn = undefined;
+    else if (couldServe && servingBefore !== config.defaultVersion) {
+      this.#standIn = servingBefore;
+      this.#logger.info(
+        { defaultVersion: config.defaultVersion, servingDefault: servingBefore },
+        `default version ${config.defaultVersion} is not ready yet: ${servingBefore} answers default traffic until it is`,
+      );
+    }
+    for (const slot of this.#versions.values()) this.#publish(slot);
+    return this.#schedule(true);
+  }
+
+  /** Sessions loaded and not yet freed (each a worker thread, unless sessions run on the main thread). */
+  liveSessions(): number {
+    return this.#live.size;
+  }
+
   rerank(request: RerankRequest): Promise<RerankOutcome> {
     if (this.#closing) return Promise.reject(new RerankError('unavailable', 'the server is shutting down'));
     const answer = this.#rerank(request);
@@ -121,6 +254,7 @@ export class RerankEngine implements Reranker {
   }
 
   async #rerank(request: RerankRequest): Promise<RerankOutcome> {
+    // One read of the config: the whole request runs under it, whatever apply() does meanwhile.
     const config = this.#loaded.config;
     const { maxDocuments } = config.serving;
     if (typeof request.query !== 'string') throw new RerankError('validation', 'query: must be a string', { field: 'query' });
@@ -135,35 +269,48 @@ export class RerankEngine implements Reranker {
     if (request.signal?.aborted) throw cancelled();
 
     const choice = chooseVersion({
-      versions: [...this.#versions.values()].map((v) => ({ name: v.name, enabled: v.config.enabled, ready: v.state === 'ready', weight: v.config.weight })),
-      defaultVersion: config.defaultVersion,
+      versions: this.#candidates(config),
+      defaultVersion: this.#effectiveDefault(config),
       pathVersion: request.pathVersion,
       headerVersion: request.headerVersion,
+      stickyKey: request.stickyKey,
       random: this.#random,
     });
-    const runtime = this.#versions.get(choice.version);
-    if (!runtime || runtime.state !== 'ready' || !runtime.tokenizer || !runtime.queue) {
-      const why = runtime ? (runtime.error ?? runtime.state) : 'not configured';
+    const slot = this.#versions.get(choice.version);
+    const runtime = slot?.active;
+    if (!runtime || runtime.state !== 'ready') {
+      const why = slot ? (slot.error ?? runtime?.error ?? this.#versionState(slot, config)) : 'not configured';
       throw new RerankError('unavailable', `version ${choice.version} cannot serve (${why})`);
     }
-    const { tokenizer, queue } = runtime;
+    // Counted from the pick on, in the same turn: a retiring runtime closes only once this is back to 0.
+    runtime.inFlight += 1;
+    try {
+      return await this.#score(runtime, config, request, choice);
+    } finally {
+      runtime.inFlight -= 1;
+      if (runtime.inFlight === 0) for (const resolve of runtime.idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  async #score(runtime: Runtime, config: RerankConfig, request: RerankRequest, choice: VersionChoice): Promise<RerankOutcome> {
+    const { tokenizer, queue } = runtime as Required<Pick<Runtime, 'tokenizer' | 'queue'>>;
     // Refuse before tokenizing when the queue is already too full: the work would be thrown away.
     queue.checkRoom(request.documents.length);
 
     const tokenizeStarted = performance.now();
     const pairs = await tokenizer.encodePairs(request.query, request.documents, {
-      maxLength: this.#maxLength(runtime),
+      maxLength: maxLengthOf(runtime, config),
       truncate: request.truncate ?? true,
       withTypeIds: runtime.takesTypeIds,
     });
     const tokenizeSeconds = (performance.now() - tokenizeStarted) / 1000;
-    this.#metrics.tokenizationDuration.observe({ version: runtime.name }, tokenizeSeconds);
+    this.#metrics.tokenizationDuration.observe({ version: runtime.version }, tokenizeSeconds);
     if (request.signal?.aborted) throw cancelled();
 
     const scored = await queue.score(pairs, request.signal);
     const logits = Array.from(scored.logits);
     const outcome: RerankOutcome = {
-      version: runtime.name,
+      version: runtime.version,
       logits,
       scores: logits.map(sigmoid),
       tokens: countTokens(pairs),
@@ -176,10 +323,11 @@ export class RerankEngine implements Reranker {
   info(): EngineInfo {
     const { config, hash } = this.#loaded;
     const serving = config.serving;
-    return {
+    const info: EngineInfo = {
       defaultVersion: config.defaultVersion,
       configHash: hash,
-      versions: [...this.#versions.values()].map((runtime) => this.#versionInfo(runtime)),
+      appliedAt: this.#appliedAt.toISOString(),
+      versions: [...this.#versions.values()].map((slot) => this.#versionInfo(slot, config)),
       limits: {
         maxLength: serving.maxLength,
         maxBatchTokens: serving.maxBatchTokens,
@@ -189,52 +337,232 @@ export class RerankEngine implements Reranker {
         maxBodyBytes: serving.maxBodyBytes,
       },
     };
+    const servingDefault = this.#effectiveDefault(config);
+    if (servingDefault !== config.defaultVersion) info.servingDefault = servingDefault;
+    return info;
   }
 
-  /** Nothing is still loading, and the default version serves. */
+  /** Startup loading is done and the version answering default traffic serves. */
   isReady(): boolean {
-    if (this.#closing) return false;
-    for (const runtime of this.#versions.values()) if (runtime.state === 'loading') return false;
-    return this.#versions.get(this.#loaded.config.defaultVersion)?.state === 'ready';
+    if (this.#closing || !this.#started) return false;
+    return this.#servable(this.#effectiveDefault(this.#loaded.config));
   }
 
-  /** Refuses new requests, finishes the accepted ones, then releases every session. */
+  /** Refuses new requests, finishes the accepted ones and any version work, then releases every session. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await this.loaded;
+      this.#monitor?.stop();
+      await this.#work;
       await Promise.allSettled([...this.#inFlight]);
-      await Promise.all([...this.#versions.values()].map((runtime) => this.#unload(runtime)));
+      const retiring: Promise<void>[] = [];
+      for (const slot of this.#versions.values()) {
+        for (const runtime of [slot.active, slot.next, ...slot.draining]) if (runtime) retiring.push(this.#retire(slot, runtime));
+      }
+      await Promise.all(retiring);
     })();
     return this.#closing;
   }
 
-  #maxLength(runtime: VersionRuntime): number {
-    const configured = this.#loaded.config.serving.maxLength;
-    return runtime.modelMaxTokens === undefined ? configured : Math.min(configured, runtime.modelMaxTokens);
+  // --- version choice ---
+
+  #servable(name: string): boolean {
+    return this.#versions.get(name)?.active?.state === 'ready';
   }
 
-  #limits(): QueueLimits {
-    const serving = this.#loaded.config.serving;
-    return {
-      maxBatchTokens: serving.maxBatchTokens,
-      maxBatchSize: serving.maxBatchSize,
-      maxQueuedPairs: serving.maxQueuedPairs,
-      maxPaddingRatio: this.#options.maxPaddingRatio ?? DEFAULT_MAX_PADDING_RATIO,
-    };
+  /** The configured default when it can serve, else the stand-in while it can. */
+  #effectiveDefault(config: RerankConfig): string {
+    const configured = config.defaultVersion;
+    if (this.#standIn === undefined || this.#servable(configured) || !this.#servable(this.#standIn)) return configured;
+    return this.#standIn;
   }
 
-  async #load(runtime: VersionRuntime): Promise<void> {
-    const logger = this.#logger.child({ version: runtime.name });
+  /** Sorted by name, so a sticky key's version does not depend on the order of the config file. */
+  #candidates(config: RerankConfig): VersionCandidate[] {
+    const candidates: VersionCandidate[] = [];
+    for (const [name, version] of Object.entries(config.versions)) {
+      candidates.push({ name, enabled: version.enabled, ready: this.#servable(name), weight: version.weight });
+    }
+    return candidates.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  // --- version work ---
+
+  #ensureSlots(config: RerankConfig): void {
+    for (const [name, version] of Object.entries(config.versions)) {
+      if (this.#versions.has(name)) continue;
+      const slot: VersionSlot = { name, config: version, draining: new Set(), placement: 'cuda' };
+      this.#versions.set(name, slot);
+      this.#publish(slot);
+    }
+  }
+
+  /**
+   * Queues a reconcile behind the running one; a reconcile already queued and not started is shared,
+   * since it will read the newest config. `retryFailed`: loads that failed before are tried again
+   * (applies do; the fallback monitor's moves do not).
+   */
+  #schedule(retryFailed: boolean): Promise<ApplyReport> {
+    if (this.#queued) {
+      this.#queued.retryFailed ||= retryFailed;
+      return this.#queued.report;
+    }
+    const queued = { retryFailed } as { retryFailed: boolean; report: Promise<ApplyReport> };
+    queued.report = this.#work.then(() => {
+      if (this.#queued === queued) this.#queued = undefined;
+      return this.#reconcile(queued.retryFailed);
+    });
+    this.#queued = queued;
+    this.#work = queued.report.catch((error: unknown) => this.#logger.error({ err: error }, 'version reconcile failed'));
+    return queued.report;
+  }
+
+  async #reconcile(retryFailed: boolean): Promise<ApplyReport> {
+    const { config, hash } = this.#loaded;
+    const report: ApplyReport = { configHash: hash, appliedAt: this.#appliedAt.toISOString(), defaultVersion: config.defaultVersion, versions: [] };
+    if (this.#closing) return report;
+    this.#ensureSlots(config);
+    if (this.#servable(config.defaultVersion) || this.#standIn === config.defaultVersion) this.#standIn = undefined;
+
+    let defaultSettled!: () => void;
+    const defaultDone = new Promise<void>((resolve) => (defaultSettled = resolve));
+    const tasks = new Map<string, Promise<VersionApplyResult>>();
+    for (const slot of [...this.#versions.values()]) tasks.set(slot.name, this.#reconcileVersion(slot, config, retryFailed, defaultDone));
+    void (tasks.get(config.defaultVersion) ?? Promise.resolve()).finally(() => {
+      if (this.#servable(config.defaultVersion)) this.#standIn = undefined;
+      else if (this.#standIn !== undefined) {
+        this.#logger.warn(
+          { defaultVersion: config.defaultVersion, servingDefault: this.#standIn },
+          `default version ${config.defaultVersion} cannot serve: ${this.#standIn} keeps answering default traffic`,
+        );
+      }
+      defaultSettled();
+    });
+    report.versions = await Promise.all(tasks.values());
+    const servingDefault = this.#effectiveDefault(this.#loaded.config);
+    if (servingDefault !== report.defaultVersion) report.servingDefault = servingDefault;
+    return report;
+  }
+
+  async #reconcileVersion(slot: VersionSlot, config: RerankConfig, retryFailed: boolean, defaultDone: Promise<void>): Promise<VersionApplyResult> {
+    const { name } = slot;
+    const version = config.versions[name];
+    const previous = slot.reconciled;
+    slot.reconciled = version;
+    if (version) slot.config = version;
+    const knobs: VersionAction = previous !== undefined && version !== undefined && JSON.stringify(previous) !== JSON.stringify(version) ? 'updated' : 'unchanged';
+
+    if (!version?.enabled) {
+      const active = slot.active;
+      if (!active) {
+        this.#forgetIfRemoved(slot);
+        return { name, action: version === undefined && previous !== undefined ? 'unloaded' : knobs };
+      }
+      if (this.#standIn === name) {
+        await defaultDone;
+        if (this.#standIn === name) return { name, action: 'unchanged' };
+      }
+      slot.active = undefined;
+      slot.error = undefined;
+      slot.failedSpec = undefined;
+      this.#publish(slot);
+      await this.#retire(slot, active);
+      this.#forgetIfRemoved(slot);
+      this.#logger.info({ version: name }, version ? 'version disabled: drained and unloaded' : 'version removed: drained and unloaded');
+      return { name, action: 'unloaded' };
+    }
+
+    const wanted: RuntimeSpec = { model: version.model, device: version.device === 'cuda' ? slot.placement : 'cpu' };
+    const active = slot.active;
+    const serving = active?.state === 'ready';
+    if (serving && sameSpec(active.spec, wanted)) {
+      // Back to what serves (e.g. a failed model change reverted): the failure is history.
+      slot.error = undefined;
+      slot.failedSpec = undefined;
+      return { name, action: knobs };
+    }
+    if (!retryFailed && slot.failedSpec && sameSpec(slot.failedSpec, wanted)) return { name, action: 'unchanged' };
+
+    const next = newRuntime(name, wanted);
+    slot.next = next;
+    this.#publish(slot);
+    await this.#load(next);
+    slot.next = undefined;
+
+    if (next.state !== 'ready') {
+      this.#metrics.versionLoadFailures.inc({ version: name });
+      slot.failedSpec = wanted;
+      slot.error = next.error;
+      if (serving) {
+        this.#logger.error({ version: name, model: wanted.model, device: wanted.device, serving: active.spec.model, error: next.error }, 'new session failed to load: the old one keeps serving');
+        this.#publish(slot);
+        return { name, action: 'failed', error: next.error ?? 'load failed' };
+      }
+      slot.active = next;
+      this.#publish(slot);
+      if (active) await this.#retire(slot, active);
+      return { name, action: 'failed', error: next.error ?? 'load failed' };
+    }
+
+    slot.active = next;
+    slot.error = undefined;
+    slot.failedSpec = undefined;
+    // A move onto the CPU of a version that wants the GPU: from a GPU session, or a first session that found no CUDA.
+    if (version.device === 'cuda' && next.device === 'cpu' && !(serving && active.device === 'cpu')) this.#metrics.fallbacks.inc({ version: name });
+    this.#publish(slot);
+    if (!active) return { name, action: 'loaded' };
+    await this.#retire(slot, active);
+    if (serving) this.#logger.info({ version: name, from: active.spec, to: wanted, device: next.device }, 'version switched to its new session; the old one is drained and freed');
+    return { name, action: serving ? 'replaced' : 'loaded' };
+  }
+
+  #forgetIfRemoved(slot: VersionSlot): void {
+    if (this.#loaded.config.versions[slot.name] || slot.active || slot.next || slot.draining.size > 0) return;
+    this.#versions.delete(slot.name);
+    if (slot.published) this.#metrics.versionInfo.remove({ version: slot.name, ...slot.published });
+    // A removed version's series go too, so versions coming and going leave no stale series behind.
+    const m = this.#metrics;
+    const labels = { version: slot.name };
+    for (const metric of [m.inferenceDuration, m.tokenizationDuration, m.queueDuration, m.batchSize, m.batchTokens, m.paddingRatio]) metric.remove(labels);
+    for (const metric of [m.queueDepth, m.gpuMemoryUsed]) metric.remove(labels);
+    for (const metric of [m.tokens, m.fallbacks, m.versionLoadFailures]) metric.remove(labels);
+  }
+
+  /** Takes a runtime out of traffic, waits for its in-flight requests, then closes its queue and session. */
+  #retire(slot: VersionSlot, runtime: Runtime): Promise<void> {
+    runtime.closed ??= (async () => {
+      if (runtime.state !== 'failed') runtime.state = 'draining';
+      slot.draining.add(runtime);
+      this.#publish(slot);
+      if (runtime.inFlight > 0) await new Promise<void>((resolve) => runtime.idleWaiters.push(resolve));
+      await runtime.queue?.close();
+      const model = runtime.model;
+      runtime.queue = undefined;
+      runtime.tokenizer = undefined;
+      runtime.model = undefined;
+      if (model) {
+        await model.close().catch((error: unknown) => this.#logger.warn({ version: runtime.version, err: error }, 'closing a session failed'));
+        this.#live.delete(model);
+      }
+      runtime.state = 'closed';
+      slot.draining.delete(runtime);
+      this.#publish(slot);
+    })();
+    return runtime.closed;
+  }
+
+  async #load(runtime: Runtime): Promise<void> {
+    const logger = this.#logger.child({ version: runtime.version });
     const started = performance.now();
+    const config = this.#loaded.config;
     try {
-      const files = await modelFiles(runtime.config.model);
+      const files = await modelFiles(runtime.spec.model);
       const dirConfig = await readModelDirConfig(files.config);
       runtime.synthetic = dirConfig.synthetic;
       runtime.modelMaxTokens = dirConfig.maxTokens;
       const tokenizer = PairTokenizer.load({ tokenizerPath: files.tokenizer, padId: dirConfig.padTokenId });
-      const model = await loadOnnxModel({
+      const model = await this.#loadModel({
         modelPath: files.model,
-        device: runtime.config.device,
+        device: runtime.spec.device,
         padId: tokenizer.padId,
         logger,
         thread: this.#options.modelThread ?? 'worker',
@@ -242,9 +570,12 @@ export class RerankEngine implements Reranker {
         onCrash: (error) => {
           logger.error({ err: error }, 'model worker died: version failed');
           runtime.error = firstLine(error);
-          this.#setState(runtime, 'failed');
+          runtime.state = 'failed';
+          const slot = this.#versions.get(runtime.version);
+          if (slot) this.#publish(slot);
         },
       });
+      this.#live.add(model);
       runtime.model = model;
       runtime.device = model.description.device;
       if (model.description.fallbackReason !== undefined) runtime.deviceFallback = model.description.fallbackReason;
@@ -252,21 +583,20 @@ export class RerankEngine implements Reranker {
       runtime.takesTypeIds = model.description.takesTypeIds;
 
       // Warm-up: the first run pays for ORT's allocations and kernel choices; a client should not.
-      const maxLength = this.#maxLength(runtime);
+      const maxLength = maxLengthOf(runtime, config);
       const warm = await tokenizer.encodePair(WARM_UP.query, WARM_UP.document, { maxLength, withTypeIds: runtime.takesTypeIds });
       await model.run([warm]);
-      if (this.#loaded.config.serving.warmup === 'full') await model.run(fullBudgetBatch(warm, maxLength, this.#limits()));
+      if (config.serving.warmup === 'full') await model.run(fullBudgetBatch(warm, maxLength, this.#limits()));
 
       runtime.tokenizer = tokenizer;
       runtime.queue = new BatchQueue({
-        version: runtime.name,
+        version: runtime.version,
         model,
         limits: () => this.#limits(),
         metrics: this.#metrics,
         logger,
       });
-      if (this.#closing) return;
-      this.#setState(runtime, 'ready');
+      runtime.state = 'ready';
       logger.info(
         {
           model: files.model,
@@ -279,55 +609,136 @@ export class RerankEngine implements Reranker {
         },
         'version ready',
       );
-      if (runtime.modelMaxTokens !== undefined && runtime.modelMaxTokens < this.#loaded.config.serving.maxLength) {
-        logger.warn({ maxLength: this.#loaded.config.serving.maxLength, modelMaxTokens: runtime.modelMaxTokens }, 'maxLength is over what the model takes: pairs are cut to the model limit');
+      if (runtime.modelMaxTokens !== undefined && runtime.modelMaxTokens < config.serving.maxLength) {
+        logger.warn({ maxLength: config.serving.maxLength, modelMaxTokens: runtime.modelMaxTokens }, 'maxLength is over what the model takes: pairs are cut to the model limit');
       }
     } catch (error) {
       runtime.error = firstLine(error);
-      logger.error({ model: runtime.config.model, err: error }, 'version failed to load');
-      if (runtime.model) await runtime.model.close().catch(() => undefined);
+      logger.error({ model: runtime.spec.model, device: runtime.spec.device, err: error }, 'version failed to load');
+      const model = runtime.model;
       runtime.model = undefined;
-      this.#setState(runtime, 'failed');
+      if (model) {
+        await model.close().catch(() => undefined);
+        this.#live.delete(model);
+      }
+      runtime.state = 'failed';
     }
   }
 
-  async #unload(runtime: VersionRuntime): Promise<void> {
-    if (runtime.state === 'ready') this.#setState(runtime, 'draining');
-    await runtime.queue?.close();
-    await runtime.model?.close();
-    runtime.queue = undefined;
-    runtime.model = undefined;
-  }
-
-  #setState(runtime: VersionRuntime, state: VersionState): void {
-    const previous = { state: runtime.state, device: runtime.device };
-    runtime.state = state;
-    this.#publishState(runtime, previous);
-  }
-
-  #publishState(runtime: VersionRuntime, previous: { state: VersionState; device: Device } | undefined): void {
-    const gauge = this.#metrics.versionInfo;
-    if (previous) gauge.remove({ version: runtime.name, device: previous.device, state: previous.state });
-    gauge.set({ version: runtime.name, device: runtime.device, state: runtime.state }, 1);
-  }
-
-  #versionInfo(runtime: VersionRuntime): VersionInfo {
-    const info: VersionInfo = {
-      name: runtime.name,
-      state: runtime.state,
-      enabled: runtime.config.enabled,
-      description: runtime.config.description,
-      device: runtime.device,
-      weight: runtime.config.weight,
-      modelPath: runtime.config.model,
-      inputs: runtime.inputs,
-      synthetic: runtime.synthetic,
+  #limits(): QueueLimits {
+    const serving = this.#loaded.config.serving;
+    return {
+      maxBatchTokens: serving.maxBatchTokens,
+      maxBatchSize: serving.maxBatchSize,
+      maxQueuedPairs: serving.maxQueuedPairs,
+      maxPaddingRatio: this.#options.maxPaddingRatio ?? DEFAULT_MAX_PADDING_RATIO,
     };
-    if (runtime.error !== undefined) info.error = runtime.error;
-    if (runtime.state === 'ready') info.maxLength = this.#maxLength(runtime);
-    if (runtime.deviceFallback !== undefined) info.deviceFallback = runtime.deviceFallback;
+  }
+
+  // --- GPU fallback ---
+
+  #gpuVersions(): GpuVersion[] {
+    const versions: GpuVersion[] = [];
+    for (const [name, version] of Object.entries(this.#loaded.config.versions)) {
+      const slot = this.#versions.get(name);
+      if (!slot || !version.enabled || version.device !== 'cuda') continue;
+      versions.push({ name, thresholdMb: version.gpuMemoryThresholdMb, fallbackToCpu: version.fallbackToCpu, placement: slot.placement });
+    }
+    return versions;
+  }
+
+  async #place(name: string, device: PlacementDevice, reason: string): Promise<void> {
+    const slot = this.#versions.get(name);
+    if (!slot || this.#closing) return;
+    slot.placement = device;
+    slot.placementReason = device === 'cpu' ? reason : undefined;
+    const report = await this.#schedule(false);
+    const result = report.versions.find((v) => v.name === name);
+    if (result?.action === 'failed') this.#logger.error({ version: name, device, error: result.error }, 'placement move failed: the version stays where it was');
+  }
+
+  // --- reporting ---
+
+  #logReport(message: string, report: ApplyReport): void {
+    const changed = report.versions.filter((v) => v.action !== 'unchanged');
+    this.#logger.info({ configHash: report.configHash, versions: changed, servingDefault: report.servingDefault }, message);
+  }
+
+  #versionState(slot: VersionSlot, config: RerankConfig): VersionState {
+    const active = slot.active;
+    if (!config.versions[slot.name]?.enabled) return active || slot.next || slot.draining.size > 0 ? 'draining' : 'disabled';
+    if (active?.state === 'ready') return 'ready';
+    if (active?.state === 'failed' && !slot.next) return 'failed';
+    return 'loading';
+  }
+
+  /** Keeps `reranker_version_info` at one series per version, with its state and the device in use. */
+  #publish(slot: VersionSlot): void {
+    const config = this.#loaded.config;
+    const state = this.#versionState(slot, config);
+    const device = (slot.active ?? slot.next)?.device ?? wantedDevice(slot, config.versions[slot.name] ?? slot.config);
+    const previous = slot.published;
+    if (previous?.state === state && previous.device === device) return;
+    const gauge = this.#metrics.versionInfo;
+    if (previous) gauge.remove({ version: slot.name, ...previous });
+    gauge.set({ version: slot.name, device, state }, 1);
+    slot.published = { device, state };
+  }
+
+  #versionInfo(slot: VersionSlot, config: RerankConfig): VersionInfo {
+    const version = config.versions[slot.name] ?? slot.config;
+    const state = this.#versionState(slot, config);
+    const runtime = slot.active ?? slot.next;
+    let queuedPairs = 0;
+    let inFlight = 0;
+    for (const r of [slot.active, ...slot.draining]) {
+      if (!r) continue;
+      queuedPairs += r.queue?.pendingPairs ?? 0;
+      inFlight += r.inFlight;
+    }
+    const info: VersionInfo = {
+      name: slot.name,
+      state,
+      enabled: config.versions[slot.name]?.enabled ?? false,
+      description: version.description,
+      device: runtime?.device ?? wantedDevice(slot, version),
+      weight: version.weight,
+      modelPath: runtime?.spec.model ?? version.model,
+      inputs: runtime?.inputs ?? [],
+      synthetic: runtime?.synthetic ?? false,
+      queuedPairs,
+      inFlight,
+      placement: { configured: version.device, wanted: wantedDevice(slot, version) },
+    };
+    const error = slot.error ?? runtime?.error;
+    if (error !== undefined) info.error = error;
+    if (state === 'ready' && slot.active) info.maxLength = maxLengthOf(slot.active, config);
+    if (runtime?.deviceFallback !== undefined) info.deviceFallback = runtime.deviceFallback;
+    if (info.placement && version.device === 'cuda') {
+      if (slot.placement === 'cpu' && slot.placementReason !== undefined) info.placement.reason = slot.placementReason;
+      const reading = this.#monitor?.lastReading;
+      if (reading) info.placement.gpuFreeMb = reading.freeMb;
+    }
     return info;
   }
+}
+
+function newRuntime(version: string, spec: RuntimeSpec): Runtime {
+  return { version, spec, state: 'loading', device: spec.device, inputs: [], synthetic: false, takesTypeIds: false, inFlight: 0, idleWaiters: [] };
+}
+
+function sameSpec(a: RuntimeSpec, b: RuntimeSpec): boolean {
+  return a.model === b.model && a.device === b.device;
+}
+
+function wantedDevice(slot: VersionSlot, version: VersionConfig): Device {
+  return version.device === 'cuda' ? slot.placement : 'cpu';
+}
+
+/** Tokens per pair: the configured maxLength, capped by the model's position table. */
+function maxLengthOf(runtime: Runtime, config: RerankConfig): number {
+  const configured = config.serving.maxLength;
+  return runtime.modelMaxTokens === undefined ? configured : Math.min(configured, runtime.modelMaxTokens);
 }
 
 /**

@@ -12,6 +12,11 @@ export interface RerankRequest {
   pathVersion?: string;
   /** Version named by the `X-Rerank-Version` header. */
   headerVersion?: string;
+  /**
+   * A user or session id: when set (and no path or header version), the weighted draw is a hash of it
+   * rather than random, so the key stays on one version while the weights stay the same.
+   */
+  stickyKey?: string;
   /** Aborted when the caller goes away; its queued pairs are then skipped. */
   signal?: AbortSignal;
 }
@@ -56,11 +61,35 @@ export interface VersionInfo {
   maxLength?: number;
   /** Why `cuda` was configured and the version runs on CPU. */
   deviceFallback?: string;
+  /** Pairs waiting in the queue of the session serving it. */
+  queuedPairs?: number;
+  /** Requests it is answering now (tokenizing, queued or running). */
+  inFlight?: number;
+  placement?: VersionPlacement;
+}
+
+/** Where a version runs, for GPU → CPU fallback. `VersionInfo.device` is the provider actually in use. */
+export interface VersionPlacement {
+  /** The device the config asks for. */
+  configured: 'cpu' | 'cuda';
+  /** Where it should run now: `configured`, unless low GPU memory moved it to CPU. */
+  wanted: 'cpu' | 'cuda';
+  /** Why `wanted` differs from `configured`. */
+  reason?: string;
+  /** Free memory of the GPU at the last probe, in MiB (versions configured for `cuda`, with a probe). */
+  gpuFreeMb?: number;
 }
 
 export interface EngineInfo {
   defaultVersion: string;
+  /**
+   * The version answering default traffic, when not `defaultVersion`: a reload named a default that is
+   * still loading (or failed to load), and the previous default answers meanwhile.
+   */
+  servingDefault?: string;
   configHash: string;
+  /** When the config in force was applied (ISO 8601). */
+  appliedAt?: string;
   versions: VersionInfo[];
   limits: {
     maxLength: number;
