@@ -41,3 +41,17 @@ describe('GET /config and version endpoints', () => {
     }
   });
 });
+
+describe('sticky key', () => {
+  test('X-Rerank-Sticky-Key reaches the core; absent or blank, none is passed', async () => {
+    const h = await startServer();
+    try {
+      await h.post('/rerank', { query: 'q', texts: ['a'] }, { 'X-Rerank-Sticky-Key': 'user-42' });
+      assert.equal(h.reranker.calls.at(-1)?.stickyKey, 'user-42');
+      await h.post('/v1/rerank', { query: 'q', documents: ['a'] }, { 'X-Rerank-Sticky-Key': '  ' });
+      assert.equal(h.reranker.calls.at(-1)?.stickyKey, undefined);
+    } finally {
+      await h.close();
+    }
+  });
+});

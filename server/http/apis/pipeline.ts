@@ -48,6 +48,13 @@ export interface PipelineDeps {
 }
 
 const VERSION_HEADER = 'X-Rerank-Version';
+/** A caller's key (a user or session id): the same key lands on the same version while weights hold. */
+export const STICKY_KEY_HEADER = 'X-Rerank-Sticky-Key';
+
+function stickyKey(ctx: Context): { stickyKey?: string } {
+  const key = ctx.get(STICKY_KEY_HEADER).trim();
+  return key ? { stickyKey: key } : {};
+}
 
 export function rerankHandler<Parsed>(deps: PipelineDeps, adapter: RerankAdapter<Parsed>): Middleware {
   return (ctx) => runPipeline(ctx, deps, adapter);
@@ -97,6 +104,7 @@ async function runPipeline<Parsed>(ctx: Context, deps: PipelineDeps, adapter: Re
       truncate: call.truncate,
       pathVersion: params.version,
       headerVersion: headerVersion(ctx, deps.reranker, call.model),
+      ...stickyKey(ctx),
       signal: abortOnClientGone(ctx),
     })
     .catch((error: unknown) => {
