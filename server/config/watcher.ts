@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 
 export type WatchMode = 'auto' | 'events' | 'poll';
@@ -40,7 +39,7 @@ export class ConfigWatcher {
   private stopped = false;
 
   constructor(options: ConfigWatcherOptions) {
-    this.options = { mode: 'auto', debounceMs: 25, pollIntervalMs: 2000, ...options };
+    this.options = { mode: 'auto', debounceMs: 10, pollIntervalMs: 2000, ...options };
   }
 
   /** Begin watching. `initialHash` is the hash of the content already applied, so it is not delivered again. */
@@ -104,7 +103,9 @@ export class ConfigWatcher {
     if (this.stopped) return;
     let text: string;
     try {
-      text = await readFile(this.options.file, 'utf8');
+      // Synchronous on purpose: the file is small, and an async read waits in libuv's thread pool behind
+      // tokenization (the tokenizer binding runs there), which under load delays a reload by tens of ms.
+      text = readFileSync(this.options.file, 'utf8');
     } catch (error) {
       this.options.onError?.(error as Error);
       return;
