@@ -41,13 +41,20 @@ const PAD_TOKENS = ['[PAD]', '<pad>', '<|pad|>', '<|endoftext|>'];
  * Truncation is the tokenizer's own, longest-first (what Hugging Face and TEI do for cross-encoders): the
  * longer of query and document loses tokens first. It is configured on the tokenizer for the current
  * `maxLength`; a pair exactly at the limit is checked for overflow to tell "fits" from "was cut".
+ *
+ * The truncation setting is the tokenizer's, shared by every encode on the thread pool, so it changes only
+ * while no encode runs: callers with another `maxLength` (requests from before and after a config reload)
+ * wait, in arrival order, for the encodes under the current one to finish, and new callers with the
+ * current one queue behind them so the change cannot starve.
  */
 export class PairTokenizer {
   readonly padId: number;
   readonly #tokenizer: TokenizerType;
   #maxLength = 0;
-  /** Bumped on every truncation change, so an encode that raced one is redone under the new setting. */
-  #truncationVersion = 0;
+  /** Encodes running under `#maxLength`. */
+  #running = 0;
+  /** Callers waiting for the truncation to change (or for the ones ahead of them to finish). */
+  #waiting: { maxLength: number; start: () => void }[] = [];
 
   private constructor(tokenizer: TokenizerType, padId: number) {
     this.#tokenizer = tokenizer;
@@ -70,29 +77,27 @@ export class PairTokenizer {
   /** Encode one pair. `field` names the document in errors (e.g. `documents.3`). */
   async encodePair(query: string, document: string, options: EncodeOptions, field = 'documents'): Promise<EncodedPair> {
     const maxLength = options.maxLength;
-    for (;;) {
-      this.#setMaxLength(maxLength);
-      const version = this.#truncationVersion;
-      let encoding;
-      try {
-        encoding = await this.#tokenizer.encode(query, document);
-      } catch (error) {
-        throw new RerankError('tokenizer', `cannot tokenize ${field}: ${(error as Error).message}`, { field, cause: error });
-      }
-      // Another caller changed maxLength while this pair was on the thread pool: which limit applied is unknown.
-      if (version !== this.#truncationVersion) continue;
-      const length = encoding.getLength();
-      if (options.truncate === false && length === maxLength && encoding.getOverflowing().length > 0) {
-        throw new RerankError(
-          'payload_too_large',
-          `${field}: the query and this document together are longer than ${maxLength} tokens, and truncate is false`,
-          { field },
-        );
-      }
-      const ids = Int32Array.from(encoding.getIds());
-      if (options.withTypeIds !== true) return { ids, length };
-      return { ids, typeIds: Uint8Array.from(encoding.getTypeIds()), length };
+    checkMaxLength(maxLength);
+    await this.#enter(maxLength);
+    let encoding;
+    try {
+      encoding = await this.#tokenizer.encode(query, document);
+    } catch (error) {
+      throw new RerankError('tokenizer', `cannot tokenize ${field}: ${(error as Error).message}`, { field, cause: error });
+    } finally {
+      this.#leave();
     }
+    const length = encoding.getLength();
+    if (options.truncate === false && length === maxLength && encoding.getOverflowing().length > 0) {
+      throw new RerankError(
+        'payload_too_large',
+        `${field}: the query and this document together are longer than ${maxLength} tokens, and truncate is false`,
+        { field },
+      );
+    }
+    const ids = Int32Array.from(encoding.getIds());
+    if (options.withTypeIds !== true) return { ids, length };
+    return { ids, typeIds: Uint8Array.from(encoding.getTypeIds()), length };
   }
 
   /** Encode a query against each document, concurrently. Errors name the document (`documents.<i>`). */
@@ -100,13 +105,37 @@ export class PairTokenizer {
     return Promise.all(documents.map((document, index) => this.encodePair(query, document, options, `documents.${index}`)));
   }
 
+  /** Waits until the truncation is `maxLength` and may stay so for this encode. */
+  #enter(maxLength: number): Promise<void> | undefined {
+    if (this.#waiting.length === 0 && (maxLength === this.#maxLength || this.#running === 0)) {
+      this.#setMaxLength(maxLength);
+      this.#running += 1;
+      return undefined;
+    }
+    return new Promise((resolve) => this.#waiting.push({ maxLength, start: resolve }));
+  }
+
+  /** When the last encode under the current setting is done, lets in the next group: the head of the queue and everyone queued with its maxLength. */
+  #leave(): void {
+    this.#running -= 1;
+    if (this.#running > 0 || this.#waiting.length === 0) return;
+    const next = (this.#waiting[0] as { maxLength: number }).maxLength;
+    this.#setMaxLength(next);
+    const admitted = this.#waiting.filter((waiter) => waiter.maxLength === next);
+    this.#waiting = this.#waiting.filter((waiter) => waiter.maxLength !== next);
+    this.#running += admitted.length;
+    for (const waiter of admitted) waiter.start();
+  }
+
   #setMaxLength(maxLength: number): void {
     if (maxLength === this.#maxLength) return;
-    if (!Number.isInteger(maxLength) || maxLength < 4) throw new RangeError(`maxLength must be an integer ≥ 4, got ${maxLength}`);
     this.#tokenizer.setTruncation(maxLength, { strategy: LONGEST_FIRST });
     this.#maxLength = maxLength;
-    this.#truncationVersion += 1;
   }
+}
+
+function checkMaxLength(maxLength: number): void {
+  if (!Number.isInteger(maxLength) || maxLength < 4) throw new RangeError(`maxLength must be an integer ≥ 4, got ${maxLength}`);
 }
 
 function findPadId(tokenizer: TokenizerType): number {

@@ -58,6 +58,18 @@ describe('PairTokenizer', () => {
     assert.equal((await tokenizer.encodePair('a', words(100), { maxLength: 512 })).length, 1 + 1 + 1 + 100 + 1);
   });
 
+  it('encodes concurrent calls with different maxLength each under its own limit (a reload mid-traffic)', async () => {
+    const tokenizer = await bert();
+    const calls = Array.from({ length: 200 }, (_, i) => {
+      const maxLength = [16, 64, 32][i % 3] as number;
+      return tokenizer.encodePairs('a query', [words(100), words(3)], { maxLength }).then((pairs) => ({ maxLength, pairs }));
+    });
+    for (const { maxLength, pairs } of await Promise.all(calls)) {
+      assert.equal(pairs[0]?.length, maxLength);
+      assert.equal(pairs[1]?.length, 1 + 2 + 1 + 3 + 1);
+    }
+  });
+
   it('answers an input it cannot encode with a tokenizer error', async () => {
     const tokenizer = await bert();
     await assert.rejects(tokenizer.encodePairs('q', ['fine', 42 as unknown as string], { maxLength: 64 }), (error: unknown) => {
