@@ -485,7 +485,8 @@ export class RerankEngine implements Reranker {
     const next = newRuntime(name, wanted);
     slot.next = next;
     this.#publish(slot);
-    await this.#load(next);
+    // A device move reads the same tokenizer.json: share the parsed one (parsing blocks the event loop).
+    await this.#load(next, active?.spec.model === wanted.model ? active.tokenizer : undefined);
     slot.next = undefined;
 
     if (next.state !== 'ready') {
@@ -550,7 +551,7 @@ export class RerankEngine implements Reranker {
     return runtime.closed;
   }
 
-  async #load(runtime: Runtime): Promise<void> {
+  async #load(runtime: Runtime, sameTokenizer?: PairTokenizer): Promise<void> {
     const logger = this.#logger.child({ version: runtime.version });
     const started = performance.now();
     const config = this.#loaded.config;
@@ -559,7 +560,7 @@ export class RerankEngine implements Reranker {
       const dirConfig = await readModelDirConfig(files.config);
       runtime.synthetic = dirConfig.synthetic;
       runtime.modelMaxTokens = dirConfig.maxTokens;
-      const tokenizer = PairTokenizer.load({ tokenizerPath: files.tokenizer, padId: dirConfig.padTokenId });
+      const tokenizer = sameTokenizer ?? PairTokenizer.load({ tokenizerPath: files.tokenizer, padId: dirConfig.padTokenId });
       const model = await this.#loadModel({
         modelPath: files.model,
         device: runtime.spec.device,
