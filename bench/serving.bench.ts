@@ -14,8 +14,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -26,6 +25,7 @@ import { OnnxSession, flattenBatch } from '../server/engine/onnx-model.ts';
 import { PairTokenizer, type EncodedPair } from '../server/engine/pair-tokenizer.ts';
 import { ensureModel, type ModelShape } from '../server/modelgen/index.ts';
 import { driveLoad, latencySummary } from './load.ts';
+import { freePort, rssMb } from './process.ts';
 import { fmt, metricSum } from './stats.ts';
 import { buildWorkload, type RerankWorkloadRequest } from './workload.ts';
 
@@ -50,19 +50,8 @@ const clients = Number(args.clients);
 // the first measured run and RSS across runs shows leaks, not the arena growing.
 const serving = ServingConfigSchema.parse({ maxLength: 512, maxBatchTokens: 16384, maxBatchSize: 32, warmup: 'full', logLevel: 'warn' });
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  return port;
-}
 
-async function rssKb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const match = /VmRSS:\s+(\d+) kB/.exec(status);
-  return match ? Number(match[1]) : 0;
-}
+const rssKb = async (pid: number) => (await rssMb(pid)) * 1024;
 
 async function waitReady(url: string, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
