@@ -25,6 +25,7 @@ const reconciler = new Reconciler({
   kube,
   clock,
   podConfig: new HttpPodConfigReader(),
+  metrics,
   images: {
     server: env.RERANK_SERVER_IMAGE ?? 'ghcr.io/rerank-dev/rerank-server:latest',
     ...(env.RERANK_MODEL_FETCHER_IMAGE ? { modelFetcher: env.RERANK_MODEL_FETCHER_IMAGE } : {}),

@@ -1,14 +1,48 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { LATENCY_BUCKETS } from '../server/metrics.ts';
+import type { Condition, RerankerConfigStatus } from './crd/spec.ts';
+
+/** A RerankerConfig, as the namespace and name labels of its series. */
+export interface ResourceKey {
+  namespace: string;
+  name: string;
+}
+
+/** Ready pods of one version, and how many of them report the config hash they should run. */
+export interface VersionPods {
+  readyPods: number;
+  appliedPods: number;
+}
+
+/** What a reconcile publishes about each RerankerConfig; the Reconciler sees only this much of the metrics. */
+export interface ResourceMetrics {
+  recordResource(key: ResourceKey, status: RerankerConfigStatus, pods: Readonly<Record<string, VersionPods>>): void;
+  recordConditions(key: ResourceKey, conditions: readonly Condition[]): void;
+  forgetResource(key: ResourceKey): void;
+}
+
+type ResourceGauge = Gauge<string>;
+type Sample = [gauge: ResourceGauge, labels: LabelValues<string>, value: number];
+
+/** kube-state-metrics' convention: a series for each status value, lower case, the current one 1 and the others 0. */
+const CONDITION_STATUSES = ['True', 'False', 'Unknown'] as const;
 
 /** The operator's own metrics, served on its /metrics. */
-export class OperatorMetrics {
+export class OperatorMetrics implements ResourceMetrics {
   readonly registry: Registry;
   readonly reconciles: Counter<'outcome'>;
   readonly reconcileDuration: Histogram;
   readonly queueDepth: Gauge;
   readonly leader: Gauge;
   readonly watchRestarts: Counter<'kind'>;
+  readonly versionWeight: Gauge<'namespace' | 'name' | 'version'>;
+  readonly versionReplicas: Gauge<'namespace' | 'name' | 'version'>;
+  readonly versionReadyReplicas: Gauge<'namespace' | 'name' | 'version'>;
+  readonly versionFallbackReadyReplicas: Gauge<'namespace' | 'name' | 'version'>;
+  readonly versionReadyPods: Gauge<'namespace' | 'name' | 'version' | 'config'>;
+  readonly condition: Gauge<'namespace' | 'name' | 'type' | 'status'>;
+  /** Series last set per resource and gauge, so a removed version or a deleted resource leaves none behind. */
+  readonly #series = new Map<string, Map<ResourceGauge, Array<LabelValues<string>>>>();
 
   constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
     const registry = options.registry ?? new Registry();
@@ -35,5 +69,92 @@ export class OperatorMetrics {
       labelNames: ['kind'],
       registers,
     });
+    const versionLabels = ['namespace', 'name', 'version'] as const;
+    this.versionWeight = new Gauge({
+      name: 'rerank_operator_version_weight',
+      help: 'Percent of unpinned traffic a version gets, as rendered into the HTTPRoute or router config (0 while it has no ready endpoints).',
+      labelNames: versionLabels,
+      registers,
+    });
+    this.versionReplicas = new Gauge({
+      name: 'rerank_operator_version_replicas',
+      help: 'Replicas a version\'s main Deployment should run (0 when the version is disabled).',
+      labelNames: versionLabels,
+      registers,
+    });
+    this.versionReadyReplicas = new Gauge({
+      name: 'rerank_operator_version_ready_replicas',
+      help: 'Ready replicas of a version\'s main Deployment.',
+      labelNames: versionLabels,
+      registers,
+    });
+    this.versionFallbackReadyReplicas = new Gauge({
+      name: 'rerank_operator_version_fallback_ready_replicas',
+      help: 'Ready replicas of a version\'s CPU fallback Deployment (versions with cpuFallback only).',
+      labelNames: versionLabels,
+      registers,
+    });
+    this.versionReadyPods = new Gauge({
+      name: 'rerank_operator_version_ready_pods',
+      help: 'Ready server pods of a version by config: "current" reports the config hash it should run, "stale" another or none.',
+      labelNames: [...versionLabels, 'config'],
+      registers,
+    });
+    this.condition = new Gauge({
+      name: 'rerank_operator_condition',
+      help: 'RerankerConfig status conditions: one series per type and status (true, false, unknown), 1 for the current status and 0 for the others.',
+      labelNames: ['namespace', 'name', 'type', 'status'],
+      registers,
+    });
+  }
+
+  recordResource(key: ResourceKey, status: RerankerConfigStatus, pods: Readonly<Record<string, VersionPods>>): void {
+    const { namespace, name } = key;
+    const samples: Sample[] = [];
+    for (const v of status.versions ?? []) {
+      const labels = { namespace, name, version: v.name };
+      samples.push([this.versionWeight, labels, v.weight], [this.versionReplicas, labels, v.replicas], [this.versionReadyReplicas, labels, v.readyReplicas]);
+      if (v.fallbackReadyReplicas !== undefined) samples.push([this.versionFallbackReadyReplicas, labels, v.fallbackReadyReplicas]);
+    }
+    for (const [version, seen] of Object.entries(pods)) {
+      samples.push(
+        [this.versionReadyPods, { namespace, name, version, config: 'current' }, seen.appliedPods],
+        [this.versionReadyPods, { namespace, name, version, config: 'stale' }, seen.readyPods - seen.appliedPods],
+      );
+    }
+    this.#publish(key, [this.versionWeight, this.versionReplicas, this.versionReadyReplicas, this.versionFallbackReadyReplicas, this.versionReadyPods], samples);
+    this.recordConditions(key, status.conditions ?? []);
+  }
+
+  recordConditions(key: ResourceKey, conditions: readonly Condition[]): void {
+    const samples: Sample[] = conditions.flatMap((c) =>
+      CONDITION_STATUSES.map((status): Sample => [
+        this.condition,
+        { namespace: key.namespace, name: key.name, type: c.type, status: status.toLowerCase() },
+        c.status === status ? 1 : 0,
+      ]),
+    );
+    this.#publish(key, [this.condition], samples);
+  }
+
+  forgetResource(key: ResourceKey): void {
+    const id = `${key.namespace}/${key.name}`;
+    for (const [gauge, series] of this.#series.get(id) ?? []) for (const labels of series) gauge.remove(labels);
+    this.#series.delete(id);
+  }
+
+  /** Replace a resource's series of these gauges with the samples (synchronously: no scrape sees a gap). */
+  #publish(key: ResourceKey, gauges: readonly ResourceGauge[], samples: readonly Sample[]): void {
+    const id = `${key.namespace}/${key.name}`;
+    const byGauge = this.#series.get(id) ?? new Map<ResourceGauge, Array<LabelValues<string>>>();
+    for (const gauge of gauges) {
+      for (const labels of byGauge.get(gauge) ?? []) gauge.remove(labels);
+      byGauge.set(gauge, []);
+    }
+    for (const [gauge, labels, value] of samples) {
+      gauge.set(labels, value);
+      byGauge.get(gauge)?.push(labels);
+    }
+    this.#series.set(id, byGauge);
   }
 }

@@ -1,6 +1,7 @@
 import { parseRerankerConfig, SpecError } from './crd/parse.ts';
 import { KIND, type RerankerConfig, type RerankerConfigObject, type RerankerConfigStatus } from './crd/spec.ts';
 import type { Clock } from './clock.ts';
+import type { ResourceMetrics } from './metrics.ts';
 import { describeRef, isApiError, KINDS, OWNED_KINDS, refOf, type KubeClient, type KubeObject, type ObjectRef } from './kube.ts';
 import { ANNOTATION, FIELD_MANAGER, LABEL, names, ownerSelector, type Pool } from './names.ts';
 import { plan, PlanError, type Images, type Plan } from './planner.ts';
@@ -26,6 +27,8 @@ export interface ReconcilerDeps {
   images: Images;
   /** How soon to look again while a rollout or config refresh is under way. */
   pollMs?: number;
+  /** Per-resource gauges (weights, replicas, conditions), set from each computed status. */
+  metrics?: ResourceMetrics;
 }
 
 type Deployment = KubeObject & {
@@ -51,7 +54,10 @@ export class Reconciler {
       return failed(`get ${describeRef(ref)}`, error);
     }
     // Gone or going: owner references let the garbage collector remove the children.
-    if (!object || object.metadata.deletionTimestamp) return { outcome: 'done' };
+    if (!object || object.metadata.deletionTimestamp) {
+      this.#deps.metrics?.forgetResource(key);
+      return { outcome: 'done' };
+    }
 
     let rrc: RerankerConfig;
     let desired: Plan;
@@ -85,6 +91,7 @@ export class Reconciler {
       errors,
     };
     const status = computeStatus(observation, object.status, this.#deps.clock.now());
+    this.#deps.metrics?.recordResource(key, status, versions);
     const statusError = await this.#writeStatus(object, status);
     if (statusError) errors.push(statusError);
     await this.#emitEvents(object, object.status, status, errors);
@@ -197,6 +204,8 @@ export class Reconciler {
       observedGeneration: generation,
       conditions: setConditions(object.status?.conditions, invalidSpecConditions(message), generation, this.#deps.clock.now()),
     };
+    // Nothing was planned or observed: only the conditions are news.
+    this.#deps.metrics?.recordConditions(object.metadata, status.conditions ?? []);
     const statusError = await this.#writeStatus(object, status);
     await this.#emitEvents(object, object.status, status, []);
     // Terminal: retrying the same spec cannot help; the next spec change brings a new reconcile.

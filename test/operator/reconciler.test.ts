@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RerankerConfigObject } from '../../operator/crd/spec.ts';
 import type { KubeObject } from '../../operator/kube.ts';
+import { OperatorMetrics } from '../../operator/metrics.ts';
 import { Reconciler, type ReconcileResult } from '../../operator/reconciler.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { FakeKube, FakePodConfigReader } from './support/fake-kube.ts';
@@ -14,12 +15,21 @@ async function setup(name = 'seed') {
   const kube = new FakeKube();
   const podConfig = new FakePodConfigReader(kube);
   const clock = new FakeClock();
-  const reconciler = new Reconciler({ kube, podConfig, clock, images: IMAGES });
+  const metrics = new OperatorMetrics({ defaultMetrics: false });
+  const reconciler = new Reconciler({ kube, podConfig, clock, images: IMAGES, metrics });
   await kube.create(readExample(name) as unknown as KubeObject);
   const rrc = () => kube.find<KubeObject & RerankerConfigObject>('RerankerConfig', 'rag', readExample(name).metadata.name)!;
   const condition = (type: string) => rrc().status?.conditions?.find((c) => c.type === type);
   const editSpec = (change: (spec: any) => void) => kube.edit('RerankerConfig', 'rag', readExample(name).metadata.name, (o) => change(o.spec));
-  return { kube, podConfig, clock, reconciler, rrc, condition, editSpec };
+  return { kube, podConfig, clock, metrics, reconciler, rrc, condition, editSpec };
+}
+
+/** A gauge's series as "label=value,... value" lines, sorted, as a scrape would show them. */
+async function series(metrics: OperatorMetrics, name: string): Promise<string[]> {
+  const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  return (metric?.values ?? [])
+    .map((v) => `${Object.entries(v.labels).filter(([k]) => k !== 'namespace' && k !== 'name').map(([k, l]) => `${k}=${l}`).join(',')} ${v.value}`)
+    .sort();
 }
 
 /** Reconcile, let the cluster's controllers catch up, reconcile again until the world is still. */
@@ -58,6 +68,78 @@ describe('Reconciler against the fake apiserver', () => {
       ['v2-m3', 2, 'cuda', '3/3'], ['v2-gemma', 1, 'cuda', '1/1'], ['v1', 1, 'cpu', '1/1'],
     ]);
     assert.deepEqual(routeWeights(ctx.kube), ['rerankers-v2-m3=90', 'rerankers-v2-gemma=10']);
+  });
+
+  test('gauges: weights in effect, replicas, pods on the current config and conditions, per version', async () => {
+    const ctx = await setup();
+    await ctx.reconciler.reconcile(key);
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_version_weight'), ['version=v1 0', 'version=v2-gemma 0', 'version=v2-m3 0']);
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_condition'), [
+      'type=ConfigApplied,status=false 1', 'type=ConfigApplied,status=true 0', 'type=ConfigApplied,status=unknown 0',
+      'type=Degraded,status=false 0', 'type=Degraded,status=true 1', 'type=Degraded,status=unknown 0',
+      'type=Progressing,status=false 0', 'type=Progressing,status=true 1', 'type=Progressing,status=unknown 0',
+      'type=Ready,status=false 1', 'type=Ready,status=true 0', 'type=Ready,status=unknown 0',
+    ]);
+
+    await converge(ctx);
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_version_weight'), ['version=v1 0', 'version=v2-gemma 10', 'version=v2-m3 90']);
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_version_replicas'), ['version=v1 1', 'version=v2-gemma 1', 'version=v2-m3 2']);
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_version_ready_replicas'), ['version=v1 1', 'version=v2-gemma 1', 'version=v2-m3 2']);
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_version_fallback_ready_replicas'), ['version=v2-m3 1']);
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_version_ready_pods'), [
+      'version=v1,config=current 1', 'version=v1,config=stale 0',
+      'version=v2-gemma,config=current 1', 'version=v2-gemma,config=stale 0',
+      'version=v2-m3,config=current 3', 'version=v2-m3,config=stale 0',
+    ]);
+    const ready = (await series(ctx.metrics, 'rerank_operator_condition')).filter((s) => s.startsWith('type=Ready'));
+    assert.deepEqual(ready, ['type=Ready,status=false 0', 'type=Ready,status=true 1', 'type=Ready,status=unknown 0']);
+    const labels = (await ctx.metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'rerank_operator_version_weight')!.values[0]!.labels;
+    assert.deepEqual([labels.namespace, labels.name], ['rag', 'rerankers']);
+
+    // A knob change: pods run the old hash until they reload.
+    ctx.podConfig.refreshOnTouch = false;
+    ctx.editSpec((spec) => (spec.serving.topK = 20));
+    await ctx.reconciler.reconcile(key);
+    assert.deepEqual((await series(ctx.metrics, 'rerank_operator_version_ready_pods')).filter((s) => s.startsWith('version=v2-m3')), [
+      'version=v2-m3,config=current 0', 'version=v2-m3,config=stale 3',
+    ]);
+  });
+
+  test('gauges follow a weight change, an unready version, a removed version, an invalid spec, and are removed on delete', async () => {
+    const ctx = await setup();
+    await converge(ctx);
+    ctx.editSpec((spec) => {
+      spec.versions[0].weight = 50;
+      spec.versions[1].weight = 50;
+    });
+    await ctx.reconciler.reconcile(key);
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_version_weight'), ['version=v1 0', 'version=v2-gemma 50', 'version=v2-m3 50']);
+
+    // The weight in effect, not the one asked for: v2-gemma's share moves to v2-m3 while it has no ready pods.
+    ctx.kube.edit('Deployment', 'rag', 'rerankers-v2-gemma', (d) => (d.status.readyReplicas = 0));
+    await ctx.reconciler.reconcile(key);
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_version_weight'), ['version=v1 0', 'version=v2-gemma 0', 'version=v2-m3 100']);
+    assert.deepEqual(routeWeights(ctx.kube), ['rerankers-v2-m3=100']);
+    assert.ok((await series(ctx.metrics, 'rerank_operator_condition')).includes('type=Degraded,status=true 1'));
+
+    ctx.editSpec((spec) => (spec.versions = spec.versions.filter((v: any) => v.name !== 'v2-gemma')));
+    await ctx.reconciler.reconcile(key);
+    for (const name of ['rerank_operator_version_weight', 'rerank_operator_version_ready_replicas', 'rerank_operator_version_replicas', 'rerank_operator_version_ready_pods']) {
+      assert.ok(!(await series(ctx.metrics, name)).some((s) => s.includes('v2-gemma')), `${name} still has v2-gemma`);
+    }
+
+    ctx.editSpec((spec) => (spec.defaultVersion = 'nope'));
+    await ctx.reconciler.reconcile(key);
+    assert.ok((await series(ctx.metrics, 'rerank_operator_condition')).includes('type=ConfigApplied,status=unknown 1'));
+    assert.deepEqual(await series(ctx.metrics, 'rerank_operator_version_weight'), ['version=v1 0', 'version=v2-m3 100'], 'the last planned weights stay');
+
+    ctx.kube.remove({ apiVersion: 'rerank.dev/v1alpha1', kind: 'RerankerConfig', namespace: 'rag', name: 'rerankers' });
+    await ctx.reconciler.reconcile(key);
+    for (const metric of await ctx.metrics.registry.getMetricsAsJSON()) {
+      if (metric.name.startsWith('rerank_operator_version_') || metric.name === 'rerank_operator_condition') {
+        assert.deepEqual(metric.values, [], `${metric.name} kept series of the deleted resource`);
+      }
+    }
   });
 
   test('knob change: only the ConfigMap changes, pods are annotated with the new hash, ConfigApplied waits for them', async () => {

@@ -20,7 +20,12 @@ function helm(): string {
   return join(dir, 'helm');
 }
 
-interface Doc { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; rules?: unknown[] }
+interface Doc {
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  rules?: unknown[];
+  spec?: { endpoints?: Array<{ honorLabels?: boolean }> };
+}
 
 test('helm lint and helm template: cluster-wide and namespaced installs, ServiceMonitor and dashboards', { skip }, () => {
   const bin = helm();
@@ -32,7 +37,9 @@ test('helm lint and helm template: cluster-wide and namespaced installs, Service
   const scoped = render('watchNamespace=rag', 'serviceMonitor.enabled=true', 'dashboards.enabled=true');
   const role = scoped.find((d) => d.kind === 'Role' && d.metadata.namespace === 'rag');
   assert.ok(role?.rules?.length);
-  assert.ok(scoped.some((d) => d.kind === 'ServiceMonitor'));
+  const monitor = scoped.find((d) => d.kind === 'ServiceMonitor');
+  // The per-resource gauges' namespace label is the RerankerConfig's, not the operator pod's.
+  assert.equal(monitor?.spec?.endpoints?.[0]?.honorLabels, true);
   const dashboards = scoped.filter((d) => d.kind === 'ConfigMap');
   assert.equal(dashboards.length, 2);
   for (const d of dashboards) assert.equal(d.metadata.labels?.grafana_dashboard, '1');
