@@ -32,6 +32,24 @@ const ResourceListSchema = z.strictObject({
   memory: Quantity.optional(),
 });
 
+/** A key of a Secret in the resource's namespace; kubelet reads it, so the operator needs no access to Secrets. */
+export const SecretKeyRefSchema = z.strictObject({
+  name: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/)
+    .meta({ description: 'Name of the Secret.' }),
+  key: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[-._a-zA-Z0-9]+$/)
+    .default('HF_TOKEN')
+    .meta({ description: 'Key in the Secret that holds the token.' }),
+  optional: z.boolean().optional().meta({ description: 'Start the pod even when the Secret or key is missing (the model is then pulled anonymously).' }),
+});
+
 export const ModelSourceSchema = z
   .strictObject({
     /** hf://org/repo[@revision], https://host/path.tar.gz, pvc://claim/path, oci://registry/repo:tag */
@@ -45,8 +63,20 @@ export const ModelSourceSchema = z
       .regex(/^[a-f0-9]{64}$/)
       .optional()
       .meta({ description: 'Expected sha256 of the fetched model; the init container refuses a mismatch.' }),
+    tokenSecretRef: SecretKeyRefSchema.optional().meta({
+      description: 'Hugging Face access token for a private or gated hf:// repo, given to the init container as HF_TOKEN.',
+    }),
   })
-  .meta({ description: 'Model delivered by the init container into /models/<version>.' });
+  .refine((m) => !m.tokenSecretRef || m.source.startsWith('hf://'), {
+    path: ['tokenSecretRef'],
+    message: 'tokenSecretRef applies to hf:// sources',
+  })
+  .meta({
+    description: 'Model delivered by the init container into /models/<version>.',
+    'x-kubernetes-validations': [
+      { rule: "!has(self.tokenSecretRef) || self.source.startsWith('hf://')", message: 'tokenSecretRef applies to hf:// sources' },
+    ],
+  });
 
 export const GpuSchema = z.strictObject({
   count: z.number().int().min(0).max(16).default(0),

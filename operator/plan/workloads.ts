@@ -61,6 +61,14 @@ export function pvcClaimOf(source: string): string | undefined {
   return match?.[1];
 }
 
+/** The hub token reaches `models pull` as HF_TOKEN straight from the Secret: kubelet resolves it, never the operator. */
+function modelPullEnv(version: VersionSpec): { env?: unknown[] } {
+  const ref = version.model.tokenSecretRef;
+  if (!ref) return {};
+  const secretKeyRef = { name: ref.name, key: ref.key, ...(ref.optional !== undefined ? { optional: ref.optional } : {}) };
+  return { env: [{ name: 'HF_TOKEN', valueFrom: { secretKeyRef } }] };
+}
+
 /**
  * One Deployment per (version, pool). The pod template carries nothing that changes with the serving
  * knobs: those arrive through the mounted ConfigMap and are hot-reloaded, so a knob change restarts no pod.
@@ -97,6 +105,7 @@ export function versionDeployment(rrc: RerankerConfig, version: VersionSpec, poo
           'models', 'pull', version.model.source, '--dir', modelDir,
           ...(version.model.sha256 ? ['--sha256', version.model.sha256] : []),
         ],
+        ...modelPullEnv(version),
         securityContext: containerSecurity,
         volumeMounts: [
           { name: 'models', mountPath: MODELS_DIR },

@@ -19,6 +19,8 @@ const rejected: Array<[string, (s: Spec) => void, RegExp]> = [
   ['a negative weight', (s) => (s.versions[1]!.weight = -1), /weight.*>= 0/],
   ['a model source with an unknown scheme', (s) => (s.versions[0]!.model = { source: 's3://bucket/m' }), /source: must match/],
   ['a sha256 that is not 64 hex digits', (s) => (s.versions[2]!.model = { source: 'hf://a/b', sha256: 'abc' }), /sha256: must match/],
+  ['a token Secret on a source that is not hf://', (s) => ((s.versions[1]!.model as Record<string, unknown>).tokenSecretRef = { name: 'hf-token' }), /tokenSecretRef applies to hf:\/\/ sources/],
+  ['a token Secret name that is not a DNS name', (s) => ((s.versions[0]!.model as Record<string, unknown>).tokenSecretRef = { name: 'HF Token' }), /name: must match/],
   ['a version name that is not a DNS label', (s) => (s.versions[2]!.name = 'V1.old'), /name: must match/],
   ['CPU fallback on a version without GPUs', (s) => (s.versions[2]!.cpuFallback = { replicas: 1 }), /cpuFallback only makes sense/],
   ['gateway mode without parentRefs', (s) => (s.routing = { mode: 'gateway' }), /gateway mode needs gateway.parentRefs/],
@@ -39,6 +41,14 @@ describe('CRD validation rules (structural schema + CEL), and the zod schema agr
     delete spec.versions[0]!.enabled;
     assert.deepEqual(validateAgainstCrd(specSchema, spec), []);
     assert.equal(RerankerConfigSpecSchema.safeParse(spec).success, true);
+  });
+
+  test('a token Secret on an hf:// source passes, its key defaulting to HF_TOKEN', () => {
+    const spec = seed();
+    (spec.versions[0]!.model as Record<string, unknown>).tokenSecretRef = { name: 'hf-token' };
+    assert.deepEqual(validateAgainstCrd(specSchema, spec), []);
+    const parsed = RerankerConfigSpecSchema.parse(spec);
+    assert.deepEqual(parsed.versions[0]!.model.tokenSecretRef, { name: 'hf-token', key: 'HF_TOKEN' });
   });
 
   for (const [what, mutate, why] of rejected) {

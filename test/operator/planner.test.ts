@@ -100,6 +100,19 @@ describe('planDesiredObjects', () => {
     for (const c of [server, init]) assert.ok(c.volumeMounts.every((m: { subPath?: string }) => m.subPath === undefined));
   });
 
+  test('a model token Secret reaches only the init container, as HF_TOKEN from a secretKeyRef', () => {
+    const rrc = example('seed');
+    rrc.spec.versions[0]!.model.tokenSecretRef = { name: 'hf-token', key: 'token', optional: true };
+    const objects = planDesiredObjects(rrc, IMAGES, allReady);
+    for (const name of ['rerankers-v2-m3', 'rerankers-v2-m3-cpu']) {
+      const pod = byName(objects, 'Deployment', name).spec.template.spec;
+      assert.deepEqual(pod.initContainers[0].env, [{ name: 'HF_TOKEN', valueFrom: { secretKeyRef: { name: 'hf-token', key: 'token', optional: true } } }]);
+      assert.equal(pod.containers[0].env, undefined, 'the serving container has no use for the token');
+      assert.doesNotThrow(() => new Deployment(byName(objects, 'Deployment', name) as any).validate());
+    }
+    assert.equal(byName(objects, 'Deployment', 'rerankers-v2-gemma').spec.template.spec.initContainers[0].env, undefined);
+  });
+
   test('the CPU fallback and CPU-only versions request no GPU and are not pinned to GPU nodes', () => {
     const objects = planDesiredObjects(example('seed'), IMAGES, allReady);
     for (const name of ['rerankers-v2-m3-cpu', 'rerankers-v1']) {
