@@ -11,21 +11,40 @@ const versionName = z
   .max(63);
 
 export const VersionConfigSchema = z.strictObject({
-  enabled: z.boolean().default(true),
-  description: z.string().default(''),
-  /** Directory holding model.onnx and tokenizer.json; relative paths resolve against the config file's directory. */
-  model: z.string().min(1, 'must name a model directory'),
-  /** Execution provider wanted; `cuda` falls back to CPU when CUDA is absent or GPU memory runs low. */
-  device: z.enum(['cpu', 'cuda']).default('cpu'),
-  /** Canary weight: the share of unpinned traffic this version gets, relative to the other enabled versions. */
-  weight: z.number().min(0).max(100).default(0),
-  fallbackToCpu: z.boolean().default(true),
-  gpuMemoryThresholdMb: z.number().int().min(0).default(1024),
-  /** Extra path this version answers on, besides /rerank/{version}. */
+  enabled: z
+    .boolean()
+    .default(true)
+    .meta({ description: 'Load this version and give it traffic. Disabling one drains its queue and frees its session.' }),
+  description: z.string().default('').meta({ description: 'Free text shown in `GET /info`.' }),
+  model: z
+    .string()
+    .min(1, 'must name a model directory')
+    .meta({ description: "Directory holding model.onnx and tokenizer.json; a relative path resolves against the config file's directory." }),
+  device: z
+    .enum(['cpu', 'cuda'])
+    .default('cpu')
+    .meta({ description: 'Execution provider wanted; `cuda` falls back to CPU when CUDA is absent or GPU memory runs low.' }),
+  weight: z
+    .number()
+    .min(0)
+    .max(100)
+    .default(0)
+    .meta({ description: 'Canary weight: the share of unpinned traffic this version gets, relative to the other enabled versions.' }),
+  fallbackToCpu: z
+    .boolean()
+    .default(true)
+    .meta({ description: 'Let a `cuda` version move to CPU while free GPU memory is under gpuMemoryThresholdMb, and back once it recovers.' }),
+  gpuMemoryThresholdMb: z
+    .number()
+    .int()
+    .min(0)
+    .default(1024)
+    .meta({ description: 'Free GPU memory (MiB) under which a `cuda` version moves to CPU, when fallbackToCpu is on.' }),
   endpoint: z
     .string()
     .regex(/^\/[A-Za-z0-9/_.-]*$/, 'must be an absolute URL path')
-    .optional(),
+    .optional()
+    .meta({ description: "Extra path this version answers on (TEI shape), besides /rerank/{version}; not one of the server's own routes." }),
 });
 
 /** Paths of the server's own routes, which a version's `endpoint` may not take. */
@@ -33,39 +52,74 @@ const RESERVED_PATHS = ['/rerank', '/v1/rerank', '/v2/rerank', '/healthz', '/rea
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
-export const ServingConfigSchema = z.strictObject({
-  /** Results returned when a request names no top_n / top_k; absent: all. */
-  topK: z.number().int().min(1).optional(),
-  /** Results whose normalized (sigmoid) score is below this are dropped. */
-  threshold: z.number().min(0).max(1).optional(),
-  /** Tokens per (query, document) pair; longer pairs are truncated longest-first. */
-  maxLength: z.number().int().min(8).max(8192).default(512),
-  /** Padded tokens in one inference batch (TEI's max-batch-tokens). */
-  maxBatchTokens: z.number().int().min(64).default(16384),
-  /** Pairs in one inference batch. */
-  maxBatchSize: z.number().int().min(1).max(4096).default(32),
-  /** Pairs waiting in a version's queue before requests are answered 429. */
-  maxQueuedPairs: z.number().int().min(1).default(8192),
-  /** Documents one request may carry. */
-  maxDocuments: z.number().int().min(1).default(1000),
-  /** Request body size limit in bytes. */
-  maxBodyBytes: z.number().int().min(1024).default(8 * 1024 * 1024),
-  /**
-   * Warm-up before a version takes traffic. `light`: one short pair. `full`: also one batch at the full
-   * budget (TEI's warm-up), so the allocator reaches its working size and an out-of-memory shows at start
-   * rather than under the first heavy load — at the cost of one full batch of start-up time.
-   */
-  warmup: z.enum(['light', 'full']).default('light'),
-  useFp16: z.boolean().default(false),
-  logLevel: z.enum(LOG_LEVELS).default('info'),
-});
+export const ServingConfigSchema = z
+  .strictObject({
+    topK: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .meta({ description: 'Results returned when a request names no top_n / top_k; absent: all.' }),
+    threshold: z
+      .number()
+      .min(0)
+      .max(1)
+      .optional()
+      .meta({ description: 'Results whose normalized (sigmoid) score is below this are dropped.' }),
+    maxLength: z
+      .number()
+      .int()
+      .min(8)
+      .max(8192)
+      .default(512)
+      .meta({ description: 'Tokens per (query, document) pair; longer pairs are truncated longest-first.' }),
+    maxBatchTokens: z
+      .number()
+      .int()
+      .min(64)
+      .default(16384)
+      .meta({ description: "Padded tokens in one inference batch (TEI's max-batch-tokens)." }),
+    maxBatchSize: z.number().int().min(1).max(4096).default(32).meta({ description: 'Pairs in one inference batch.' }),
+    maxQueuedPairs: z
+      .number()
+      .int()
+      .min(1)
+      .default(8192)
+      .meta({ description: "Pairs waiting in a version's queue before requests are answered 429." }),
+    maxDocuments: z.number().int().min(1).default(1000).meta({ description: 'Documents one request may carry.' }),
+    maxBodyBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(8 * 1024 * 1024)
+      .meta({ description: 'Request body size limit in bytes.' }),
+    warmup: z
+      .enum(['light', 'full'])
+      .default('light')
+      .meta({
+        // `full` is TEI's warm-up: the allocator reaches its working size and an out-of-memory shows at
+        // start rather than under the first heavy load.
+        description:
+          'Warm-up before a version takes traffic. `light`: one short pair. `full`: also one batch at the full ' +
+          'token budget, so an out-of-memory shows at start, at the cost of one full batch of start-up time.',
+      }),
+    useFp16: z
+      .boolean()
+      .default(false)
+      .meta({ description: 'Has no effect: a model runs in the precision of its ONNX export.' }),
+    logLevel: z.enum(LOG_LEVELS).default('info').meta({ description: 'Lowest level of log lines written.' }),
+  })
+  .meta({ description: 'Request limits, batching, warm-up and logging, shared by every version.' });
 
 export const RerankConfigSchema = z
   .strictObject({
-    defaultVersion: versionName,
-    versions: z.record(versionName, VersionConfigSchema).refine((v) => Object.keys(v).length > 0, {
-      message: 'must define at least one version',
+    defaultVersion: versionName.meta({
+      description: 'Version that answers when neither path, header, `model` nor weights pick one; must name an enabled version.',
     }),
+    versions: z
+      .record(versionName, VersionConfigSchema)
+      .refine((v) => Object.keys(v).length > 0, { message: 'must define at least one version' })
+      .meta({ description: 'The reranker versions, by name; at least one. Version endpoints must differ.' }),
     serving: ServingConfigSchema.default(() => ServingConfigSchema.parse({})),
   })
   .superRefine((config, ctx) => {
