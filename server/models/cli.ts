@@ -9,7 +9,8 @@ import { ResolveError } from './resolve.ts';
 /** Where a pull lands without --dir: models/local/<name>, the directory the local config serves from. */
 export function defaultDir(source: string): string {
   const name = source.replace(/^[a-z]+:\/\//i, '').replace(/@.*$/, '').replace(/[?#].*$/, '').split('/').filter(Boolean).pop() ?? 'model';
-  return path.join('models', 'local', name.replace(/\.(onnx|json)$/, ''));
+  // An oci:// reference's last part carries its tag (repo:tag).
+  return path.join('models', 'local', name.replace(/:[^:]*$/, '').replace(/\.(onnx|json)$/, ''));
 }
 
 async function catalogIfPresent(): Promise<Catalog | undefined> {
@@ -37,13 +38,25 @@ export function addModelsCommand(program: Command): Command {
 
   models
     .command('pull')
-    .description('download a model (catalogue id, hf://org/name[@rev], https://…/file, pvc://claim/path) into --dir')
+    .description('download a model (catalogue id, hf://org/name[@rev], https://…/file, pvc://claim/path, oci://host/repo[:tag|@sha256:…]) into --dir')
     .argument('<source>', 'catalogue id or source')
     .option('--dir <dir>', 'model directory to fill (default: models/local/<name>)')
     .option('--sha256 <hex>', 'expected sha256 of the model file; a mismatch deletes it and fails')
     .option('--file <path...>', 'hf:// only: repo paths to fetch instead of the catalogue\'s or the default list')
     .option('--retries <n>', 'further attempts per file after a dropped connection or a 5xx', '5')
-    .addHelpText('after', '\nEnvironment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (sent as a Bearer token to the hub), RERANK_PVC_ROOT (default /mnt/pvc), RERANK_MODEL_CATALOG.')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'oci:// pulls an artifact whose layers are files named by their org.opencontainers.image.title annotation',
+        '(what `oras push <ref> model.onnx tokenizer.json` makes). Each layer is checked against its digest; --sha256',
+        'pins the model.onnx layer. A tag that names an index pulls its linux/amd64 (else its first) manifest.',
+        '',
+        'Environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (sent as a Bearer token to the hub),',
+        'OCI_USERNAME and OCI_PASSWORD (registry credentials; anonymous when unset), OCI_INSECURE=1 (plain http; always for localhost),',
+        'RERANK_PVC_ROOT (default /mnt/pvc), RERANK_MODEL_CATALOG.',
+      ].join('\n'),
+    )
     .action(async (source: string, opts: PullCommandOptions) => {
       const dir = opts.dir ?? defaultDir(source);
       const retries = Number(opts.retries);

@@ -33,6 +33,8 @@ export interface DownloadOptions {
   retries?: number;
   retryDelayMs?: number;
   signal?: AbortSignal;
+  /** Added to a 401/403 error: how to give credentials for this source. */
+  authHint?: string;
 }
 
 export type DownloadOutcome = 'downloaded' | 'resumed' | 'skipped';
@@ -147,7 +149,7 @@ async function transfer(url: string, part: string, options: DownloadOptions): Pr
     total = length === null ? undefined : Number(length);
   } else {
     await response.body?.cancel();
-    throw httpError(response.status, url, options.label);
+    throw httpError(response.status, url, options.label, options.authHint);
   }
   if (!response.body) throw new DownloadError(`${options.label}: empty response body (${url})`, { retryable: true });
 
@@ -169,10 +171,10 @@ async function transfer(url: string, part: string, options: DownloadOptions): Pr
   options.progress?.finish(written);
 }
 
-function httpError(status: number, url: string, label: string): DownloadError {
+function httpError(status: number, url: string, label: string, authHint?: string): DownloadError {
   const retryable = status >= 500 || status === 429 || status === 408;
   let hint = '';
   if (status === 404) hint = ': no such file in the repo at that revision';
-  else if (status === 401 || status === 403) hint = ': the repo may be private or gated; set HF_TOKEN to a token that can read it';
+  else if (status === 401 || status === 403) hint = `: ${authHint ?? 'the repo may be private or gated; set HF_TOKEN to a token that can read it'}`;
   return new DownloadError(`${label}: HTTP ${status}${hint} (${url})`, { status, retryable });
 }

@@ -2,11 +2,12 @@ import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Catalog } from './catalog.ts';
 import { ChecksumError, DownloadError, downloadFile, sha256File, type DownloadOutcome, type Fetcher } from './download.ts';
+import { pullOci } from './oci.ts';
 import { silentProgress, type Progress } from './progress.ts';
 import { resolveSource, type PullPlan } from './resolve.ts';
 
 export interface PullOptions {
-  /** A catalogue id, hf://org/name[@revision], https://…, or pvc://claim/path. */
+  /** A catalogue id, hf://org/name[@revision], https://…, pvc://claim/path, or oci://host/repo[:tag|@digest]. */
   source: string;
   dir: string;
   sha256?: string;
@@ -43,6 +44,18 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
   const progress = options.progress ?? silentProgress;
   await mkdir(options.dir, { recursive: true });
   if (plan.kind === 'pvc') return { plan, files: await copyFromPvc(plan, options.dir, progress) };
+  if (plan.kind === 'oci') {
+    const files = await pullOci(plan.source, plan.ref, {
+      dir: options.dir,
+      progress,
+      env: options.env ?? process.env,
+      ...(plan.sha256 ? { sha256: plan.sha256 } : {}),
+      ...(options.fetcher ? { fetcher: options.fetcher } : {}),
+      ...(options.retries !== undefined ? { retries: options.retries } : {}),
+      ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
+    });
+    return { plan, files };
+  }
 
   const files: PulledFile[] = [];
   for (const spec of plan.files) {

@@ -14,10 +14,21 @@ export interface FileSpec {
   hint?: string;
 }
 
+/** oci://host[:port]/repository[:tag][@sha256:digest], as the Distribution API addresses it. */
+export interface OciReference {
+  /** `https://host[:port]`, or `http://` for a registry on loopback or with OCI_INSECURE=1. */
+  baseUrl: string;
+  repository: string;
+  /** A tag, or `sha256:<hex>` (a digest wins over a tag when both are given). */
+  reference: string;
+}
+
 export type PullPlan =
   | { kind: 'http'; source: string; files: FileSpec[]; headers: Record<string, string>; entry?: CatalogEntry }
   /** pvc://claim/path, read from the claim the operator mounts read-only at `<root>/<claim>`. */
-  | { kind: 'pvc'; source: string; path: string; sha256?: string };
+  | { kind: 'pvc'; source: string; path: string; sha256?: string }
+  /** An OCI artifact whose layers are files named by their `org.opencontainers.image.title` (what `oras push` makes). */
+  | { kind: 'oci'; source: string; ref: OciReference; sha256?: string };
 
 export class ResolveError extends Error {
   override name = 'ResolveError';
@@ -55,16 +66,11 @@ function destOf(file: string): string {
 export function resolveSource(input: string, options: ResolveOptions = {}): PullPlan {
   const env = options.env ?? process.env;
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(input)?.[1]?.toLowerCase();
-  if (scheme === 'oci') {
-    throw new ResolveError(
-      `${input}: oci:// sources are not supported by \`rerank-server models pull\` yet; ` +
-        'pull the artifact into a PVC (e.g. with `oras pull`) and use pvc://<claim>/<path>, or use hf:// or https://',
-    );
-  }
+  if (scheme === 'oci') return resolveOci(input, options, env);
   if (scheme === 'pvc') return resolvePvc(input, options, env);
   if (scheme === 'https' || scheme === 'http') return resolveUrl(input, options);
   if (scheme !== undefined && scheme !== 'hf') {
-    throw new ResolveError(`${input}: unknown source scheme "${scheme}://" (hf://, https://, pvc://, or a catalogue id)`);
+    throw new ResolveError(`${input}: unknown source scheme "${scheme}://" (hf://, https://, pvc://, oci://, or a catalogue id)`);
   }
   return resolveHf(input, options, env);
 }
@@ -73,7 +79,7 @@ function resolveHf(input: string, options: ResolveOptions, env: Record<string, s
   const entry = options.catalog ? findEntry(options.catalog, input) : undefined;
   if (scheme(input) === undefined && !entry) {
     if (!/^[\w.-]+\/[\w.-]+(@.+)?$/.test(input)) {
-      throw new ResolveError(`${input}: not a catalogue id and not a source (hf://org/name[@revision], https://, pvc://)`);
+      throw new ResolveError(`${input}: not a catalogue id and not a source (hf://org/name[@revision], https://, pvc://, oci://)`);
     }
   }
   // A catalogue id pulls the catalogue's source (and revision) unless the input names its own revision.
@@ -96,7 +102,7 @@ function resolveHf(input: string, options: ResolveOptions, env: Record<string, s
         model: true,
         hint:
           `${entry.id} ships no ONNX graph; export one:\n  ${entry.export?.command ?? `optimum-cli export onnx --model ${entry.id} --task text-classification out/`}\n` +
-          `then serve the export (${(entry.export?.produces ?? ['model.onnx', 'tokenizer.json']).join(', ')}) from pvc://, https://, ` +
+          `then serve the export (${(entry.export?.produces ?? ['model.onnx', 'tokenizer.json']).join(', ')}) from pvc://, oci:// (oras push), https://, ` +
           'or an hf:// repo of your own (models pull hf://you/repo --file model.onnx --file tokenizer.json ...)',
       });
     }
@@ -149,6 +155,46 @@ function resolvePvc(input: string, options: ResolveOptions, env: Record<string, 
   if (options.files?.length) throw new ResolveError(`${input}: --file applies to hf:// sources`);
   const root = env.RERANK_PVC_ROOT || DEFAULT_PVC_ROOT;
   return { kind: 'pvc', source: input, path: path.join(root, match[1], rest), ...(options.sha256 ? { sha256: options.sha256.toLowerCase() } : {}) };
+}
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** Docker Hub's registry answers at another host than its name. */
+const REGISTRY_ALIASES: Record<string, string> = { 'docker.io': 'registry-1.docker.io', 'index.docker.io': 'registry-1.docker.io' };
+
+export function parseOciSource(input: string, env: Record<string, string | undefined> = {}): OciReference {
+  const match = /^oci:\/\/([^/]+)\/(.+)$/i.exec(input);
+  if (!match?.[1] || !match[2]) throw new ResolveError(`${input}: not an oci://host[:port]/repository[:tag|@sha256:digest] source`);
+  let host = match[1].toLowerCase();
+  let rest = match[2];
+  let digest: string | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+    if (!/^sha256:[a-f0-9]{64}$/.test(digest)) throw new ResolveError(`${input}: the digest must be sha256:<64 lower-case hex digits>`);
+  }
+  // A tag follows the last ":" after the last "/"; earlier colons cannot occur (the port is in the host).
+  const colon = rest.lastIndexOf(':');
+  const tag = colon > rest.lastIndexOf('/') ? rest.slice(colon + 1) : undefined;
+  const repository = tag === undefined ? rest : rest.slice(0, colon);
+  if (!/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(repository)) {
+    throw new ResolveError(`${input}: "${repository}" is not a repository name (lower-case path components)`);
+  }
+  if (tag !== undefined && !/^[\w][\w.-]{0,127}$/.test(tag)) throw new ResolveError(`${input}: "${tag}" is not a tag`);
+  host = REGISTRY_ALIASES[host] ?? host;
+  const hostname = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
+  const insecure = LOOPBACK.has(hostname) || env.OCI_INSECURE === '1' || env.OCI_INSECURE === 'true';
+  return { baseUrl: `${insecure ? 'http' : 'https'}://${host}`, repository, reference: digest ?? tag ?? 'latest' };
+}
+
+function resolveOci(input: string, options: ResolveOptions, env: Record<string, string | undefined>): PullPlan {
+  if (options.files?.length) throw new ResolveError(`${input}: --file applies to hf:// sources; an oci:// artifact names its own files`);
+  if (options.sha256 && !/^[a-fA-F0-9]{64}$/.test(options.sha256)) throw new ResolveError(`--sha256 ${options.sha256}: not 64 hex digits`);
+  const ref = parseOciSource(input, env);
+  const host = ref.baseUrl.replace(/^https?:\/\//, '');
+  const source = `oci://${host}/${ref.repository}${ref.reference.startsWith('sha256:') ? '@' : ':'}${ref.reference}`;
+  return { kind: 'oci', source, ref, ...(options.sha256 ? { sha256: options.sha256.toLowerCase() } : {}) };
 }
 
 function applySha(files: FileSpec[], sha256: string | undefined, input: string): void {

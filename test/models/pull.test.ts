@@ -141,12 +141,12 @@ describe('models pull from a hub', () => {
     );
   });
 
-  test('https:// fetches one file (a graph lands as model.onnx); oci:// is refused clearly', async () => {
+  test('https:// fetches one file (a graph lands as model.onnx); an unknown scheme is refused clearly', async () => {
     hub.files.set('x/y/main/reranker.onnx', MODEL);
     const cdnUrl = `${hub.endpoint}/x/y/resolve/main/reranker.onnx`;
     await pullModel({ source: cdnUrl, dir, sha256: sha256(MODEL), env: {} });
     assert.deepEqual(await readdir(dir), ['model.onnx']);
-    await assert.rejects(pullModel({ source: 'oci://registry.example.com/m:1', dir, env: {} }), /oci:\/\/ sources are not supported by `rerank-server models pull`/);
+    await assert.rejects(pullModel({ source: 's3://bucket/m', dir, env: {} }), /unknown source scheme "s3:\/\/" \(hf:\/\/, https:\/\/, pvc:\/\/, oci:\/\/, or a catalogue id\)/);
   });
 });
 
