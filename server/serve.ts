@@ -70,7 +70,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     logger,
     serving: () => engine.config.serving,
     apiKey: () => resolveApiKey(env),
-    info: () => ({ notices: syntheticNotices(engine), pid: process.pid, liveSessions: engine.liveSessions() }),
+    info: () => ({ notices: syntheticNotices(engine), pid: process.pid, liveSessions: engine.liveSessions(), tokenizers: engine.tokenizers() }),
     configStatus: () => reloader.status(),
     endpoints: () => versionEndpoints(engine.config),
   });

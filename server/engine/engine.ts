@@ -10,7 +10,8 @@ import type { ServerMetrics } from '../metrics.ts';
 import { DEFAULT_MAX_PADDING_RATIO } from './batch-packer.ts';
 import { BatchQueue, type QueueLimits } from './batch-queue.ts';
 import { firstLine, loadOnnxModel, type Device, type LoadOnnxModelOptions, type PairScorer } from './onnx-model.ts';
-import { PairTokenizer, readModelDirConfig, type EncodedPair } from './pair-tokenizer.ts';
+import { readModelDirConfig, type EncodedPair, type PairTokenizer } from './pair-tokenizer.ts';
+import { TokenizerCache } from './tokenizer-cache.ts';
 import type { EngineInfo, RerankOutcome, RerankRequest, Reranker, VersionInfo, VersionState } from './types.ts';
 import { chooseVersion, type VersionCandidate, type VersionChoice } from './version-choice.ts';
 
@@ -151,6 +152,8 @@ export class RerankEngine implements Reranker {
   readonly #versions = new Map<string, VersionSlot>();
   /** Sessions loaded and not yet closed. */
   readonly #live = new Set<PairScorer>();
+  /** Parsed tokenizers, shared by runtimes of the same file and reused when a version comes back. */
+  readonly #tokenizers = new TokenizerCache();
   /** Requests accepted and not yet answered: shutdown waits for them. */
   readonly #inFlight = new Set<Promise<unknown>>();
   /** Reconciles run one after another on this chain. */
@@ -242,6 +245,11 @@ export class RerankEngine implements Reranker {
   /** Sessions loaded and not yet freed (each a worker thread, unless sessions run on the main thread). */
   liveSessions(): number {
     return this.#live.size;
+  }
+
+  /** Parsed tokenizers held, and how many of them no version uses (kept for reuse, bounded). */
+  tokenizers(): { held: number; idle: number } {
+    return { held: this.#tokenizers.size, idle: this.#tokenizers.idle };
   }
 
   rerank(request: RerankRequest): Promise<RerankOutcome> {
@@ -359,6 +367,7 @@ export class RerankEngine implements Reranker {
         for (const runtime of [slot.active, slot.next, ...slot.draining]) if (runtime) retiring.push(this.#retire(slot, runtime));
       }
       await Promise.all(retiring);
+      this.#tokenizers.clear();
     })();
     return this.#closing;
   }
@@ -485,8 +494,7 @@ export class RerankEngine implements Reranker {
     const next = newRuntime(name, wanted);
     slot.next = next;
     this.#publish(slot);
-    // A device move reads the same tokenizer.json: share the parsed one (parsing blocks the event loop).
-    await this.#load(next, active?.spec.model === wanted.model ? active.tokenizer : undefined);
+    await this.#load(next);
     slot.next = undefined;
 
     if (next.state !== 'ready') {
@@ -538,6 +546,7 @@ export class RerankEngine implements Reranker {
       await runtime.queue?.close();
       const model = runtime.model;
       runtime.queue = undefined;
+      if (runtime.tokenizer) this.#tokenizers.release(runtime.tokenizer);
       runtime.tokenizer = undefined;
       runtime.model = undefined;
       if (model) {
@@ -551,7 +560,7 @@ export class RerankEngine implements Reranker {
     return runtime.closed;
   }
 
-  async #load(runtime: Runtime, sameTokenizer?: PairTokenizer): Promise<void> {
+  async #load(runtime: Runtime): Promise<void> {
     const logger = this.#logger.child({ version: runtime.version });
     const started = performance.now();
     const config = this.#loaded.config;
@@ -560,7 +569,9 @@ export class RerankEngine implements Reranker {
       const dirConfig = await readModelDirConfig(files.config);
       runtime.synthetic = dirConfig.synthetic;
       runtime.modelMaxTokens = dirConfig.maxTokens;
-      const tokenizer = sameTokenizer ?? PairTokenizer.load({ tokenizerPath: files.tokenizer, padId: dirConfig.padTokenId });
+      // Held by the runtime from here, so the failure path and #retire give it back.
+      const tokenizer = await this.#tokenizers.acquire({ tokenizerPath: files.tokenizer, padId: dirConfig.padTokenId });
+      runtime.tokenizer = tokenizer;
       const model = await this.#loadModel({
         modelPath: files.model,
         device: runtime.spec.device,
@@ -589,7 +600,6 @@ export class RerankEngine implements Reranker {
       await model.run([warm]);
       if (config.serving.warmup === 'full') await model.run(fullBudgetBatch(warm, maxLength, this.#limits()));
 
-      runtime.tokenizer = tokenizer;
       runtime.queue = new BatchQueue({
         version: runtime.version,
         model,
@@ -618,6 +628,8 @@ export class RerankEngine implements Reranker {
       logger.error({ model: runtime.spec.model, device: runtime.spec.device, err: error }, 'version failed to load');
       const model = runtime.model;
       runtime.model = undefined;
+      if (runtime.tokenizer) this.#tokenizers.release(runtime.tokenizer);
+      runtime.tokenizer = undefined;
       if (model) {
         await model.close().catch(() => undefined);
         this.#live.delete(model);

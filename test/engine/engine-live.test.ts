@@ -115,6 +115,21 @@ describe('RerankEngine.apply: versions', () => {
     assert.doesNotMatch(await metrics.registry.metrics(), /version="b",device="cpu",state="(ready|draining)"/);
   });
 
+  it('enable/disable cycles free every session and reuse the parsed tokenizer', async () => {
+    const { engine } = await engineFor(base());
+    const enabled = base();
+    enabled.versions.b = { model: seed7, weight: 50 };
+    await underLoad(engine, 'b', async () => {
+      for (let i = 0; i < 5; i += 1) {
+        assert.deepEqual(actions(await engine.apply(loadedConfig(enabled))), { a: 'unchanged', b: 'loaded' });
+        assert.deepEqual(engine.tokenizers(), { held: 2, idle: 0 });
+        assert.deepEqual(actions(await engine.apply(loadedConfig(base()))), { a: 'unchanged', b: 'unloaded' });
+        assert.equal(engine.liveSessions(), 1);
+        assert.deepEqual(engine.tokenizers(), { held: 2, idle: 1 }, "b's tokenizer is kept for its return, not parsed again");
+      }
+    });
+  });
+
   it('replaces a model: the new one answers once ready, the old one is drained and freed', async () => {
     const { engine } = await engineFor(base());
     const before = await logitsOf(engine, 'a');

@@ -138,7 +138,7 @@ export const InfoResponseSchema = z
     versions: z.array(
       z.looseObject({
         name: z.string(),
-        state: z.enum(['loading', 'ready', 'failed', 'draining']),
+        state: z.enum(['loading', 'ready', 'failed', 'draining', 'disabled']),
         enabled: z.boolean(),
         device: z.enum(['cpu', 'cuda']),
         weight: z.number(),
@@ -147,6 +147,11 @@ export const InfoResponseSchema = z
     ),
     limits: z.record(z.string(), z.number()),
     notices: z.array(z.string()),
+    liveSessions: z.number().optional().describe('ONNX sessions loaded and not yet freed, draining ones included.'),
+    tokenizers: z
+      .object({ held: z.number(), idle: z.number() })
+      .optional()
+      .describe('Parsed tokenizers held: shared by versions that read the same file, and kept (idle) for versions that come back.'),
   })
   .register(apiSchemas, { id: 'Info' });
 
