@@ -7,7 +7,8 @@
  * sending traffic throughout, and measures:
  * 1. `reloads` knob changes, each published by an atomic `..data` swap: time from the write to the
  *    server reporting the new hash on GET /config (p50/p99), and failed requests.
- * 2. `toggles` enable/disable cycles of the second version: RSS before and after (no leaked sessions).
+ * 2. `toggles` enable/disable cycles of the second version: RSS before and after (no leaked sessions),
+ *    from an RSS settled under traffic, and the same time again with no cycles as the control.
  * 3. The weighted split over `split-requests` requests at 70/30: observed share vs configured.
  */
 import { spawn } from 'node:child_process';
@@ -53,6 +54,21 @@ function configText(models: { a: string; b: string }, knobs: Knobs): string {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Samples every 2 s until two samples in a row are within 1 % (at most 90 s). */
+async function settle(sample: () => Promise<number>): Promise<{ seconds: number; from: number; to: number }> {
+  const started = performance.now();
+  const from = await sample();
+  let previous = from;
+  let steady = 0;
+  while (steady < 2 && performance.now() - started < 90_000) {
+    await sleep(2000);
+    const now = await sample();
+    steady = Math.abs(now - previous) / previous < 0.01 ? steady + 1 : 0;
+    previous = now;
+  }
+  return { seconds: (performance.now() - started) / 1000, from, to: previous };
+}
+
 async function main(): Promise<void> {
   const work = await mkdtemp(path.join(os.tmpdir(), 'rerank-reload-bench-'));
   const a = await generateModel({ shape: 'tiny', seed: 1, outDir: path.join(work, 'model-a') });
@@ -69,7 +85,13 @@ async function main(): Promise<void> {
   const pid = server.pid!;
   const configNow = async () => (await (await fetch(`${url}/config`)).json()) as { hash: string; appliedAt: string };
   const hashNow = async () => (await configNow()).hash;
-  const info = async () => (await (await fetch(`${url}/info`)).json()) as { versions: Array<{ name: string; state: string }>; liveSessions?: number };
+  const info = async () => (await (await fetch(`${url}/info`)).json()) as { versions: Array<{ name: string; state: string }>; liveSessions?: number; tokenizers?: unknown };
+
+  const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20;
+  const memory = async () => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    return [await rssMb(pid), metric(text, 'nodejs_heap_size_used_bytes'), metric(text, 'nodejs_external_memory_bytes')].map((v) => fmt(v)).join(' / ');
+  };
 
   try {
     for (let i = 0; i < 600 && !(await fetch(`${url}/readyz`).then((r) => r.ok, () => false)); i += 1) await sleep(100);
@@ -126,19 +148,33 @@ async function main(): Promise<void> {
       }
       throw new Error(`version b never reached ${state}`);
     };
+    // RSS under traffic climbs for a while after start (ORT arenas, JIT, sockets) whether or not versions
+    // change, so the cycles start from a settled RSS, and the same time with no cycles is the control.
+    const settled = await settle(() => rssMb(pid));
     const rssBefore = await rssMb(pid);
     const sessionsBefore = (await info()).liveSessions;
+    const series = [`0: ${await memory()}`];
+    const cyclesStarted = performance.now();
     for (let i = 0; i < Number(args.toggles); i += 1) {
       await volume.publish(configText(models, { b: { enabled: false, weight: 0 } }));
       await waitState('disabled');
       await volume.publish(configText(models, { b: { enabled: true, weight: 0 } }));
       await waitState('ready');
+      if ((i + 1) % 10 === 0) series.push(`${i + 1}: ${await memory()}`);
     }
+    const cyclesSeconds = (performance.now() - cyclesStarted) / 1000;
     const rssAfter = await rssMb(pid);
     const sessionsAfter = (await info()).liveSessions;
+    const { tokenizers } = await info();
+    await sleep(cyclesSeconds * 1000);
+    const rssControl = await rssMb(pid);
+    const change = (from: number, to: number) => `${fmt(from)} MB → ${fmt(to)} MB (${fmt(((to - from) / from) * 100)} %)`;
+    console.log(`RSS under traffic settled in ${fmt(settled.seconds)} s: ${settled.from.toFixed(0)} → ${settled.to.toFixed(0)} MB`);
+    console.log(`memory every 10 cycles (RSS / JS heap used / external, MB): ${series.join('; ')}`);
     console.log(
-      `enable/disable cycles: ${args.toggles}, RSS ${fmt(rssBefore)} MB → ${fmt(rssAfter)} MB (${fmt(((rssAfter - rssBefore) / rssBefore) * 100)} %, target within 10 %), ` +
-        `live ORT sessions ${sessionsBefore} → ${sessionsAfter}`,
+      `enable/disable cycles: ${args.toggles} in ${fmt(cyclesSeconds)} s, RSS ${change(rssBefore, rssAfter)}, target within 10 %; ` +
+        `the same time again with no cycles: ${change(rssAfter, rssControl)}; ` +
+        `live ORT sessions ${sessionsBefore} → ${sessionsAfter}, parsed tokenizers ${JSON.stringify(tokenizers)}`,
     );
     stop = true;
     await Promise.all(clients);
