@@ -39,13 +39,8 @@ export interface RunningServer {
 export async function serve(options: ServeOptions): Promise<RunningServer> {
   const { logger } = options;
   const metrics = new ServerMetrics();
-  const usesGpu = Object.values(options.loaded.config.versions).some((v) => v.device === 'cuda');
-  const engine = await RerankEngine.create({
-    loaded: options.loaded,
-    metrics,
-    logger,
-    ...(usesGpu ? { gpuProbe: new NvidiaSmiProbe() } : {}),
-  });
+  // The monitor reads the GPU only while some version is configured `cuda`, so a reload can add one.
+  const engine = await RerankEngine.create({ loaded: options.loaded, metrics, logger, gpuProbe: new NvidiaSmiProbe() });
   for (const notice of syntheticNotices(engine)) logger.warn(notice);
   const reloader = new ConfigReloader({
     file: options.configFile,
@@ -59,6 +54,10 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       apply: (loaded) => {
         logger.level = loaded.config.serving.logLevel;
         return engine.apply(loaded);
+      },
+      retry: async () => {
+        const report = await engine.retryFailed();
+        logger.info({ configHash: report.configHash, versions: report.versions.filter((v) => v.action !== 'unchanged') }, 'failed versions retried');
       },
     },
   });

@@ -95,9 +95,10 @@ export class FallbackMonitor {
   async #round(): Promise<void> {
     const { probe, host, metrics, logger } = this.#options;
     const deviceId = this.#options.deviceId ?? 0;
-    const reading = await probe.memory(deviceId).catch(() => undefined);
-    this.#last = reading;
     const versions = host.gpuVersions();
+    // Nothing wants the GPU (a CPU-only config): no reading, so a CPU pod never runs nvidia-smi.
+    const reading = versions.length > 0 ? await probe.memory(deviceId).catch(() => undefined) : undefined;
+    this.#last = reading;
 
     const wanting = new Set(versions.map((v) => v.name));
     for (const name of this.#labelled) {

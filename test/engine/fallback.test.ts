@@ -145,6 +145,30 @@ describe('GPU → CPU fallback', () => {
     assert.equal(engine.liveSessions(), 2);
   });
 
+  it('reads the GPU only while a version is configured cuda: a reload that adds one gets the fallback', async () => {
+    const probe = new FakeGpuProbe();
+    let reads = 0;
+    const memory = probe.memory.bind(probe);
+    probe.memory = (deviceId) => {
+      reads += 1;
+      return memory(deviceId);
+    };
+    probe.set(0, { totalMb: 16000, freeMb: 8000 });
+    const cpuOnly: RerankConfigInput = { defaultVersion: 'cpu-only', versions: { 'cpu-only': { model } } };
+    const { engine, metrics } = await engineFor(cpuOnly, probe, { loadModel: pretendGpuLoader });
+    await engine.fallbackMonitor?.check();
+    assert.equal(reads, 0, 'no version wants the GPU');
+
+    await engine.apply(loadedConfig(gpuConfig()));
+    await engine.fallbackMonitor?.check();
+    assert.equal(gpuVersion(engine).device, 'cuda');
+    probe.set(0, { totalMb: 16000, freeMb: 100 });
+    await engine.fallbackMonitor?.check();
+    assert.equal(gpuVersion(engine).device, 'cpu', 'moved on low memory');
+    assert.equal(await fallbackCount(metrics), 1);
+    assert.ok(reads >= 2);
+  });
+
   it('an unreadable GPU moves the version to CPU; the timer drives the rounds', async () => {
     const probe = new FakeGpuProbe();
     probe.set(0, { totalMb: 16000, freeMb: 8000 });
