@@ -21,6 +21,7 @@ async function setup() {
   await writeFile(file, V1);
   const initial = parseConfig(V1, { source: file, baseDir: dir });
   const applied: LoadedConfig[] = [];
+  let retries = 0;
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -33,7 +34,10 @@ async function setup() {
     file,
     initial,
     initialText: V1,
-    target: { apply: async (loaded) => void applied.push(loaded) },
+    target: {
+      apply: async (loaded) => void applied.push(loaded),
+      retry: async () => void (retries += 1),
+    },
     metrics,
     logger: createLogger('debug', sink),
     mode: 'events',
@@ -48,7 +52,7 @@ async function setup() {
     while (!check() && Date.now() < deadline) await sleep(5);
     assert.ok(check(), 'condition not met in time');
   };
-  return { dir, file, initial, applied, lines, metrics, reloader, save, until };
+  return { dir, file, initial, applied, retries: () => retries, lines, metrics, reloader, save, until };
 }
 
 describe('ConfigReloader', () => {
@@ -99,12 +103,13 @@ describe('ConfigReloader', () => {
     }
   });
 
-  test('a forced reload of unchanged content applies nothing and counts "unchanged"', async () => {
+  test('a forced reload of unchanged content applies nothing, counts "unchanged" and retries failed versions', async () => {
     const t = await setup();
     t.reloader.start();
     try {
       await t.reloader.forceReload();
       assert.equal(t.applied.length, 0);
+      assert.equal(t.retries(), 1, 'SIGHUP of the same config retries what failed under it');
       const text = await t.metrics.registry.metrics();
       assert.equal(metricSum(text, 'reranker_config_reloads_total', 'result="unchanged"'), 1);
       // Same config, other formatting: same hash, nothing applied.

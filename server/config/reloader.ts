@@ -8,6 +8,8 @@ import { ConfigWatcher, contentHash, type WatchMode } from './watcher.ts';
 /** What the reloader drives: the engine's atomic config swap. */
 export interface ConfigTarget {
   apply(loaded: LoadedConfig): Promise<unknown>;
+  /** Try again whatever failed under the config in force (a model that failed to load); on SIGHUP of unchanged content. */
+  retry?(): Promise<unknown>;
 }
 
 export interface ConfigStatus {
@@ -76,10 +78,17 @@ export class ConfigReloader {
     this.#watcher.stop();
   }
 
-  /** Re-read the file now, even if its content did not change (SIGHUP). */
+  /**
+   * Re-read the file now, even if its content did not change (SIGHUP). Unchanged content retries what
+   * failed under the config in force, e.g. a version whose model files were missing and are there now.
+   */
   async forceReload(): Promise<void> {
-    this.#options.logger.info({ file: this.#options.file }, 'reload forced');
+    const { logger, file, target } = this.#options;
+    logger.info({ file }, 'reload forced');
+    const before = this.#current.hash;
     await this.#watcher.check({ force: true });
+    if (this.#current.hash !== before || !target.retry) return;
+    await target.retry().catch((error: unknown) => logger.error({ err: error, hash: before }, 'retrying failed versions failed'));
   }
 
   status(): ConfigStatus {

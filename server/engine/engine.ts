@@ -242,6 +242,11 @@ export class RerankEngine implements Reranker {
     return this.#schedule(true);
   }
 
+  /** Loads again the versions whose load failed under the config in force (SIGHUP); the others are untouched. */
+  retryFailed(): Promise<ApplyReport> {
+    return this.#schedule(true);
+  }
+
   /** Sessions loaded and not yet freed (each a worker thread, unless sessions run on the main thread). */
   liveSessions(): number {
     return this.#live.size;

@@ -179,6 +179,23 @@ describe('RerankEngine.apply: versions', () => {
     assert.equal(engine.liveSessions(), 1);
   });
 
+  it('retryFailed loads a failed version once its model is there, and leaves the others alone', async () => {
+    const { engine } = await engineFor(base(), { modelThread: 'main' });
+    const late = await scratchDir('late');
+    const config = base();
+    config.versions.late = { model: late, weight: 0 };
+    const loaded = loadedConfig(config);
+    assert.equal(actions(await engine.apply(loaded)).late, 'failed');
+    assert.equal(actions(await engine.apply(loaded)).late, 'failed', 'the same config retries, and fails again');
+    await mkdir(late);
+    for (const file of ['model.onnx', 'tokenizer.json', 'config.json']) await copyFile(path.join(seed7, file), path.join(late, file));
+    const report = await engine.retryFailed();
+    assert.deepEqual(actions(report), { a: 'unchanged', b: 'unchanged', late: 'loaded' });
+    assert.equal(version(engine, 'late')?.state, 'ready');
+    assert.equal(version(engine, 'late')?.error, undefined);
+    assert.deepEqual(actions(await engine.retryFailed()), { a: 'unchanged', b: 'unchanged', late: 'unchanged' });
+  });
+
   it('a model change that fails keeps the old model serving and reports the error', async () => {
     const { engine, metrics } = await engineFor(base(), { modelThread: 'main' });
     const before = await logitsOf(engine, 'a');
