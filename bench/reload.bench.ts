@@ -54,17 +54,21 @@ function configText(models: { a: string; b: string }, knobs: Knobs): string {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Samples every 2 s until two samples in a row are within 1 % (at most 90 s). */
+/** Samples every 5 s until three samples in a row are within 1 % of the first of them (at most 180 s). */
 async function settle(sample: () => Promise<number>): Promise<{ seconds: number; from: number; to: number }> {
   const started = performance.now();
   const from = await sample();
   let previous = from;
+  let anchor = from;
   let steady = 0;
-  while (steady < 2 && performance.now() - started < 90_000) {
-    await sleep(2000);
-    const now = await sample();
-    steady = Math.abs(now - previous) / previous < 0.01 ? steady + 1 : 0;
-    previous = now;
+  while (steady < 3 && performance.now() - started < 180_000) {
+    await sleep(5000);
+    previous = await sample();
+    if (Math.abs(previous - anchor) / anchor < 0.01) steady += 1;
+    else {
+      anchor = previous;
+      steady = 0;
+    }
   }
   return { seconds: (performance.now() - started) / 1000, from, to: previous };
 }
