@@ -80,7 +80,7 @@ export class BatchQueue {
         batchTokens: { observe(value: number): void };
         padding: { observe(value: number): void };
         queueWait: { observe(value: number): void };
-        depth: { set(value: number): void };
+        depth: { inc(value: number): void };
         tokens: { inc(value: number): void };
       }
     | undefined;
@@ -97,6 +97,9 @@ export class BatchQueue {
   #idleWaiters: (() => void)[] = [];
   /** Recent pairs per second of model time, smoothed; 0 until a batch has run. */
   #throughput = 0;
+  /** This queue's share of the version's depth gauge, which it moves by deltas: during a model switch the
+   * new queue and the draining one add up, rather than the last one to write winning. */
+  #reportedDepth = 0;
 
   constructor(options: BatchQueueOptions) {
     this.version = options.version;
@@ -115,6 +118,11 @@ export class BatchQueue {
       depth: m.queueDepth.labels(labels),
       tokens: m.tokens.labels(labels),
     };
+  }
+
+  #reportDepth(): void {
+    this.#metrics?.depth.inc(this.#pending - this.#reportedDepth);
+    this.#reportedDepth = this.#pending;
   }
 
   /** Pairs waiting to run (not counting the batch running now). */
@@ -198,7 +206,7 @@ export class BatchQueue {
     added.sort(compareByLength);
     mergeInto(this.#sorted, added);
     this.#pending += added.length;
-    this.#metrics?.depth.set(this.#pending);
+    this.#reportDepth();
   }
 
   /**
@@ -244,7 +252,7 @@ export class BatchQueue {
     const batch = this.#sorted.splice(start, end - start);
     for (const entry of batch) entry.gone = true;
     this.#pending -= batch.length;
-    this.#metrics?.depth.set(this.#pending);
+    this.#reportDepth();
     return batch;
   }
 
@@ -328,7 +336,7 @@ export class BatchQueue {
     if (dropped > 0) {
       this.#sorted = kept;
       this.#pending -= dropped;
-      this.#metrics?.depth.set(this.#pending);
+      this.#reportDepth();
     }
   }
 

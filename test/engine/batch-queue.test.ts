@@ -235,6 +235,25 @@ describe('BatchQueue', () => {
     assert.match(text, /reranker_queue_depth\{version="v1"\} 0/);
   });
 
+  it("two queues of one version (a model switch: the new one and the draining one) add up in the depth gauge", async () => {
+    const current: QueueLimits = { maxBatchTokens: 1000, maxBatchSize: 1, maxQueuedPairs: 100, maxPaddingRatio: 1 };
+    const metrics = new ServerMetrics({ defaultMetrics: false });
+    const [oldModel, newModel] = [new FakeModel(), new FakeModel()];
+    const draining = new BatchQueue({ version: 'v1', model: oldModel, limits: () => current, metrics });
+    const fresh = new BatchQueue({ version: 'v1', model: newModel, limits: () => current, metrics });
+    const depth = async () => (await metrics.queueDepth.get()).values.find((v) => v.labels.version === 'v1')?.value;
+    const oldWork = draining.score([pair(1, 5), pair(2, 5), pair(3, 5)]);
+    const newWork = fresh.score([pair(4, 5), pair(5, 5)]);
+    await nextTurn();
+    assert.equal(await depth(), 3, 'one pair of each queue is running: 2 + 1 wait');
+    for (let i = 0; i < 3; i += 1) await oldModel.release();
+    await oldWork;
+    assert.equal(await depth(), 1, 'the drained queue no longer counts; the new one still waits');
+    for (let i = 0; i < 2; i += 1) await newModel.release();
+    await newWork;
+    assert.equal(await depth(), 0);
+  });
+
   it('groups similar lengths across requests', async () => {
     const { model, queue } = setup({ maxBatchSize: 4, maxBatchTokens: 10_000, maxPaddingRatio: 0.1 });
     model.auto = true;
