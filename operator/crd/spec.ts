@@ -28,8 +28,8 @@ export const VersionNameSchema = z
 const Quantity = z.union([z.string(), z.number()]).meta({ 'x-kubernetes-int-or-string': true });
 
 const ResourceListSchema = z.strictObject({
-  cpu: Quantity.optional(),
-  memory: Quantity.optional(),
+  cpu: Quantity.optional().meta({ description: 'CPU, as a Kubernetes quantity: cores (2) or millicores (500m).' }),
+  memory: Quantity.optional().meta({ description: 'Memory, as a Kubernetes quantity in bytes (4Gi, 512Mi).' }),
 });
 
 /** A key of a Secret in the resource's namespace; kubelet reads it, so the operator needs no access to Secrets. */
@@ -52,17 +52,26 @@ export const SecretKeyRefSchema = z.strictObject({
 
 export const ModelSourceSchema = z
   .strictObject({
-    /** hf://org/repo[@revision], https://host/path.tar.gz, pvc://claim/path, oci://registry/repo:tag */
     source: z
       .string()
       .max(1024)
       .regex(new RegExp('^(hf|https|pvc|oci)://.+$'))
-      .meta({ description: 'Where the model comes from: hf://, https://, pvc:// or oci://.' }),
+      .meta({
+        description:
+          'Where the model-pull init container fetches the model from: hf://org/repo[@revision] (Hugging Face Hub; revision ' +
+          'defaults to main), https://host/path (one file; an .onnx file is saved as model.onnx), pvc://claim/path (a model ' +
+          'directory or .onnx file on a PersistentVolumeClaim in this namespace, mounted read-only), or ' +
+          'oci://registry/repo[:tag|@sha256:digest] (an ORAS artifact, one file per layer).',
+      }),
     sha256: z
       .string()
       .regex(/^[a-f0-9]{64}$/)
       .optional()
-      .meta({ description: 'Expected sha256 of the fetched model; the init container refuses a mismatch.' }),
+      .meta({
+        description:
+          'Expected sha256 of the ONNX graph (model.onnx), 64 lower-case hex digits; on a mismatch the model-pull init ' +
+          'container fails and the pod does not start.',
+      }),
     tokenSecretRef: SecretKeyRefSchema.optional().meta({
       description: 'Hugging Face access token for a private or gated hf:// repo, given to the init container as HF_TOKEN.',
     }),
@@ -79,44 +88,120 @@ export const ModelSourceSchema = z
   });
 
 export const GpuSchema = z.strictObject({
-  count: z.number().int().min(0).max(16).default(0),
-  resourceName: z.string().max(253).default('nvidia.com/gpu'),
+  count: z
+    .number()
+    .int()
+    .min(0)
+    .max(16)
+    .default(0)
+    .meta({
+      description:
+        'GPUs per pod, requested and limited as resourceName. Above 0 the version runs on CUDA and rollouts replace its pods ' +
+        'one at a time without surge; 0 runs it on CPU.',
+    }),
+  resourceName: z
+    .string()
+    .max(253)
+    .default('nvidia.com/gpu')
+    .meta({ description: 'Extended resource the GPUs are requested as, e.g. nvidia.com/gpu or a MIG profile such as nvidia.com/mig-1g.10gb.' }),
 });
 
 export const TolerationSchema = z.strictObject({
-  key: z.string().max(253).optional(),
-  operator: z.enum(['Exists', 'Equal']).optional(),
-  value: z.string().max(63).optional(),
-  effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
-  tolerationSeconds: z.number().int().optional(),
+  key: z.string().max(253).optional().meta({ description: 'Taint key the toleration matches; empty with operator Exists matches every taint.' }),
+  operator: z
+    .enum(['Exists', 'Equal'])
+    .optional()
+    .meta({ description: 'Equal matches a taint whose value equals value; Exists matches any value. Kubernetes defaults it to Equal.' }),
+  value: z.string().max(63).optional().meta({ description: 'Taint value the toleration matches, with operator Equal.' }),
+  effect: z
+    .enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute'])
+    .optional()
+    .meta({ description: 'Taint effect the toleration matches; empty matches every effect.' }),
+  tolerationSeconds: z
+    .number()
+    .int()
+    .optional()
+    .meta({ description: 'With effect NoExecute: seconds the pod stays on a node after the taint appears; absent: forever.' }),
 });
 
 export const VersionResourcesSchema = z.strictObject({
-  gpu: GpuSchema.optional(),
-  requests: ResourceListSchema.optional(),
-  limits: ResourceListSchema.optional(),
+  gpu: GpuSchema.optional().meta({ description: 'GPUs for each of the version\'s main pods; absent: none (the version runs on CPU).' }),
+  requests: ResourceListSchema.optional().meta({ description: 'CPU and memory requests of the server container.' }),
+  limits: ResourceListSchema.optional().meta({ description: 'CPU and memory limits of the server container.' }),
 });
 
 export const CpuFallbackSchema = z
   .strictObject({
-    replicas: z.number().int().min(0).max(64).default(1),
-    resources: z.strictObject({ requests: ResourceListSchema.optional(), limits: ResourceListSchema.optional() }).optional(),
+    replicas: z
+      .number()
+      .int()
+      .min(0)
+      .max(64)
+      .default(1)
+      .meta({ description: 'Fallback pods (Deployment and Service <resource>-<version>-cpu); 0 runs none.' }),
+    resources: z
+      .strictObject({
+        requests: ResourceListSchema.optional().meta({ description: 'CPU and memory requests of each fallback pod\'s server container.' }),
+        limits: ResourceListSchema.optional().meta({ description: 'CPU and memory limits of each fallback pod\'s server container.' }),
+      })
+      .optional()
+      .meta({ description: 'CPU and memory of each fallback pod; absent: none requested. resources, nodeSelector and tolerations of the version do not apply.' }),
   })
   .meta({ description: 'CPU-only pods that take this version\'s traffic while its GPU pods have no ready endpoints.' });
 
 export const VersionSpecSchema = z
   .strictObject({
-    name: VersionNameSchema,
-    enabled: z.boolean().default(true),
-    description: z.string().max(256).default(''),
+    name: VersionNameSchema.meta({
+      description:
+        'Version name, unique in the resource: the value of routing.headerName that pins a request to it, and part of its ' +
+        'Deployment and Service names (<resource>-<version>). A DNS label: lower-case letters, digits and "-", starting with a letter.',
+    }),
+    enabled: z
+      .boolean()
+      .default(true)
+      .meta({ description: 'Run this version. A disabled version keeps its place in the spec but gets no pods, Services or traffic.' }),
+    description: z.string().max(256).default('').meta({ description: "Free text, shown in the server's GET /info." }),
     model: ModelSourceSchema,
-    replicas: z.number().int().min(0).max(64).default(1),
-    resources: VersionResourcesSchema.optional(),
-    nodeSelector: z.record(z.string(), z.string()).optional(),
-    tolerations: z.array(TolerationSchema).max(16).optional(),
+    replicas: z
+      .number()
+      .int()
+      .min(0)
+      .max(64)
+      .default(1)
+      .meta({ description: 'Main pods of this version (Deployment <resource>-<version>), CPU fallback pods not counted.' }),
+    resources: VersionResourcesSchema.optional().meta({ description: "Resources of each of the version's main pods (not its CPU fallback pods)." }),
+    nodeSelector: z
+      .record(z.string(), z.string())
+      .optional()
+      .meta({ description: "Node labels the version's main pods must match, e.g. a GPU node pool; not applied to its CPU fallback pods." }),
+    tolerations: z
+      .array(TolerationSchema)
+      .max(16)
+      .optional()
+      .meta({ description: "Tolerations of the version's main pods, e.g. for tainted GPU nodes; not applied to its CPU fallback pods." }),
     cpuFallback: CpuFallbackSchema.optional(),
-    weight: z.number().int().min(0).max(100).default(0).meta({ description: 'Canary weight, 0-100.' }),
-    gpuMemoryThresholdMb: z.number().int().min(0).optional(),
+    weight: z
+      .number()
+      .int()
+      .min(0)
+      .max(100)
+      .default(0)
+      .meta({
+        description:
+          'Canary weight: the share of unpinned traffic (requests that name no version) this version gets, relative to the ' +
+          'weights of the other enabled versions. A version with no ready pods passes its share to the others in proportion ' +
+          'to their weights. When every version that can serve has weight 0, defaultVersion takes it all (or, if it cannot ' +
+          'serve, they share it evenly).',
+      }),
+    gpuMemoryThresholdMb: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .meta({
+        description:
+          "Free GPU memory in MiB under which a GPU pod moves this version to CPU until memory recovers; absent: the server's default (1024).",
+      }),
   })
   .refine((v) => !v.cpuFallback || (v.resources?.gpu?.count ?? 0) > 0, {
     path: ['cpuFallback'],
@@ -132,30 +217,54 @@ export const VersionSpecSchema = z
     ],
   });
 
+/** Copied as is into the HTTPRoute's parentRefs, so absent fields take the Gateway API defaults. */
 export const ParentRefSchema = z.strictObject({
-  group: z.string().max(253).optional(),
-  kind: z.string().max(63).optional(),
-  namespace: z.string().max(63).optional(),
-  name: z.string().min(1).max(253),
-  sectionName: z.string().max(253).optional(),
-  port: z.number().int().min(1).max(65535).optional(),
+  group: z.string().max(253).optional().meta({ description: 'API group of the parent; absent: gateway.networking.k8s.io.' }),
+  kind: z.string().max(63).optional().meta({ description: 'Kind of the parent; absent: Gateway.' }),
+  namespace: z.string().max(63).optional().meta({ description: "Namespace of the parent; absent: the RerankerConfig's namespace." }),
+  name: z.string().min(1).max(253).meta({ description: 'Name of the parent, usually a Gateway.' }),
+  sectionName: z.string().max(253).optional().meta({ description: 'Listener of the Gateway to attach to; absent: every listener that allows the route.' }),
+  port: z.number().int().min(1).max(65535).optional().meta({ description: 'Listener port of the Gateway to attach to; absent: any.' }),
 });
 
 export const RoutingSchema = z
   .strictObject({
-    mode: z.enum(['gateway', 'router']).default('router'),
+    mode: z
+      .enum(['gateway', 'router'])
+      .default('router')
+      .meta({
+        description:
+          'router: the operator runs the built-in router (rerank-server router) behind a Service named after this resource. ' +
+          'gateway: it writes a Gateway API HTTPRoute named after this resource, attached to gateway.parentRefs. Both pin ' +
+          'requests by headerName and split the rest by the weights in effect.',
+      }),
     headerName: z
       .string()
       .max(256)
       .regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/)
-      .default('X-Rerank-Version'),
+      .default('X-Rerank-Version')
+      .meta({ description: 'Request header whose value, a version name, pins the request to that version regardless of weights.' }),
     gateway: z
       .strictObject({
-        parentRefs: z.array(ParentRefSchema).max(8).default([]),
-        hostnames: z.array(z.string().max(253)).max(16).optional(),
+        parentRefs: z
+          .array(ParentRefSchema)
+          .max(8)
+          .default([])
+          .meta({ description: 'Gateways (or their listeners) the HTTPRoute attaches to; gateway mode needs at least one.' }),
+        hostnames: z
+          .array(z.string().max(253))
+          .max(16)
+          .optional()
+          .meta({ description: 'Hostnames the HTTPRoute matches; absent: every hostname its listeners accept.' }),
       })
-      .optional(),
-    router: z.strictObject({ replicas: z.number().int().min(1).max(64).default(2) }).optional(),
+      .optional()
+      .meta({ description: 'The HTTPRoute of gateway mode; ignored in router mode.' }),
+    router: z
+      .strictObject({
+        replicas: z.number().int().min(1).max(64).default(2).meta({ description: 'Router pods (Deployment <resource>-router).' }),
+      })
+      .optional()
+      .meta({ description: 'The built-in router of router mode; ignored in gateway mode.' }),
   })
   .refine((r) => r.mode !== 'gateway' || (r.gateway?.parentRefs.length ?? 0) > 0, {
     path: ['gateway', 'parentRefs'],
@@ -171,28 +280,46 @@ export const RoutingSchema = z
   });
 
 export const ImagesSchema = z.strictObject({
-  server: z.string().max(512).optional(),
-  modelFetcher: z.string().max(512).optional(),
-  pullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  server: z
+    .string()
+    .max(512)
+    .optional()
+    .meta({ description: "Image of the server and router containers; absent: the operator's default (RERANK_SERVER_IMAGE)." }),
+  modelFetcher: z
+    .string()
+    .max(512)
+    .optional()
+    .meta({
+      description:
+        "Image of the init container that runs rerank-server models pull; absent: the operator's default " +
+        '(RERANK_MODEL_FETCHER_IMAGE), else the server image.',
+    }),
+  pullPolicy: z
+    .enum(['Always', 'IfNotPresent', 'Never'])
+    .optional()
+    .meta({ description: "imagePullPolicy of every container; absent: Kubernetes' default for the image's tag." }),
 });
 
 export const RerankerConfigSpecSchema = z
   .strictObject({
-    defaultVersion: VersionNameSchema,
+    defaultVersion: VersionNameSchema.meta({
+      description: 'Version that takes the unpinned traffic when every version that can serve has weight 0; must name an enabled version.',
+    }),
     versions: z
       .array(VersionSpecSchema)
       .min(1)
       .max(MAX_VERSIONS)
       .meta({
+        description: `The reranker versions, 1 to ${MAX_VERSIONS}, names unique. Each enabled one runs as its own Deployment and Service.`,
         'x-kubernetes-list-type': 'map',
         'x-kubernetes-list-map-keys': ['name'],
         'x-kubernetes-validations': [
           { rule: 'self.all(v, self.exists_one(w, w.name == v.name))', message: 'version names must be unique' },
         ],
       }),
-    routing: RoutingSchema.default(() => RoutingSchema.parse({})),
+    routing: RoutingSchema.default(() => RoutingSchema.parse({})).meta({ description: 'How requests reach the versions: the router or a Gateway API HTTPRoute.' }),
     serving: ServingConfigSchema.default(() => ServingConfigSchema.parse({})),
-    images: ImagesSchema.optional(),
+    images: ImagesSchema.optional().meta({ description: "Images of this resource's pods, overriding the operator's defaults." }),
   })
   .superRefine((spec, ctx) => {
     // The same rules as the CEL below, for specs that never went through an apiserver (tests, tools).
@@ -214,46 +341,66 @@ export const RerankerConfigSpecSchema = z
   });
 
 export const ConditionSchema = z.strictObject({
-  type: z.enum(['Ready', 'ConfigApplied', 'Progressing', 'Degraded']),
-  status: z.enum(['True', 'False', 'Unknown']),
-  reason: z.string().max(1024),
-  message: z.string().max(32768),
-  lastTransitionTime: z.string().meta({ format: 'date-time' }),
-  observedGeneration: z.number().int().min(0).optional(),
+  type: z
+    .enum(['Ready', 'ConfigApplied', 'Progressing', 'Degraded'])
+    .meta({
+      description:
+        'Ready: the last reconcile succeeded and every enabled version has ready pods. ConfigApplied: every ready pod runs ' +
+        'the current config. Progressing: a Deployment is rolling out or pods are taking up a new config. Degraded: a ' +
+        'reconcile failed, or a version with weight has no ready pods or serves from its CPU fallback.',
+    }),
+  status: z.enum(['True', 'False', 'Unknown']).meta({ description: 'Whether the condition holds: True, False or Unknown.' }),
+  reason: z.string().max(1024).meta({ description: 'Why, in one CamelCase word, e.g. VersionsNotReady or InvalidSpec.' }),
+  message: z.string().max(32768).meta({ description: 'Details for people, e.g. which versions have no ready endpoints.' }),
+  lastTransitionTime: z.string().meta({ format: 'date-time', description: 'When status last changed.' }),
+  observedGeneration: z.number().int().min(0).optional().meta({ description: 'metadata.generation of the spec this condition was computed from.' }),
 });
 
 export const VersionStatusSchema = z.strictObject({
-  name: z.string(),
-  replicas: z.number().int(),
-  readyReplicas: z.number().int(),
-  fallbackReadyReplicas: z.number().int().optional(),
-  /** The weight this version's unpinned traffic share actually is, after unready versions gave theirs away. */
-  weight: z.number().int(),
-  /** Where its traffic goes: its GPU (or CPU-only) pods, its CPU fallback pods, or nowhere. */
-  device: z.enum(['cuda', 'cpu', 'none']),
-  /** Ready pods of this version running the current config hash, as "n/m". */
-  configApplied: z.string().optional(),
+  name: z.string().meta({ description: 'Version name, as in spec.versions.' }),
+  replicas: z.number().int().meta({ description: 'Main pods wanted: spec replicas, 0 for a disabled version.' }),
+  readyReplicas: z.number().int().meta({ description: 'Ready main pods.' }),
+  fallbackReadyReplicas: z.number().int().optional().meta({ description: 'Ready CPU fallback pods; absent when the version runs none.' }),
+  weight: z
+    .number()
+    .int()
+    .meta({
+      description:
+        'Percent of unpinned traffic this version gets now: its weight after versions with no ready pods gave theirs away. ' +
+        'The weights of all versions sum to 100, or to 0 when none can serve.',
+    }),
+  device: z
+    .enum(['cuda', 'cpu', 'none'])
+    .meta({ description: 'Where its traffic goes: cuda (its GPU pods), cpu (its CPU-only or CPU fallback pods) or none (nothing ready, or disabled).' }),
+  configApplied: z.string().optional().meta({ description: 'Ready pods of this version running their current config, as "n/m".' }),
 });
 
 export const RerankerConfigStatusSchema = z.strictObject({
-  observedGeneration: z.number().int().min(0).optional(),
+  observedGeneration: z.number().int().min(0).optional().meta({ description: 'metadata.generation of the spec this status was computed from.' }),
   conditions: z
     .array(ConditionSchema)
     .max(8)
     .optional()
-    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] }),
+    .meta({
+      description: 'Ready, ConfigApplied, Progressing and Degraded, one of each.',
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['type'],
+    }),
   versions: z
     .array(VersionStatusSchema)
     .max(MAX_VERSIONS)
     .optional()
-    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] }),
-  /** Hash of the rendered config.yaml (what the router serves; per-version files hash separately). */
-  configHash: z.string().optional(),
-  /** "n/m" ready version pods running their current config. */
-  configApplied: z.string().optional(),
-  /** Printer-column summaries: "v2-m3,v2-gemma,v1" and "v2-m3=90,v2-gemma=10,v1=0". */
-  versionNames: z.string().optional(),
-  weights: z.string().optional(),
+    .meta({ description: 'One entry per version of the spec.', 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] }),
+  configHash: z
+    .string()
+    .optional()
+    .meta({ description: 'Hash of the rendered config.yaml (every version, with the weights in effect); the per-version files the pods load hash separately.' }),
+  configApplied: z.string().optional().meta({ description: 'Ready version pods running their current config, as "n/m".' }),
+  versionNames: z.string().optional().meta({ description: 'Enabled versions, comma-separated, e.g. "v2-m3,v2-gemma" (printer column).' }),
+  weights: z
+    .string()
+    .optional()
+    .meta({ description: 'Weights in effect of the enabled versions, e.g. "v2-m3=90,v2-gemma=10" (printer column).' }),
 });
 
 export type RerankerConfigSpec = z.infer<typeof RerankerConfigSpecSchema>;

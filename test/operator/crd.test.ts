@@ -21,6 +21,21 @@ function walk(node: JsonSchemaProps, path: string, visit: (node: JsonSchemaProps
   if (node.additionalProperties) walk(node.additionalProperties, `${path}{}`, visit);
 }
 
+/**
+ * Properties under `node` with no description: what `kubectl explain` and docs/configuration.md would show
+ * empty. Only declared properties count; the free keys of a map (additionalProperties) have none to give.
+ */
+function undescribedProperties(node: JsonSchemaProps, path: string): string[] {
+  const found: string[] = [];
+  for (const [key, child] of Object.entries(node.properties ?? {})) {
+    if (!child.description?.trim()) found.push(`${path}.${key}`);
+    found.push(...undescribedProperties(child, `${path}.${key}`));
+  }
+  if (node.items) found.push(...undescribedProperties(node.items, `${path}[]`));
+  if (node.additionalProperties) found.push(...undescribedProperties(node.additionalProperties, `${path}{}`));
+  return found;
+}
+
 describe('RerankerConfig CRD', () => {
   test('the committed CRD is the one generated from the zod schemas (UPDATE_GOLDEN=1 rewrites it)', () => {
     const generated = renderCrdYaml();
@@ -51,6 +66,34 @@ describe('RerankerConfig CRD', () => {
       // CEL cost estimation needs bounds on every list a rule walks.
       if (node['x-kubernetes-validations'] && node.type === 'array') assert.ok(node.maxItems, `${path}: unbounded list under CEL`);
     });
+  });
+
+  test('every property of spec and status has a description, for kubectl explain and the docs', () => {
+    const properties = version.schema.openAPIV3Schema.properties!;
+    const undescribed = [...undescribedProperties(properties.spec!, 'spec'), ...undescribedProperties(properties.status!, 'status')];
+    assert.deepEqual(undescribed, [], 'describe them with .meta({ description }) in operator/crd/spec.ts');
+  });
+
+  test('the description check names undescribed properties inside objects, list items and map values', () => {
+    const schema: JsonSchemaProps = {
+      type: 'object',
+      properties: {
+        described: { type: 'string', description: 'Has one.' },
+        blank: { type: 'string', description: ' ' },
+        list: {
+          type: 'array',
+          description: 'A list.',
+          items: { type: 'object', properties: { name: { type: 'string' }, note: { type: 'string', description: 'Has one.' } } },
+        },
+        map: {
+          type: 'object',
+          description: 'A map.',
+          additionalProperties: { type: 'object', properties: { count: { type: 'integer' } } },
+        },
+        labels: { type: 'object', description: 'Free keys.', additionalProperties: { type: 'string' } },
+      },
+    };
+    assert.deepEqual(undescribedProperties(schema, 'spec'), ['spec.blank', 'spec.list[].name', 'spec.map{}.count']);
   });
 
   test('spec.serving is the server\'s ServingConfigSchema: every serving knob is in the CRD with the server\'s default', () => {
