@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { load } from 'js-yaml';
 import { buildCustomResourceDefinition } from '../../operator/crd/definition.ts';
 import { CRD_FILE, renderCrdYaml } from '../../operator/crd/generate.ts';
@@ -109,7 +109,11 @@ describe('RerankerConfig CRD', () => {
     assert.deepEqual(Object.keys(versionItem.properties!).sort(), Object.keys(zodVersion.shape).sort());
   });
 
-  for (const name of ['seed', 'router']) {
+  const examples = readdirSync(new URL('../../crds/examples/', import.meta.url)).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -'.yaml'.length));
+  test('every example under crds/examples is checked', () => {
+    for (const name of ['quickstart', 'router', 'seed']) assert.ok(examples.includes(name), name);
+  });
+  for (const name of examples) {
     test(`example ${name} is accepted by the CRD (schema + CEL) and by the zod spec schema`, () => {
       const object = readExample(name);
       assert.deepEqual(validateAgainstCrd(specSchema, object.spec), []);
