@@ -10,7 +10,7 @@ import { ResolveError } from './resolve.ts';
 export function defaultDir(source: string): string {
   const name = source.replace(/^[a-z]+:\/\//i, '').replace(/@.*$/, '').replace(/[?#].*$/, '').split('/').filter(Boolean).pop() ?? 'model';
   // An oci:// reference's last part carries its tag (repo:tag).
-  return path.join('models', 'local', name.replace(/:[^:]*$/, '').replace(/\.(onnx|json)$/, ''));
+  return path.join('models', 'local', name.replace(/:[^:]*$/, '').replace(/\.(onnx|json|tar\.gz|tgz|tar)$/i, ''));
 }
 
 async function catalogIfPresent(): Promise<Catalog | undefined> {
@@ -38,19 +38,28 @@ export function addModelsCommand(program: Command): Command {
 
   models
     .command('pull')
-    .description('download a model (catalogue id, hf://org/name[@rev], https://…/file, pvc://claim/path, oci://host/repo[:tag|@sha256:…]) into --dir')
+    .description('download a model (catalogue id, hf://org/name[@rev], https://…/file or …/dir.tar.gz, pvc://claim/path, oci://host/repo[:tag|@sha256:…]) into --dir')
     .argument('<source>', 'catalogue id or source')
     .option('--dir <dir>', 'model directory to fill (default: models/local/<name>)')
-    .option('--sha256 <hex>', 'expected sha256 of the model file; a mismatch deletes it and fails')
+    .option('--sha256 <hex>', 'expected sha256 of the model file (of the archive, for a .tar.gz/.tgz/.tar URL); a mismatch deletes it and fails')
     .option('--file <path...>', 'hf:// only: repo paths to fetch instead of the catalogue\'s or the default list')
     .option('--retries <n>', 'further attempts per file after a dropped connection or a 5xx', '5')
     .addHelpText(
       'after',
       [
         '',
+        'https:// fetches one file (an .onnx lands as model.onnx), or, when the path ends in .tar.gz, .tgz or .tar, an archive',
+        'of a model directory: --sha256 then pins the archive. Its entries are checked before anything is written (no',
+        'absolute paths, "..", devices, or links leading out), a single top-level directory is stripped, and the result',
+        'must hold model.onnx (or onnx/model.onnx, or one .onnx file, saved as model.onnx) and tokenizer.json. It replaces',
+        '--dir only when complete; the archive is deleted, and a re-run of the same source skips (after checking the',
+        'files\' hashes when --sha256 is given).',
+        '',
         'oci:// pulls an artifact whose layers are files named by their org.opencontainers.image.title annotation',
         '(what `oras push <ref> model.onnx tokenizer.json` makes). Each layer is checked against its digest; --sha256',
-        'pins the model.onnx layer. A tag that names an index pulls its linux/amd64 (else its first) manifest.',
+        'pins the model.onnx layer. A directory pushed as one packed layer (`oras push <ref> model-dir/`) is extracted',
+        'like an https:// archive, and --sha256 pins that layer. A tag that names an index pulls its linux/amd64 (else',
+        'its first) manifest.',
         '',
         'Environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (sent as a Bearer token to the hub),',
         'OCI_USERNAME and OCI_PASSWORD (registry credentials; anonymous when unset), OCI_INSECURE=1 (plain http; always for localhost),',
@@ -80,7 +89,7 @@ export function addModelsCommand(program: Command): Command {
         }
       } catch (error) {
         if (!(error instanceof Error)) throw error;
-        const known = ['DownloadError', 'ChecksumError', 'ResolveError', 'CatalogError'].includes(error.name) || error instanceof ResolveError;
+        const known = ['DownloadError', 'ChecksumError', 'ResolveError', 'CatalogError', 'ArchiveError'].includes(error.name) || error instanceof ResolveError;
         process.stderr.write(`models pull: ${known ? error.message : (error.stack ?? error.message)}\n`);
         process.exitCode = 1;
       }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { installArchive } from './archive.ts';
 import { ChecksumError, DownloadError, downloadFile, type DownloadOutcome, type Fetcher } from './download.ts';
 import type { Progress } from './progress.ts';
 import type { OciReference } from './resolve.ts';
@@ -8,8 +9,10 @@ import type { OciReference } from './resolve.ts';
 /**
  * oci:// pulls over the OCI Distribution API: the manifest (through an index, if the tag names one), then
  * every layer that carries an `org.opencontainers.image.title` annotation, written under that title —
- * the layout `oras push <ref> model.onnx tokenizer.json` produces. Each layer is checked against its
- * digest; transfers resume and report progress through the same downloader as hf:// and https://.
+ * the layout `oras push <ref> model.onnx tokenizer.json` produces. A directory `oras push` packed into
+ * one tar+gzip layer (`oras push <ref> model-dir/`) is extracted as the model directory instead, with the
+ * checks an https:// archive gets. Each layer is checked against its digest; transfers resume and report
+ * progress through the same downloader as hf:// and https://.
  */
 
 export const MEDIA_TYPE = {
@@ -51,7 +54,7 @@ export interface OciPullOptions {
 
 export interface OciPulledFile {
   file: string;
-  outcome: DownloadOutcome;
+  outcome: DownloadOutcome | 'extracted';
   from: string;
 }
 
@@ -208,8 +211,11 @@ export function checkTitle(title: string): string | undefined {
   return undefined;
 }
 
-/** The artifact's files, checked before anything is fetched; the graph is the file `--sha256` pins. */
-function artifactFiles(layers: readonly Descriptor[], source: string, progress: Progress): { files: ArtifactFile[]; model: ArtifactFile } {
+/**
+ * The artifact's files, checked before anything is fetched; the graph is the file `--sha256` pins. An
+ * artifact that is one packed directory is returned as such (its layer is what `--sha256` pins).
+ */
+function artifactFiles(layers: readonly Descriptor[], source: string, progress: Progress): { files: ArtifactFile[]; model: ArtifactFile } | { packed: ArtifactFile } {
   const files: ArtifactFile[] = [];
   for (const layer of layers) {
     const title = layer.annotations?.[TITLE];
@@ -219,13 +225,15 @@ function artifactFiles(layers: readonly Descriptor[], source: string, progress: 
     }
     const bad = checkTitle(title);
     if (bad) throw new DownloadError(`${source}: layer title "${title}" ${bad}; refusing to write it`);
-    if (layer.annotations?.[UNPACK] === 'true') {
-      throw new DownloadError(`${source}: "${title}" is a packed directory; push the files one by one (oras push <ref> model.onnx tokenizer.json ...)`);
-    }
     if (!DIGEST.test(layer.digest)) throw new DownloadError(`${source}: layer "${title}" has digest ${layer.digest}; only sha256 is supported`);
     files.push({ layer, title, dest: title });
   }
   if (files.length === 0) throw new DownloadError(`${source}: no layer names a file (${TITLE}); is this an artifact pushed with oras?`);
+  const packed = files.filter((f) => f.layer.annotations?.[UNPACK] === 'true');
+  if (packed.length === 1 && files.length === 1) return { packed: packed[0]! };
+  if (packed.length > 0) {
+    throw new DownloadError(`${source}: ${packed.map((f) => `"${f.title}"`).join(', ')} ${packed.length > 1 ? 'are packed directories' : 'is a packed directory'} among other layers; push one directory alone (oras push <ref> model-dir/) or the files one by one`);
+  }
   const seen = new Set<string>();
   for (const f of files) {
     if (seen.has(f.dest)) throw new DownloadError(`${source}: two layers are both titled ${f.dest}`);
@@ -256,7 +264,9 @@ export async function pullOci(source: string, ref: OciReference, options: OciPul
     ({ digest, manifest, mediaType } = await client.manifest(chosen.digest));
   }
   if (!Array.isArray(manifest.layers)) throw new DownloadError(`${source}: ${digest} is not an image manifest (${mediaType || 'no media type'})`);
-  const { files, model } = artifactFiles(manifest.layers, source, options.progress);
+  const artifact = artifactFiles(manifest.layers, source, options.progress);
+  if ('packed' in artifact) return pullPacked(client, source, digest, artifact.packed, options);
+  const { files, model } = artifact;
   if (options.sha256 && model.layer.digest !== `sha256:${options.sha256}`) {
     throw new ChecksumError(`${source}: ${model.title} is ${model.layer.digest} in manifest ${digest}, expected sha256:${options.sha256}; nothing was downloaded`);
   }
@@ -268,17 +278,38 @@ export async function pullOci(source: string, ref: OciReference, options: OciPul
     // checkTitle already refused escapes; this keeps that promise if the rule ever loosens.
     if (path.relative(options.dir, dest).startsWith('..')) throw new DownloadError(`${source}: ${f.title} would land outside ${options.dir}`);
     await mkdir(path.dirname(dest), { recursive: true });
-    const outcome = await downloadFile(client.blobUrl(f.layer.digest), dest, {
-      label: f.title,
-      sha256: f.layer.digest.slice('sha256:'.length),
-      fetcher: client.fetcher,
-      progress: options.progress,
-      authHint: 'not allowed to pull; set OCI_USERNAME and OCI_PASSWORD to credentials that can',
-      ...(options.retries !== undefined ? { retries: options.retries } : {}),
-      ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
-    });
+    const outcome = await downloadBlob(client, f, dest, options);
     if (outcome === 'skipped') options.progress.note(`${f.dest}: already present and verified, skipped`);
     out.push({ file: f.dest, outcome, from: `${f.title}@${f.layer.digest}` });
   }
   return out;
+}
+
+function downloadBlob(client: RegistryClient, f: ArtifactFile, dest: string, options: OciPullOptions): Promise<DownloadOutcome> {
+  return downloadFile(client.blobUrl(f.layer.digest), dest, {
+    label: f.title,
+    sha256: f.layer.digest.slice('sha256:'.length),
+    fetcher: client.fetcher,
+    progress: options.progress,
+    authHint: 'not allowed to pull; set OCI_USERNAME and OCI_PASSWORD to credentials that can',
+    ...(options.retries !== undefined ? { retries: options.retries } : {}),
+    ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
+  });
+}
+
+/** A directory packed into one layer: the layer is an archive of the model directory; `--sha256` pins the layer. */
+async function pullPacked(client: RegistryClient, source: string, manifest: string, f: ArtifactFile, options: OciPullOptions): Promise<OciPulledFile[]> {
+  if (options.sha256 && f.layer.digest !== `sha256:${options.sha256}`) {
+    throw new ChecksumError(`${source}: the packed directory ${f.title} is ${f.layer.digest} in manifest ${manifest}, expected sha256:${options.sha256}; nothing was downloaded`);
+  }
+  options.progress.note(`${source}: manifest ${manifest}, packed directory ${f.title}`);
+  const files = await installArchive({
+    dir: options.dir,
+    source,
+    name: `${path.posix.basename(f.title)}.tar.gz`,
+    sha256: f.layer.digest.slice('sha256:'.length),
+    progress: options.progress,
+    download: (dest) => downloadBlob(client, f, dest, options),
+  });
+  return files.map((file) => ({ ...file, from: `${f.title}@${f.layer.digest}` }));
 }

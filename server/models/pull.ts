@@ -1,5 +1,6 @@
 import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { installArchive } from './archive.ts';
 import type { Catalog } from './catalog.ts';
 import { ChecksumError, DownloadError, downloadFile, sha256File, type DownloadOutcome, type Fetcher } from './download.ts';
 import { pullOci } from './oci.ts';
@@ -7,7 +8,7 @@ import { silentProgress, type Progress } from './progress.ts';
 import { resolveSource, type PullPlan } from './resolve.ts';
 
 export interface PullOptions {
-  /** A catalogue id, hf://org/name[@revision], https://…, pvc://claim/path, or oci://host/repo[:tag|@digest]. */
+  /** A catalogue id, hf://org/name[@revision], https://… (a file, or a .tar.gz/.tgz/.tar of a model directory), pvc://claim/path, or oci://host/repo[:tag|@digest]. */
   source: string;
   dir: string;
   sha256?: string;
@@ -22,7 +23,7 @@ export interface PullOptions {
 
 export interface PulledFile {
   file: string;
-  outcome: DownloadOutcome | 'copied' | 'absent';
+  outcome: DownloadOutcome | 'copied' | 'absent' | 'extracted';
   from?: string;
 }
 
@@ -42,20 +43,31 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
     ...(options.env ? { env: options.env } : {}),
   });
   const progress = options.progress ?? silentProgress;
-  await mkdir(options.dir, { recursive: true });
-  if (plan.kind === 'pvc') return { plan, files: await copyFromPvc(plan, options.dir, progress) };
-  if (plan.kind === 'oci') {
-    const files = await pullOci(plan.source, plan.ref, {
+  const transfer = {
+    progress,
+    ...(options.fetcher ? { fetcher: options.fetcher } : {}),
+    ...(options.retries !== undefined ? { retries: options.retries } : {}),
+    ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
+  };
+  // An archive replaces the whole directory once it is complete: the directory is not made beforehand.
+  if (plan.kind === 'archive') {
+    const files = await installArchive({
       dir: options.dir,
+      source: plan.source,
+      name: plan.name,
       progress,
-      env: options.env ?? process.env,
       ...(plan.sha256 ? { sha256: plan.sha256 } : {}),
-      ...(options.fetcher ? { fetcher: options.fetcher } : {}),
-      ...(options.retries !== undefined ? { retries: options.retries } : {}),
-      ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
+      download: (dest) => downloadFile(plan.url, dest, { label: plan.name, ...transfer, ...(plan.sha256 ? { sha256: plan.sha256 } : {}) }),
     });
+    return { plan, files: files.map((f) => ({ ...f, from: plan.name })) };
+  }
+  if (plan.kind === 'oci') {
+    // Each file makes its own directories; a packed directory is installed like an archive.
+    const files = await pullOci(plan.source, plan.ref, { dir: options.dir, env: options.env ?? process.env, ...transfer, ...(plan.sha256 ? { sha256: plan.sha256 } : {}) });
     return { plan, files };
   }
+  await mkdir(options.dir, { recursive: true });
+  if (plan.kind === 'pvc') return { plan, files: await copyFromPvc(plan, options.dir, progress) };
 
   const files: PulledFile[] = [];
   for (const spec of plan.files) {
@@ -66,11 +78,8 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
         const outcome = await downloadFile(candidate.url, dest, {
           label: candidate.label,
           headers: plan.headers,
-          progress,
+          ...transfer,
           ...(spec.sha256 ? { sha256: spec.sha256 } : {}),
-          ...(options.fetcher ? { fetcher: options.fetcher } : {}),
-          ...(options.retries !== undefined ? { retries: options.retries } : {}),
-          ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
         });
         if (outcome === 'skipped') progress.note(`${spec.dest}: already present${spec.sha256 ? ' and verified' : ''}, skipped`);
         done = { file: spec.dest, outcome, from: candidate.label };

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { isArchiveName } from './archive.ts';
 import { findEntry, type Catalog, type CatalogEntry } from './catalog.ts';
 
 /** One file to fetch: the first candidate URL that exists wins (a repo keeps its graph in onnx/ or at the top). */
@@ -25,6 +26,8 @@ export interface OciReference {
 
 export type PullPlan =
   | { kind: 'http'; source: string; files: FileSpec[]; headers: Record<string, string>; entry?: CatalogEntry }
+  /** An https:// .tar.gz/.tgz/.tar of a model directory: downloaded, checked, extracted; `sha256` pins the archive. */
+  | { kind: 'archive'; source: string; url: string; name: string; sha256?: string }
   /** pvc://claim/path, read from the claim the operator mounts read-only at `<root>/<claim>`. */
   | { kind: 'pvc'; source: string; path: string; sha256?: string }
   /** An OCI artifact whose layers are files named by their `org.opencontainers.image.title` (what `oras push` makes). */
@@ -38,7 +41,7 @@ export interface ResolveOptions {
   catalog?: Catalog;
   /** Repo paths to fetch instead of the catalogue's (or the default) list. */
   files?: string[];
-  /** Expected sha256 of the model file. */
+  /** Expected sha256 of the model file (of the archive, for an archive source). */
   sha256?: string;
   env?: Record<string, string | undefined>;
 }
@@ -102,7 +105,7 @@ function resolveHf(input: string, options: ResolveOptions, env: Record<string, s
         model: true,
         hint:
           `${entry.id} ships no ONNX graph; export one:\n  ${entry.export?.command ?? `optimum-cli export onnx --model ${entry.id} --task text-classification out/`}\n` +
-          `then serve the export (${(entry.export?.produces ?? ['model.onnx', 'tokenizer.json']).join(', ')}) from pvc://, oci:// (oras push), https://, ` +
+          `then serve the export (${(entry.export?.produces ?? ['model.onnx', 'tokenizer.json']).join(', ')}) from pvc://, oci:// (oras push), https:// (a .tar.gz of it), ` +
           'or an hf:// repo of your own (models pull hf://you/repo --file model.onnx --file tokenizer.json ...)',
       });
     }
@@ -131,7 +134,7 @@ function scheme(input: string): string | undefined {
 }
 
 function resolveUrl(input: string, options: ResolveOptions): PullPlan {
-  if (options.files?.length) throw new ResolveError(`${input}: --file applies to hf:// sources; an https:// source is one file`);
+  if (options.files?.length) throw new ResolveError(`${input}: --file applies to hf:// sources; an https:// source is one file or one archive`);
   let url: URL;
   try {
     url = new URL(input);
@@ -140,6 +143,10 @@ function resolveUrl(input: string, options: ResolveOptions): PullPlan {
   }
   const base = decodeURIComponent(path.posix.basename(url.pathname));
   if (!base) throw new ResolveError(`${input}: the URL names no file`);
+  if (isArchiveName(base)) {
+    if (options.sha256 && !/^[a-fA-F0-9]{64}$/.test(options.sha256)) throw new ResolveError(`--sha256 ${options.sha256}: not 64 hex digits`);
+    return { kind: 'archive', source: url.href, url: url.href, name: base, ...(options.sha256 ? { sha256: options.sha256.toLowerCase() } : {}) };
+  }
   // The server reads <dir>/model.onnx: a lone graph lands there whatever the URL calls it.
   const dest = base.endsWith('.onnx') ? 'model.onnx' : base;
   const files: FileSpec[] = [{ candidates: [{ label: base, url: url.href }], dest, model: true }];

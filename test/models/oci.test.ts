@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { Header } from 'tar';
+import { ArchiveError, MARKER } from '../../server/models/archive.ts';
 import { ChecksumError, DownloadError } from '../../server/models/download.ts';
 import { checkTitle } from '../../server/models/oci.ts';
 import { createProgress } from '../../server/models/progress.ts';
@@ -21,6 +24,20 @@ const FILES = [
   { title: 'tokenizer.json', body: TOKENIZER },
   { title: 'config.json', body: CONFIG },
 ];
+
+const UNPACK = 'io.deis.oras.content.unpack';
+
+/** What `oras push <ref> model-dir/` uploads: the directory as one tar+gzip layer, entries under model-dir/. */
+function packedDir(top: string, files: Array<{ path: string; body?: Buffer; type?: 'File' | 'SymbolicLink'; linkpath?: string }>): Buffer {
+  const blocks: Buffer[] = [];
+  for (const f of [{ path: `${top}/`, type: 'Directory' as const }, ...files.map((f) => ({ ...f, path: `${top}/${f.path}` }))]) {
+    const body = 'body' in f && f.body ? f.body : Buffer.alloc(0);
+    const block = Buffer.alloc(512);
+    new Header({ path: f.path, type: f.type ?? 'File', size: body.length, mode: 0o644, mtime: new Date(0), ...('linkpath' in f && f.linkpath ? { linkpath: f.linkpath } : {}) }).encode(block, 0);
+    blocks.push(block, body, Buffer.alloc((512 - (body.length % 512)) % 512));
+  }
+  return gzipSync(Buffer.concat([...blocks, Buffer.alloc(1024)]));
+}
 
 let registry: FakeRegistry;
 let dir: string;
@@ -203,6 +220,39 @@ describe('oci:// sources', () => {
     assert.deepEqual(await readdir(dir), ['tokenizer.json']);
   });
 
+  test('a directory packed into one layer is extracted as the model directory; --sha256 pins the layer; a re-run skips', async () => {
+    const layer = packedDir('model-dir', FILES.map((f) => ({ path: f.title, body: f.body })));
+    registry.pushArtifact('models/packed', 'v1', [{ title: 'model-dir', body: layer, annotations: { [UNPACK]: 'true' } }]);
+    const target = path.join(dir, 'v1');
+    const source = `oci://${registry.host}/models/packed:v1`;
+    await assert.rejects(
+      pullModel({ source, dir: target, env: {}, sha256: 'e'.repeat(64) }),
+      (e: Error) => e instanceof ChecksumError && /the packed directory model-dir is sha256:[a-f0-9]{64} in manifest .*expected sha256:e{64}; nothing was downloaded/.test(e.message),
+    );
+    assert.ok(registry.requests.every((r) => !r.url.includes('/blobs/')));
+    assert.deepEqual(await readdir(dir), []);
+
+    const result = await pullModel({ source, dir: target, env: {}, sha256: sha256(layer) });
+    assert.deepEqual((await readdir(target)).sort(), [MARKER, 'config.json', 'model.onnx', 'tokenizer.json']);
+    assert.deepEqual(await readFile(path.join(target, 'model.onnx')), MODEL);
+    assert.deepEqual(result.files.map((f) => [f.file, f.outcome]), [['config.json', 'extracted'], ['model.onnx', 'extracted'], ['tokenizer.json', 'extracted']]);
+    assert.deepEqual(await readdir(dir), ['v1']);
+
+    registry.requests.length = 0;
+    const again = await pullModel({ source, dir: target, env: {} });
+    assert.deepEqual(again.files.map((f) => f.outcome), ['skipped', 'skipped', 'skipped']);
+    assert.ok(registry.requests.every((r) => !r.url.includes('/blobs/')), 'the layer was fetched again');
+
+    // The same checks as an https:// archive: a link out of the directory is refused, nothing is left.
+    const evil = packedDir('model-dir', [...FILES.map((f) => ({ path: f.title, body: f.body })), { path: 'leak', type: 'SymbolicLink', linkpath: '../../etc/passwd' }]);
+    registry.pushArtifact('models/evil-packed', 'v1', [{ title: 'model-dir', body: evil, annotations: { [UNPACK]: 'true' } }]);
+    await assert.rejects(
+      pullModel({ source: `oci://${registry.host}/models/evil-packed:v1`, dir: path.join(dir, 'evil'), env: {} }),
+      (e: Error) => e instanceof ArchiveError && /entry "model-dir\/leak" is a symlink to \.\.\/\.\.\/etc\/passwd outside the archive/.test(e.message),
+    );
+    assert.deepEqual(await readdir(dir), ['v1']);
+  });
+
   test('a title that would leave the directory is refused before anything is written', async () => {
     for (const title of ['../escape.onnx', '/tmp/abs.onnx', 'onnx/../../x']) {
       registry.pushArtifact('models/evil', 'v1', [{ title: 'tokenizer.json', body: TOKENIZER }, { title, body: MODEL }]);
@@ -247,8 +297,8 @@ describe('oci:// sources', () => {
 
     registry.pushArtifact('models/graphless', 'v1', [{ title: 'tokenizer.json', body: TOKENIZER }]);
     await assert.rejects(pull(`oci://${registry.host}/models/graphless:v1`), /no model\.onnx .* among tokenizer\.json/);
-    registry.pushArtifact('models/packed', 'v1', [{ title: 'model-dir', body: bytes(100), annotations: { 'io.deis.oras.content.unpack': 'true' } }]);
-    await assert.rejects(pull(`oci://${registry.host}/models/packed:v1`), /"model-dir" is a packed directory; push the files one by one/);
+    registry.pushArtifact('models/mixed', 'v1', [{ title: 'model-dir', body: bytes(100), annotations: { [UNPACK]: 'true' } }, { title: 'tokenizer.json', body: TOKENIZER }]);
+    await assert.rejects(pull(`oci://${registry.host}/models/mixed:v1`), /"model-dir" is a packed directory among other layers; push one directory alone/);
     await assert.rejects(pull(`oci://${registry.host}/models/tiny:v1`, { files: ['model.onnx'] }), /--file applies to hf:\/\/ sources/);
   });
 });
