@@ -25,9 +25,11 @@ COPY config ./config
 COPY models/catalog.yaml ./models/catalog.yaml
 RUN printf '#!/bin/sh\nexec node /app/server/cli/main.ts "$@"\n' > /usr/local/bin/rerank-server \
  && chmod 0755 /usr/local/bin/rerank-server \
- && mkdir -p /models /etc/rerank && chown 65532:65532 /models
+ && mkdir -p /models /etc/rerank /app/models/local && chown 65532:65532 /models /app/models/local
 # The uid the operator's pods run as (operator/plan/workloads.ts).
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["rerank-server"]
-CMD ["start", "--port", "8080"]
+# `docker run IMAGE` serves the local config and its generated stand-in model (into /app/models/local);
+# give `start --config FILE` for real models. The operator passes its own arguments.
+CMD ["start", "--local", "--port", "8080"]
