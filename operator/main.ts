@@ -7,12 +7,13 @@ import { ClientNodeKube, loadKubeConfig } from './kube-client.ts';
 import { createOperatorServer } from './http.ts';
 import { LeaderElector } from './leader.ts';
 import { OperatorMetrics } from './metrics.ts';
+import { imagesFromEnv } from './images-env.ts';
 import { HttpPodConfigReader } from './pod-config.ts';
 import { Reconciler } from './reconciler.ts';
 
 /**
  * `npm run operator`: in a cluster (service account) or from a kubeconfig ($KUBECONFIG, ~/.kube/config).
- * Environment: RERANK_SERVER_IMAGE, RERANK_MODEL_FETCHER_IMAGE, WATCH_NAMESPACE (default: all),
+ * Environment: RERANK_SERVER_IMAGE, RERANK_MODEL_FETCHER_IMAGE, RERANK_SERVER_IMAGE_PULL_POLICY, WATCH_NAMESPACE (default: all),
  * POD_NAMESPACE (where the leader Lease lives), LEADER_ELECT=false to run without election,
  * OPERATOR_PORT (default 8081: /metrics, /healthz, /readyz), LOG_LEVEL.
  */
@@ -26,10 +27,7 @@ const reconciler = new Reconciler({
   clock,
   podConfig: new HttpPodConfigReader(),
   metrics,
-  images: {
-    server: env.RERANK_SERVER_IMAGE ?? 'ghcr.io/rerank-dev/rerank-server:latest',
-    ...(env.RERANK_MODEL_FETCHER_IMAGE ? { modelFetcher: env.RERANK_MODEL_FETCHER_IMAGE } : {}),
-  },
+  images: imagesFromEnv(env),
 });
 
 let controller: Controller | undefined;

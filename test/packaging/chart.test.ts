@@ -125,7 +125,7 @@ describe('Helm chart', () => {
 
   test('the operator Deployment template: hardened, probes on /healthz and /readyz, the env operator/main.ts reads', () => {
     const deployment = read(new URL('templates/deployment.yaml', chart));
-    for (const env of ['RERANK_SERVER_IMAGE', 'RERANK_MODEL_FETCHER_IMAGE', 'WATCH_NAMESPACE', 'POD_NAMESPACE', 'LEADER_ELECT', 'OPERATOR_PORT', 'LOG_LEVEL']) {
+    for (const env of ['RERANK_SERVER_IMAGE', 'RERANK_SERVER_IMAGE_PULL_POLICY', 'RERANK_MODEL_FETCHER_IMAGE', 'WATCH_NAMESPACE', 'POD_NAMESPACE', 'LEADER_ELECT', 'OPERATOR_PORT', 'LOG_LEVEL']) {
       assert.ok(deployment.includes(`name: ${env}`), env);
       assert.ok(read(new URL('operator/main.ts', root)).includes(env), `operator/main.ts no longer reads ${env}`);
     }
