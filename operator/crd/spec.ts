@@ -55,13 +55,14 @@ export const ModelSourceSchema = z
     source: z
       .string()
       .max(1024)
-      .regex(new RegExp('^(hf|https|pvc|oci)://.+$'))
+      .regex(new RegExp('^(hf|https?|pvc|oci)://.+$'))
       .meta({
         description:
           'Where the model-pull init container fetches the model from: hf://org/repo[@revision] (Hugging Face Hub; revision ' +
-          'defaults to main), https://host/path (one file; an .onnx file is saved as model.onnx), pvc://claim/path (a model ' +
+          'defaults to main), https://host/path (one file, an .onnx saved as model.onnx; or a .tar.gz, .tgz or .tar of a model ' +
+          'directory, extracted; http:// for in-cluster mirrors), pvc://claim/path (a model ' +
           'directory or .onnx file on a PersistentVolumeClaim in this namespace, mounted read-only), or ' +
-          'oci://registry/repo[:tag|@sha256:digest] (an ORAS artifact, one file per layer).',
+          'oci://registry/repo[:tag|@sha256:digest] (an ORAS artifact: one file per layer, or one packed directory).',
       }),
     sha256: z
       .string()
@@ -69,7 +70,8 @@ export const ModelSourceSchema = z
       .optional()
       .meta({
         description:
-          'Expected sha256 of the ONNX graph (model.onnx), 64 lower-case hex digits; on a mismatch the model-pull init ' +
+          'Expected sha256 of the ONNX graph (model.onnx); for an archive source, of the archive; for an oci:// packed ' +
+          'directory, of that layer. 64 lower-case hex digits; on a mismatch the model-pull init ' +
           'container fails and the pod does not start.',
       }),
     tokenSecretRef: SecretKeyRefSchema.optional().meta({
