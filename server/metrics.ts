@@ -11,6 +11,7 @@ export class ServerMetrics {
   readonly registry: Registry;
   readonly httpRequestDuration: Histogram<'method' | 'route' | 'status'>;
   readonly requests: Counter<'version' | 'status'>;
+  readonly requestDuration: Histogram<'version'>;
   readonly inferenceDuration: Histogram<'version'>;
   readonly tokenizationDuration: Histogram<'version'>;
   readonly queueDuration: Histogram<'version'>;
@@ -43,6 +44,13 @@ export class ServerMetrics {
       name: 'reranker_requests_total',
       help: 'Rerank requests by answering version and HTTP status.',
       labelNames: ['version', 'status'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'reranker_request_duration_seconds',
+      help: 'Duration of a rerank request a version answered, from arrival to response (tokenization, queue, inference): what a canary is compared by.',
+      labelNames: ['version'],
+      buckets: LATENCY_BUCKETS,
       registers,
     });
     this.inferenceDuration = new Histogram({

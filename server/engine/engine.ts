@@ -536,7 +536,7 @@ export class RerankEngine implements Reranker {
     // A removed version's series go too, so versions coming and going leave no stale series behind.
     const m = this.#metrics;
     const labels = { version: slot.name };
-    for (const metric of [m.inferenceDuration, m.tokenizationDuration, m.queueDuration, m.batchSize, m.batchTokens, m.paddingRatio]) metric.remove(labels);
+    for (const metric of [m.requestDuration, m.inferenceDuration, m.tokenizationDuration, m.queueDuration, m.batchSize, m.batchTokens, m.paddingRatio]) metric.remove(labels);
     for (const metric of [m.queueDepth, m.gpuMemoryUsed]) metric.remove(labels);
     for (const metric of [m.tokens, m.fallbacks, m.versionLoadFailures]) metric.remove(labels);
   }

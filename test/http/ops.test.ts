@@ -63,6 +63,8 @@ describe('operational routes', () => {
     assert.doesNotMatch(text, /some\/random/, 'raw paths never become labels');
     assert.match(text, /reranker_requests_total\{version="v2",status="200"\} 1/);
     assert.match(text, /reranker_requests_total\{version="none",status="400"\} 1/);
+    assert.match(text, /reranker_request_duration_seconds_count\{version="v2"\} 1/);
+    assert.doesNotMatch(text, /reranker_request_duration_seconds_count\{version="none"\}/, 'only requests a version answered');
   });
 
   test('X-Request-Id: a sane incoming id is echoed, otherwise one is generated', async () => {

@@ -61,15 +61,19 @@ export function rerankHandler<Parsed>(deps: PipelineDeps, adapter: RerankAdapter
 }
 
 /**
- * reranker_requests_total{version,status}. First in a rerank route's chain, so refusals by the API key
- * check and the body parser are counted too; those, and every failure before a version answered, have
- * no version to name (`none`).
+ * reranker_requests_total{version,status}, and reranker_request_duration_seconds{version} of the requests
+ * a version answered. First in a rerank route's chain, so refusals by the API key check and the body
+ * parser are counted too; those, and every failure before a version answered, have no version to name
+ * (`none`).
  */
 export function countRerankRequests(metrics: ServerMetrics): Middleware {
   return async (ctx, next) => {
+    const started = performance.now();
     try {
       await next();
-      metrics.requests.inc({ version: httpState(ctx).version ?? 'none', status: String(ctx.status) });
+      const version = httpState(ctx).version;
+      metrics.requests.inc({ version: version ?? 'none', status: String(ctx.status) });
+      if (version !== undefined) metrics.requestDuration.observe({ version }, (performance.now() - started) / 1000);
     } catch (error) {
       metrics.requests.inc({ version: 'none', status: String(statusForError(error)) });
       throw error;
