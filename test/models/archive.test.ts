@@ -72,10 +72,7 @@ before(async () => {
 });
 after(() => hub.close());
 beforeEach(async () => {
-  hub.requests.length = 0;
-  hub.files.clear();
-  hub.cutOnce.clear();
-  hub.ignoreRange = false;
+  hub.reset();
   root = await mkdtemp(path.join(os.tmpdir(), 'models-archive-'));
   dir = path.join(root, 'bge-reranker-large');
 });

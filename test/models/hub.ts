@@ -17,6 +17,8 @@ export interface FakeHub {
   cutOnce: Set<string>;
   /** Serve 200 with the whole body even when a Range is asked for. */
   ignoreRange: boolean;
+  /** Forget requests and files, and serve ranges again: a fresh hub for the next test. */
+  reset(): void;
   close(): Promise<void>;
 }
 
@@ -102,6 +104,12 @@ export async function startFakeHub(): Promise<FakeHub> {
     },
     set ignoreRange(value: boolean) {
       state.ignoreRange = value;
+    },
+    reset() {
+      requests.length = 0;
+      files.clear();
+      cutOnce.clear();
+      state.ignoreRange = false;
     },
     close: async () => {
       hub.closeAllConnections();

@@ -44,10 +44,7 @@ before(async () => {
 });
 after(() => hub.close());
 beforeEach(async () => {
-  hub.requests.length = 0;
-  hub.files.clear();
-  hub.cutOnce.clear();
-  hub.ignoreRange = false;
+  hub.reset();
   for (const [file, body] of [['onnx/model.onnx', MODEL], ['tokenizer.json', TOKENIZER], ['config.json', CONFIG]] as const) {
     hub.files.set(`test-org/tiny-reranker/main/${file}`, body);
   }
