@@ -27,6 +27,9 @@ export const VersionNameSchema = z
 
 const Quantity = z.union([z.string(), z.number()]).meta({ 'x-kubernetes-int-or-string': true });
 
+/** Replicas of a version's Deployment: 0 to 64, one unless set. */
+const podCount = (description: string) => z.number().int().min(0).max(64).default(1).meta({ description });
+
 const ResourceListSchema = z.strictObject({
   cpu: Quantity.optional().meta({ description: 'CPU, as a Kubernetes quantity: cores (2) or millicores (500m).' }),
   memory: Quantity.optional().meta({ description: 'Memory, as a Kubernetes quantity in bytes (4Gi, 512Mi).' }),
@@ -134,13 +137,7 @@ export const VersionResourcesSchema = z.strictObject({
 
 export const CpuFallbackSchema = z
   .strictObject({
-    replicas: z
-      .number()
-      .int()
-      .min(0)
-      .max(64)
-      .default(1)
-      .meta({ description: 'Fallback pods (Deployment and Service <resource>-<version>-cpu); 0 runs none.' }),
+    replicas: podCount('Fallback pods (Deployment and Service <resource>-<version>-cpu); 0 runs none.'),
     resources: z
       .strictObject({
         requests: ResourceListSchema.optional().meta({ description: 'CPU and memory requests of each fallback pod\'s server container.' }),
@@ -164,13 +161,7 @@ export const VersionSpecSchema = z
       .meta({ description: 'Run this version. A disabled version keeps its place in the spec but gets no pods, Services or traffic.' }),
     description: z.string().max(256).default('').meta({ description: "Free text, shown in the server's GET /info." }),
     model: ModelSourceSchema,
-    replicas: z
-      .number()
-      .int()
-      .min(0)
-      .max(64)
-      .default(1)
-      .meta({ description: 'Main pods of this version (Deployment <resource>-<version>), CPU fallback pods not counted.' }),
+    replicas: podCount('Main pods of this version (Deployment <resource>-<version>), CPU fallback pods not counted.'),
     resources: VersionResourcesSchema.optional().meta({ description: "Resources of each of the version's main pods (not its CPU fallback pods)." }),
     nodeSelector: z
       .record(z.string(), z.string())
