@@ -12,6 +12,7 @@ import {
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { JSON_SCHEMA, load } from 'js-yaml';
+import { messageOf } from './failures.ts';
 import {
   KubeApiError,
   type EventSpec,
@@ -57,14 +58,16 @@ export function toWire<T extends KubeObject>(object: unknown): T {
 export function apiError(error: unknown, what: string): unknown {
   if (error instanceof ApiException) {
     const body = (typeof error.body === 'string' ? safeJson(error.body) : error.body) as { reason?: string; message?: string } | undefined;
-    return new KubeApiError(error.code, body?.reason ?? String(error.code), `${what}: ${body?.message ?? `HTTP ${error.code}`}`);
+    const reason = body?.reason ?? String(error.code);
+    return new KubeApiError(error.code, reason, `${what}: ${body?.message ?? `HTTP ${error.code}`} (${error.code} ${reason})`);
   }
   if (error instanceof Error && /^Unrecognized API version and kind/.test(error.message)) {
     return new KubeApiError(404, 'NotFound', `${what}: ${error.message}`);
   }
   const statusCode = (error as { statusCode?: number } | undefined)?.statusCode;
   if (typeof statusCode === 'number') return new KubeApiError(statusCode, String(statusCode), `${what}: ${(error as Error).message}`);
-  return error;
+  // Not an answer from the API server (refused, timed out, TLS...): say what was being done, keep the cause.
+  return new Error(`${what}: ${messageOf(error)}`, { cause: error });
 }
 
 function safeJson(text: string): unknown {
@@ -105,7 +108,9 @@ export class ClientNodeKube implements KubeClient {
   async list<T extends KubeObject>(kind: KindRef, options: ListOptions = {}): Promise<ObjectList<T>> {
     try {
       const list = await this.#objects.list(kind.apiVersion, kind.kind, options.namespace, undefined, undefined, undefined, undefined, options.labelSelector);
-      return { items: list.items.map((item) => toWire<T>(item)), resourceVersion: list.metadata?.resourceVersion ?? '' };
+      // Items of a list carry no apiVersion/kind on the wire; the serializer needs them to know the model.
+      const items = list.items.map((item) => toWire<T>({ ...item, apiVersion: kind.apiVersion, kind: kind.kind }));
+      return { items, resourceVersion: list.metadata?.resourceVersion ?? '' };
     } catch (error) {
       throw apiError(error, `list ${kind.kind}`);
     }
@@ -237,4 +242,25 @@ export function loadKubeConfig(): KubeConfig {
   const config = new KubeConfig();
   config.loadFromDefault();
   return config;
+}
+
+/** Where a loaded KubeConfig points, for the startup log; `found: false` when none was found at all. */
+export interface KubeConfigSummary {
+  context: string;
+  server: string;
+  user: string;
+  /** The context's namespace (in a cluster: the service account's). */
+  namespace: string | undefined;
+  /** false when neither $KUBECONFIG, ~/.kube/config nor an in-cluster service account was there. */
+  found: boolean;
+}
+
+export function describeKubeConfig(config: KubeConfig): KubeConfigSummary {
+  const context = config.getContextObject(config.getCurrentContext());
+  const cluster = config.getCurrentCluster();
+  const user = config.getCurrentUser();
+  const server = cluster?.server ?? '';
+  // loadFromDefault's last resort, when nothing was found: an unauthenticated http://localhost:8080.
+  const found = !(cluster?.name === 'cluster' && server === 'http://localhost:8080' && user?.name === 'user');
+  return { context: config.getCurrentContext(), server, user: user?.name ?? '', namespace: context?.namespace || undefined, found };
 }

@@ -6,6 +6,7 @@ import { load } from 'js-yaml';
 import { buildCustomResourceDefinition } from '../../operator/crd/definition.ts';
 import { KubeApiError, type KubeObject } from '../../operator/kube.ts';
 import { apiError, toClientModel, toWire } from '../../operator/kube-client.ts';
+import { failureKind } from '../../operator/failures.ts';
 import { planDesiredObjects } from '../../operator/planner.ts';
 import { IMAGES, example } from './support/examples.ts';
 
@@ -46,8 +47,11 @@ describe('client-node adapter: what the apiserver receives', () => {
     const mapped = apiError(new ApiException(409, 'Conflict', JSON.stringify({ reason: 'Conflict', message: 'the object has been modified' }), {}), 'replace Lease l');
     assert.ok(mapped instanceof KubeApiError);
     assert.equal(mapped.code, 409);
-    assert.equal(mapped.message, 'replace Lease l: the object has been modified');
+    assert.equal(mapped.message, 'replace Lease l: the object has been modified (409 Conflict)');
     const missingKind = apiError(new Error('Unrecognized API version and kind: gateway.networking.k8s.io/v1 HTTPRoute'), 'list HTTPRoute');
     assert.equal((missingKind as KubeApiError).code, 404);
+    const refused = apiError(new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' }) }), 'get Lease l');
+    assert.equal((refused as Error).message, 'get Lease l: fetch failed: connect ECONNREFUSED 127.0.0.1:6443', 'a network failure names what was being done and why');
+    assert.equal(failureKind(refused), 'ECONNREFUSED');
   });
 });
