@@ -1,5 +1,19 @@
 import type { Clock } from './clock.ts';
-import { isApiError, KINDS, type KubeClient, type KubeObject } from './kube.ts';
+import { isApiError, KINDS, KubeApiError, type KubeClient, type KubeObject } from './kube.ts';
+
+/**
+ * A Lease's acquireTime and renewTime are MicroTime: RFC 3339 with exactly six fractional digits
+ * (`2006-01-02T15:04:05.000000Z07:00`). The API server refuses the three of `Date.toISOString()`.
+ */
+export function microTime(date: Date): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+/** Where leader election reports each failed round and the first good one after them. */
+export interface ElectionFailures {
+  failed(error: unknown): void;
+  succeeded(): void;
+}
 
 export interface LeaseSpec {
   holderIdentity?: string;
@@ -22,6 +36,16 @@ export interface LeaderElectorOptions {
   retryMs?: number;
   onStartedLeading: () => void;
   onStoppedLeading: () => void;
+  failures?: ElectionFailures;
+}
+
+/** Where the election stands, for /readyz: leading, standing by behind a live holder, or failing. */
+export interface ElectionState {
+  leading: boolean;
+  /** Who holds the lease, as last read. */
+  holder: string | undefined;
+  /** Why the last round failed; undefined when it succeeded (won, or saw a live holder). */
+  error: string | undefined;
 }
 
 /**
@@ -31,11 +55,13 @@ export interface LeaderElectorOptions {
  * carries the resourceVersion read, so two candidates cannot both win (the loser gets 409).
  */
 export class LeaderElector {
-  readonly #o: Required<Omit<LeaderElectorOptions, 'onStartedLeading' | 'onStoppedLeading'>> & Pick<LeaderElectorOptions, 'onStartedLeading' | 'onStoppedLeading'>;
+  readonly #o: Required<Omit<LeaderElectorOptions, 'onStartedLeading' | 'onStoppedLeading' | 'failures'>> & Pick<LeaderElectorOptions, 'onStartedLeading' | 'onStoppedLeading' | 'failures'>;
   #leading = false;
   #observed: { record: string; at: number } | undefined;
   #cancel: (() => void) | undefined;
   #stopped = false;
+  #holder: string | undefined;
+  #error: string | undefined;
 
   constructor(options: LeaderElectorOptions) {
     this.#o = { leaseDurationMs: 15_000, retryMs: 2_000, ...options };
@@ -43,6 +69,14 @@ export class LeaderElector {
 
   get isLeader(): boolean {
     return this.#leading;
+  }
+
+  get state(): ElectionState {
+    return { leading: this.#leading, holder: this.#holder, error: this.#error };
+  }
+
+  get namespace(): string {
+    return this.#o.namespace;
   }
 
   start(): void {
@@ -60,8 +94,9 @@ export class LeaderElector {
       if (lease?.spec?.holderIdentity === this.#o.identity) {
         await this.#o.kube.replace({ ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1 } });
       }
-    } catch {
-      // The lease expires by itself.
+    } catch (error) {
+      // The lease then expires by itself, a lease duration later; say why the handover is slow.
+      this.#o.failures?.failed(error);
     }
   }
 
@@ -70,8 +105,12 @@ export class LeaderElector {
     let leading: boolean;
     try {
       leading = await this.tryAcquireOrRenew();
-    } catch {
+      this.#error = undefined;
+      this.#o.failures?.succeeded();
+    } catch (error) {
       leading = false;
+      this.#error = error instanceof Error ? error.message : String(error);
+      this.#o.failures?.failed(error);
     }
     if (this.#stopped) return;
     this.#setLeading(leading);
@@ -94,28 +133,34 @@ export class LeaderElector {
     const { kube, clock, identity } = this.#o;
     const now = clock.now();
     const durationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
-    const fresh: LeaseSpec = { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: now.toISOString(), renewTime: now.toISOString(), leaseTransitions: 0 };
+    const fresh: LeaseSpec = { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 };
     const lease = await kube.get<Lease>(this.#ref());
     if (!lease) {
       try {
         await kube.create({ ...KINDS.lease, metadata: { name: this.#o.name, namespace: this.#o.namespace }, spec: fresh });
+        this.#holder = identity;
         return true;
       } catch (error) {
         if (isApiError(error, 409)) return false;
+        if (isApiError(error, 404)) {
+          throw new KubeApiError(404, 'NotFound', `leader election: the Lease's namespace "${this.#o.namespace}" does not exist: create it, or set POD_NAMESPACE to a namespace that does (${error.message})`);
+        }
         throw error;
       }
     }
     const spec = lease.spec ?? {};
+    this.#holder = spec.holderIdentity || undefined;
     const record = JSON.stringify(spec);
     if (!this.#observed || this.#observed.record !== record) this.#observed = { record, at: now.getTime() };
     const heldByMe = spec.holderIdentity === identity;
     const expired = !spec.holderIdentity || now.getTime() - this.#observed.at >= (spec.leaseDurationSeconds ?? durationSeconds) * 1000;
     if (!heldByMe && !expired) return false;
     const next: LeaseSpec = heldByMe
-      ? { ...spec, renewTime: now.toISOString(), leaseDurationSeconds: durationSeconds }
+      ? { ...spec, renewTime: microTime(now), leaseDurationSeconds: durationSeconds }
       : { ...fresh, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 };
     try {
       const written = await kube.replace<Lease>({ ...lease, spec: next });
+      this.#holder = identity;
       this.#observed = { record: JSON.stringify(written.spec ?? next), at: now.getTime() };
       return true;
     } catch (error) {

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LeaderElector } from '../../operator/leader.ts';
+import { LeaderElector, microTime } from '../../operator/leader.ts';
 import { FakeClock, settle } from './support/fake-clock.ts';
 import { FakeKube } from './support/fake-kube.ts';
 
@@ -46,7 +46,7 @@ describe('LeaderElector on a Lease', () => {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       metadata: { name: 'rerank-operator-leader', namespace: 'rerank-system' },
-      spec: { holderIdentity: 'gone', leaseDurationSeconds: 15, renewTime: clock.now().toISOString(), leaseTransitions: 3 },
+      spec: { holderIdentity: 'gone', leaseDurationSeconds: 15, renewTime: microTime(clock.now()), leaseTransitions: 3 },
     });
     const b = candidate(kube, clock, 'b', log);
     b.start();
@@ -83,5 +83,44 @@ describe('LeaderElector on a Lease', () => {
     await settle();
     assert.deepEqual(log, ['a leads', 'a stops', 'b leads']);
     await b.stop();
+  });
+
+  test('the Lease times it writes are MicroTime, which the API server requires', async () => {
+    const kube = new FakeKube();
+    const clock = new FakeClock();
+    assert.equal(microTime(new Date('2026-12-03T05:12:29.118Z')), '2026-12-03T05:12:29.118000Z');
+    assert.equal(await candidate(kube, clock, 'a', []).tryAcquireOrRenew(), true);
+    const spec = kube.find('Lease', 'rerank-system', 'rerank-operator-leader')!.spec;
+    assert.match(spec.acquireTime, /\.\d{6}Z$/);
+    assert.match(spec.renewTime, /\.\d{6}Z$/);
+    await assert.rejects(
+      kube.create({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'x', namespace: 'n' }, spec: { renewTime: new Date().toISOString() } }),
+      /cannot be handled as a Lease/,
+      'the fake must refuse what the API server refuses',
+    );
+  });
+
+  test('a failing round is reported each time and shown in its state; a missing namespace is said plainly', async () => {
+    const kube = new FakeKube();
+    const clock = new FakeClock();
+    const reported: string[] = [];
+    const elector = new LeaderElector({
+      kube, clock, identity: 'a', namespace: 'nowhere', name: 'rerank-operator-leader', retryMs: 2_000,
+      onStartedLeading: () => reported.push('leads'),
+      onStoppedLeading: () => reported.push('stops'),
+      failures: { failed: (e) => reported.push(`failed: ${(e as Error).message}`), succeeded: () => reported.push('ok') },
+    });
+    kube.fail('create', 'Lease', 404, { times: 2, message: 'namespaces "nowhere" not found' });
+    elector.start();
+    await settle();
+    await clock.advance(2_000);
+    assert.equal(reported.length, 2);
+    assert.match(reported[0]!, /the Lease's namespace "nowhere" does not exist: create it, or set POD_NAMESPACE/);
+    assert.equal(elector.state.leading, false);
+    assert.match(elector.state.error ?? '', /does not exist/);
+    await clock.advance(2_000);
+    assert.deepEqual(reported.slice(2), ['ok', 'leads']);
+    assert.deepEqual(elector.state, { leading: true, holder: 'a', error: undefined });
+    await elector.stop();
   });
 });

@@ -52,6 +52,20 @@ function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
+/** A Lease's times are MicroTime: the API server refuses anything but six fractional digits. */
+const MICRO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$/;
+
+function validate(object: KubeObject): void {
+  if (object.kind !== 'Lease') return;
+  const spec = (object.spec ?? {}) as Record<string, unknown>;
+  for (const field of ['acquireTime', 'renewTime']) {
+    const value = spec[field];
+    if (value !== undefined && (typeof value !== 'string' || !MICRO_TIME.test(value))) {
+      throw new KubeApiError(400, 'BadRequest', `Lease in version "v1" cannot be handled as a Lease: parsing time ${JSON.stringify(value)} as "2006-01-02T15:04:05.000000Z07:00"`);
+    }
+  }
+}
+
 /**
  * An in-memory apiserver behind the operator's KubeClient: resourceVersions, generations, label
  * selectors, watches (which tests can expire with 410), optimistic concurrency (409), owner-reference
@@ -152,6 +166,7 @@ export class FakeKube implements KubeClient {
   async apply<T extends KubeObject>(object: KubeObject, fieldManager: string): Promise<T> {
     this.#check('apply', { kind: object.kind, name: object.metadata.name });
     if (!fieldManager) throw new KubeApiError(422, 'Invalid', 'fieldManager is required for apply');
+    validate(object);
     const key = keyOf(object, object.metadata.namespace, object.metadata.name);
     const existing = this.objects.get(key);
     if (!existing) {
@@ -174,6 +189,7 @@ export class FakeKube implements KubeClient {
 
   async create<T extends KubeObject>(object: KubeObject): Promise<T> {
     this.#check('create', { kind: object.kind, name: object.metadata.name });
+    validate(object);
     const key = keyOf(object, object.metadata.namespace, object.metadata.name);
     if (this.objects.has(key)) throw new KubeApiError(409, 'AlreadyExists', `${object.kind} ${object.metadata.name} already exists`);
     const created = clone(object);
@@ -184,6 +200,7 @@ export class FakeKube implements KubeClient {
 
   async replace<T extends KubeObject>(object: KubeObject): Promise<T> {
     this.#check('replace', { kind: object.kind, name: object.metadata.name });
+    validate(object);
     const key = keyOf(object, object.metadata.namespace, object.metadata.name);
     const existing = this.objects.get(key);
     if (!existing) throw new KubeApiError(404, 'NotFound', `${object.kind} ${object.metadata.name} not found`);
