@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.ts';
+import { FailureReporter, failureKind } from './failures.ts';
 import { Informer } from './informer.ts';
 import { KINDS, isApiError, type KindRef, type KubeClient, type KubeObject } from './kube.ts';
 import type { OperatorMetrics } from './metrics.ts';
@@ -51,6 +52,7 @@ export class Controller {
         kind: KINDS.rerankerConfig,
         onEvent: (_event, object) => this.queue.add(keyString({ namespace: object.metadata.namespace ?? '', name: object.metadata.name })),
         onError: (error) => this.#watchFailed(KINDS.rerankerConfig, error),
+        onRecovered: () => this.#reporter(KINDS.rerankerConfig).succeeded(),
       }),
     );
     for (const kind of WATCHED_CHILDREN) {
@@ -60,6 +62,7 @@ export class Controller {
           labelSelector: `${LABEL.managedBy}=${MANAGED_BY}`,
           onEvent: (_event, object) => this.#enqueueOwner(object),
           onError: (error) => this.#watchFailed(kind, error),
+          onRecovered: () => this.#reporter(kind).succeeded(),
         }),
       );
     }
@@ -81,11 +84,35 @@ export class Controller {
     if (owner && object.metadata.namespace) this.queue.add(keyString({ namespace: object.metadata.namespace, name: owner }));
   }
 
-  #watchFailed(kind: KindRef, error: unknown): void {
+  /**
+   * Why this controller cannot see the world right now (informers that have not listed, or whose
+   * list/watch keeps failing); empty when it can. /readyz shows it.
+   */
+  problems(): string[] {
     // Without the Gateway API installed there is no HTTPRoute kind to watch; router mode still works.
-    if (kind === KINDS.httpRoute && isApiError(error, 404)) return;
-    this.#options.metrics?.watchRestarts.inc({ kind: kind.kind });
-    this.#options.logger.warn({ kind: kind.kind, err: error }, 'watch failed; listing again');
+    const out: string[] = [];
+    for (const informer of this.#informers) {
+      if (informer.kind === KINDS.httpRoute && isApiError(informer.health.cause, 404)) continue;
+      const { failures, error } = informer.health;
+      if (failures > 0) out.push(`${informer.kind.kind} list/watch failing (${failures}x, retrying with backoff): ${error}`);
+      else if (!informer.synced) out.push(`${informer.kind.kind} not listed yet`);
+    }
+    return out;
+  }
+
+  readonly #reporters = new Map<string, FailureReporter>();
+  #reporter(kind: KindRef): FailureReporter {
+    let reporter = this.#reporters.get(kind.kind);
+    if (!reporter) {
+      reporter = new FailureReporter({ logger: this.#options.logger, what: `list/watch ${kind.kind}`, fields: { kind: kind.kind } });
+      this.#reporters.set(kind.kind, reporter);
+    }
+    return reporter;
+  }
+
+  #watchFailed(kind: KindRef, error: unknown): void {
+    this.#options.metrics?.watchRestarts.inc({ kind: kind.kind, reason: failureKind(error) });
+    this.#reporter(kind).failed(error, isApiError(error, 404) && kind === KINDS.httpRoute ? { note: 'Gateway API not installed: router mode works; gateway mode cannot' } : {});
   }
 
   async #work(): Promise<void> {

@@ -8,9 +8,22 @@ export interface InformerOptions extends ListOptions {
   kind: KindRef;
   clock: Clock;
   onEvent: (event: InformerEvent, object: KubeObject) => void;
+  /** Each failed list or watch, before the retry is scheduled. */
   onError?: (error: unknown) => void;
-  /** Wait before re-listing after an error other than 410. */
+  /** The first list or watch that works after failures. */
+  onRecovered?: () => void;
+  /** First wait before re-listing after an error other than 410; doubles per consecutive failure, with jitter. */
   retryMs?: number;
+  maxRetryMs?: number;
+  /** 0..1 → a factor in [1, 1 + jitter) on each wait, so many informers do not retry in step. Default 0.5. */
+  jitter?: number;
+  random?: () => number;
+}
+
+/** Exponential backoff with jitter: base·2^failures, capped, times a random factor in [1, 1 + jitter). */
+export function backoffMs(failures: number, options: { baseMs: number; maxMs: number; jitter: number; random: () => number }): number {
+  const capped = Math.min(options.maxMs, options.baseMs * 2 ** Math.max(0, failures - 1));
+  return Math.round(capped * (1 + options.jitter * options.random()));
 }
 
 const cacheKey = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
@@ -28,6 +41,8 @@ export class Informer {
   #synced = false;
   #resourceVersion = '';
   #cancelRetry: (() => void) | undefined;
+  #failures = 0;
+  #lastError: unknown;
 
   constructor(options: InformerOptions) {
     this.#options = options;
@@ -35,6 +50,16 @@ export class Informer {
 
   get synced(): boolean {
     return this.#synced;
+  }
+
+  get kind(): KindRef {
+    return this.#options.kind;
+  }
+
+  /** Consecutive failed lists/watches, and the last one's error; 0 and undefined while it works. */
+  get health(): { failures: number; error: string | undefined; cause: unknown } {
+    const error = this.#lastError === undefined ? undefined : this.#lastError instanceof Error ? this.#lastError.message : String(this.#lastError);
+    return { failures: this.#failures, error, cause: this.#lastError };
   }
 
   async start(): Promise<void> {
@@ -59,6 +84,7 @@ export class Informer {
       this.#resourceVersion = list.resourceVersion;
       this.#synced = true;
       await this.#watch(scope);
+      this.#recovered();
     } catch (error) {
       this.#retry(error);
     }
@@ -90,10 +116,25 @@ export class Informer {
     });
   }
 
+  #recovered(): void {
+    if (this.#failures === 0) return;
+    this.#failures = 0;
+    this.#lastError = undefined;
+    this.#options.onRecovered?.();
+  }
+
   #retry(error: unknown): void {
     if (this.#stopped) return;
+    this.#failures += 1;
+    this.#lastError = error;
     this.#options.onError?.(error);
-    this.#cancelRetry = this.#options.clock.setTimer(this.#options.retryMs ?? 1000, () => void this.#listAndWatch());
+    const wait = backoffMs(this.#failures, {
+      baseMs: this.#options.retryMs ?? 1000,
+      maxMs: this.#options.maxRetryMs ?? 60_000,
+      jitter: this.#options.jitter ?? 0.5,
+      random: this.#options.random ?? Math.random,
+    });
+    this.#cancelRetry = this.#options.clock.setTimer(wait, () => void this.#listAndWatch());
   }
 
   /** A fresh list replaces the cache; what changed while the watch was away is reported as events. */

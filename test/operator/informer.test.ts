@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Informer, type InformerEvent } from '../../operator/informer.ts';
+import { backoffMs, Informer, type InformerEvent } from '../../operator/informer.ts';
 import { KINDS, type KubeObject } from '../../operator/kube.ts';
 import { FakeClock, settle } from './support/fake-clock.ts';
 import { FakeKube } from './support/fake-kube.ts';
@@ -22,6 +22,9 @@ function setup() {
     kind: KINDS.configMap,
     labelSelector: 'app=x',
     retryMs: 1000,
+    random: () => 0,
+    onError: (error: unknown) => events.push(`error ${(error as Error).message}`),
+    onRecovered: () => events.push('recovered'),
     onEvent: (event: InformerEvent, object) => events.push(`${event} ${object.metadata.name}`),
   });
   return { kube, clock, events, informer };
@@ -69,7 +72,26 @@ describe('Informer', () => {
     await informer.start();
     assert.equal(informer.synced, false);
     await clock.advance(1000);
-    assert.deepEqual(events, ['add a']);
+    assert.deepEqual(events, ['error injected 500', 'add a', 'recovered']);
     informer.stop();
+  });
+
+  test('failing lists back off exponentially (with jitter) and say why in their health, until one works', async () => {
+    const { kube, clock, events, informer } = setup();
+    kube.fail('list', 'ConfigMap', 503, { times: 3, message: 'etcd leader changed' });
+    await informer.start();
+    await clock.advance(1000); // second try fails: next wait 2 s
+    assert.deepEqual({ ...informer.health, cause: undefined }, { failures: 2, error: 'etcd leader changed', cause: undefined });
+    await clock.advance(1999);
+    assert.equal(informer.health.failures, 2, 'retried before its backoff');
+    await clock.advance(1); // third try fails: next wait 4 s
+    await clock.advance(4000);
+    assert.equal(informer.synced, true);
+    assert.deepEqual(informer.health, { failures: 0, error: undefined, cause: undefined });
+    assert.deepEqual(events.filter((e) => e.startsWith('error')).length, 3);
+    assert.equal(events.at(-1), 'recovered');
+    informer.stop();
+    const at = (failures: number, random: number) => backoffMs(failures, { baseMs: 1000, maxMs: 60_000, jitter: 0.5, random: () => random });
+    assert.deepEqual([at(1, 0), at(2, 0), at(3, 0), at(10, 0), at(1, 0.999)], [1000, 2000, 4000, 60_000, 1500]);
   });
 });

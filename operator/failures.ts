@@ -1,0 +1,76 @@
+import type { Logger } from 'pino';
+import { KubeApiError } from './kube.ts';
+
+/**
+ * The kind of a failure, for "log once per new kind": an API error by its HTTP code and reason, a
+ * network error by its code, anything else by its class. Messages are not part of it: they carry
+ * resourceVersions, times and names that change with every retry.
+ */
+export function failureKind(error: unknown): string {
+  if (error instanceof KubeApiError) return `${error.code} ${error.reason}`;
+  // Network errors hide their code (ECONNREFUSED, ENOTFOUND, ...) a cause or two down.
+  for (let e: unknown = error, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return error instanceof Error ? error.name : typeof error;
+}
+
+/** An error's message with the messages of its causes that it does not already include ("fetch failed: connect ECONNREFUSED ..."). */
+export function messageOf(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  let message = error.message;
+  for (let e: unknown = error.cause, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (!message.includes(e.message)) message = `${message}: ${e.message}`;
+  }
+  return message;
+}
+
+export interface FailureState {
+  /** What failed last, with its message; undefined once it works again. */
+  error: string | undefined;
+  /** Consecutive failures. */
+  failures: number;
+  since: Date | undefined;
+}
+
+/**
+ * One retried operation (a watch, leader election, Events): every failure is counted; the log gets a
+ * warning when the kind of failure is new (first failure, or a different kind than the last) and one
+ * info line when it works again. So a retry loop is visible without flooding the log.
+ */
+export class FailureReporter {
+  readonly #logger: Logger;
+  readonly #what: string;
+  readonly #fields: Record<string, unknown>;
+  readonly #count: ((kind: string) => void) | undefined;
+  #kind: string | undefined;
+  #state: FailureState = { error: undefined, failures: 0, since: undefined };
+
+  constructor(options: { logger: Logger; what: string; fields?: Record<string, unknown>; count?: (kind: string) => void }) {
+    this.#logger = options.logger;
+    this.#what = options.what;
+    this.#fields = options.fields ?? {};
+    this.#count = options.count;
+  }
+
+  get state(): FailureState {
+    return this.#state;
+  }
+
+  failed(error: unknown, extra: Record<string, unknown> = {}): void {
+    const kind = failureKind(error);
+    const message = messageOf(error);
+    this.#count?.(kind);
+    this.#state = { error: message, failures: this.#state.failures + 1, since: this.#state.since ?? new Date() };
+    if (kind === this.#kind) return;
+    this.#kind = kind;
+    this.#logger.warn({ ...this.#fields, ...extra, kind, err: message }, `${this.#what} failed`);
+  }
+
+  succeeded(): void {
+    if (this.#kind !== undefined) this.#logger.info({ ...this.#fields, failures: this.#state.failures }, `${this.#what} works again`);
+    this.#kind = undefined;
+    this.#state = { error: undefined, failures: 0, since: undefined };
+  }
+}
