@@ -21,7 +21,11 @@ export interface Plan {
  * decides the weights in effect; nothing else observed enters the plan.
  */
 export function plan(rrc: RerankerConfig, images: Images, availability: Availability): Plan {
-  const weights = weightsInEffect(rrc.spec, availability);
+  return planWithWeights(rrc, images, weightsInEffect(rrc.spec, availability));
+}
+
+/** The same plan with the weights in effect given, e.g. held from the last complete observation. */
+export function planWithWeights(rrc: RerankerConfig, images: Images, weights: WeightPlan): Plan {
   const config = renderServingConfig(rrc, weights);
   const enabled = rrc.spec.versions.filter((v) => v.enabled);
   const objects: KubeObject[] = [configMap(rrc, Object.fromEntries(config.files.map((f) => [f.key, f.text])))];

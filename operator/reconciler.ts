@@ -4,10 +4,12 @@ import type { Clock } from './clock.ts';
 import type { ResourceMetrics } from './metrics.ts';
 import { describeRef, isApiError, KINDS, OWNED_KINDS, refOf, type KubeClient, type KubeObject, type ObjectRef } from './kube.ts';
 import { ANNOTATION, FIELD_MANAGER, LABEL, names, ownerSelector, type Pool } from './names.ts';
-import { plan, PlanError, type Images, type Plan } from './planner.ts';
+import type { Logger } from 'pino';
+import { FailureReporter, messageOf } from './failures.ts';
+import { planWithWeights, PlanError, type Images, type Plan } from './planner.ts';
 import type { PodConfigReader } from './pod-config.ts';
-import { computeStatus, invalidSpecConditions, setConditions, type Observation, type VersionObservation } from './status.ts';
-import type { Availability } from './weights.ts';
+import { computeStatus, invalidSpecConditions, setConditions, unobservedConditions, type ConditionValue, type Observation, type VersionObservation } from './status.ts';
+import { heldWeights, weightsInEffect, type Availability } from './weights.ts';
 
 export interface Key {
   namespace: string;
@@ -29,6 +31,8 @@ export interface ReconcilerDeps {
   pollMs?: number;
   /** Per-resource gauges (weights, replicas, conditions), set from each computed status. */
   metrics?: ResourceMetrics;
+  /** Where failures that reach no status are logged (Events that could not be written). */
+  logger?: Logger;
 }
 
 type Deployment = KubeObject & {
@@ -39,8 +43,10 @@ type Pod = KubeObject & { status?: { podIP?: string; conditions?: Array<{ type: 
 
 export class Reconciler {
   readonly #deps: ReconcilerDeps;
+  readonly #eventFailures: FailureReporter | undefined;
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
+    this.#eventFailures = deps.logger && new FailureReporter({ logger: deps.logger, what: 'create Event' });
   }
 
   /** Level-based: reads the world now and drives it to the spec; safe to run any number of times. */
@@ -62,11 +68,16 @@ export class Reconciler {
     let rrc: RerankerConfig;
     let desired: Plan;
     const errors: string[] = [];
-    let deployments: Deployment[];
+    let deployments: Deployment[] | undefined;
     try {
       rrc = parseRerankerConfig(object);
       deployments = await this.#listOwned<Deployment>(rrc, KINDS.deployment, errors);
-      desired = plan(rrc, this.#deps.images, availabilityOf(deployments));
+      // Fail static: without seeing which versions are ready, keep the weights last rendered from a
+      // complete observation rather than route on a guess (an empty list would read as "nothing ready").
+      const weights = deployments ? weightsInEffect(rrc.spec, availabilityOf(deployments)) : heldWeights(rrc.spec, object.status);
+      if (!weights) return await this.#cannotObserve(object, errors);
+      if (!deployments) errors.push(`weights held at ${describeWeights(weights.versions)} until the Deployments can be listed again`);
+      desired = planWithWeights(rrc, this.#deps.images, weights);
     } catch (error) {
       if (error instanceof SpecError || error instanceof PlanError) return this.#refuseSpec(object, error.message);
       return failed(`plan ${describeRef(ref)}`, error);
@@ -80,7 +91,7 @@ export class Reconciler {
       }
     }
     await this.#prune(rrc, desired, errors);
-    const versions = await this.#observePods(rrc, desired, deployments, errors);
+    const versions = await this.#observePods(rrc, desired, deployments ?? [], errors);
 
     const observation: Observation = {
       generation: object.metadata.generation ?? 0,
@@ -101,7 +112,8 @@ export class Reconciler {
     return progressing ? { outcome: 'requeue', afterMs: this.#deps.pollMs ?? 5000 } : { outcome: 'done' };
   }
 
-  async #listOwned<T extends KubeObject>(rrc: RerankerConfig, kind: (typeof OWNED_KINDS)[number], errors: string[], optional = false): Promise<T[]> {
+  /** What this resource owns of a kind; undefined (and an error recorded) when it could not be listed. */
+  async #listOwned<T extends KubeObject>(rrc: RerankerConfig, kind: (typeof OWNED_KINDS)[number], errors: string[], optional = false): Promise<T[] | undefined> {
     try {
       const list = await this.#deps.kube.list<T>(kind, { namespace: rrc.metadata.namespace, labelSelector: ownerSelector(rrc.metadata.name) });
       // Only what this resource controls: a same-named owner label on someone else's object is not enough.
@@ -110,7 +122,7 @@ export class Reconciler {
       // A cluster without the Gateway API has no HTTPRoute kind: nothing of that kind can be owned.
       if (optional && isApiError(error, 404)) return [];
       errors.push(`list ${kind.kind} ${rrc.metadata.namespace}/${ownerSelector(rrc.metadata.name)}: ${messageOf(error)}`);
-      return [];
+      return undefined;
     }
   }
 
@@ -119,7 +131,7 @@ export class Reconciler {
     for (const kind of OWNED_KINDS) {
       const gatewayWanted = desired.objects.some((o) => o.kind === KINDS.httpRoute.kind);
       const owned = await this.#listOwned(rrc, kind, errors, kind === KINDS.httpRoute && !gatewayWanted);
-      for (const object of owned) {
+      for (const object of owned ?? []) {
         if (wanted.has(`${object.kind}/${object.metadata.name}`)) continue;
         try {
           await this.#deps.kube.delete(refOf(object));
@@ -198,18 +210,33 @@ export class Reconciler {
   }
 
   async #refuseSpec(object: RerankerConfigObject, message: string): Promise<ReconcileResult> {
+    const statusError = await this.#writeConditionsOnly(object, invalidSpecConditions(message), []);
+    // Terminal: retrying the same spec cannot help; the next spec change brings a new reconcile.
+    return statusError ? { outcome: 'error', error: new Error(statusError) } : { outcome: 'done' };
+  }
+
+  /**
+   * The first reconcile could not see the Deployments: no weights were ever rendered, so nothing that
+   * routes traffic is written. Status says why; the error is retried with backoff.
+   */
+  async #cannotObserve(object: RerankerConfigObject, errors: string[]): Promise<ReconcileResult> {
+    const message = `${errors.join('; ')}; nothing applied: weights are rendered only from a complete observation`;
+    const statusError = await this.#writeConditionsOnly(object, unobservedConditions(message), errors);
+    return { outcome: 'error', error: new Error(statusError ? `${message}; ${statusError}` : message) };
+  }
+
+  /** Nothing was planned or observed: only the conditions are news. Returns the status write's error. */
+  async #writeConditionsOnly(object: RerankerConfigObject, values: ConditionValue[], errors: string[]): Promise<string | undefined> {
     const generation = object.metadata.generation ?? 0;
     const status: RerankerConfigStatus = {
       ...object.status,
       observedGeneration: generation,
-      conditions: setConditions(object.status?.conditions, invalidSpecConditions(message), generation, this.#deps.clock.now()),
+      conditions: setConditions(object.status?.conditions, values, generation, this.#deps.clock.now()),
     };
-    // Nothing was planned or observed: only the conditions are news.
     this.#deps.metrics?.recordConditions(object.metadata, status.conditions ?? []);
     const statusError = await this.#writeStatus(object, status);
-    await this.#emitEvents(object, object.status, status, []);
-    // Terminal: retrying the same spec cannot help; the next spec change brings a new reconcile.
-    return statusError ? { outcome: 'error', error: new Error(statusError) } : { outcome: 'done' };
+    await this.#emitEvents(object, object.status, status, errors);
+    return statusError;
   }
 
   async #emitEvents(object: RerankerConfigObject, before: RerankerConfigStatus | undefined, after: RerankerConfigStatus, errors: string[]): Promise<void> {
@@ -226,8 +253,10 @@ export class Reconciler {
     for (const event of events) {
       try {
         await this.#deps.kube.createEvent({ involvedObject, ...event });
-      } catch {
-        // Events are best effort; status carries the same facts.
+        this.#eventFailures?.succeeded();
+      } catch (error) {
+        // Status carries the same facts; the log says the Events are missing (once per kind of failure).
+        this.#eventFailures?.failed(error, { resource: `${involvedObject.namespace}/${involvedObject.name}`, reason: event.reason });
       }
     }
   }
@@ -250,8 +279,8 @@ function isReady(pod: Pod): boolean {
   return !pod.metadata.deletionTimestamp && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+function describeWeights(versions: Record<string, { weight: number }>): string {
+  return Object.entries(versions).map(([name, v]) => `${name}=${v.weight}`).join(',') || 'none';
 }
 
 function failed(what: string, error: unknown): ReconcileResult {

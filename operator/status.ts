@@ -107,6 +107,16 @@ export function invalidSpecConditions(message: string): ConditionValue[] {
   ];
 }
 
+/** For a first reconcile that could not see the Deployments: nothing was applied, nothing is known. */
+export function unobservedConditions(message: string): ConditionValue[] {
+  return [
+    cond('Ready', false, 'ReconcileFailed', message),
+    cond('ConfigApplied', 'Unknown', 'ReconcileFailed', message),
+    cond('Progressing', 'Unknown', 'ReconcileFailed', message),
+    cond('Degraded', true, 'ReconcileFailed', message),
+  ];
+}
+
 /** Merge new condition values into the previous ones; lastTransitionTime moves only when status changes. */
 export function setConditions(previous: readonly Condition[] | undefined, values: readonly ConditionValue[], generation: number, now: Date): Condition[] {
   return values.map((value) => {

@@ -1,4 +1,4 @@
-import type { RerankerConfigSpec } from './crd/spec.ts';
+import type { RerankerConfigSpec, RerankerConfigStatus } from './crd/spec.ts';
 import type { Pool } from './names.ts';
 
 /** Ready replicas observed for one version: its main pods and its CPU fallback pods. */
@@ -79,4 +79,25 @@ export function toPercent(shares: ReadonlyArray<{ name: string; weight: number }
   const byRemainder = [...exact].sort((a, b) => b.value - Math.floor(b.value) - (a.value - Math.floor(a.value)) || a.index - b.index);
   for (const e of byRemainder.slice(0, 100 - given)) out[e.name] = (out[e.name] ?? 0) + 1;
   return out;
+}
+
+/**
+ * Fail static: the weights last rendered from a complete observation, as the status recorded them,
+ * for a reconcile that could not observe which versions are ready. A version the status does not
+ * know (added since) gets none. Undefined when nothing was ever rendered: then nothing that routes
+ * traffic may be written on a guess.
+ */
+export function heldWeights(spec: RerankerConfigSpec, status: RerankerConfigStatus | undefined): WeightPlan | undefined {
+  if (!status?.versions?.length) return undefined;
+  const versions: Record<string, VersionRouting> = {};
+  const onFallback: string[] = [];
+  for (const version of spec.versions) {
+    const seen = status.versions.find((v) => v.name === version.name);
+    const hasGpus = (version.resources?.gpu?.count ?? 0) > 0;
+    const target: VersionRouting['target'] =
+      !version.enabled || !seen || seen.device === 'none' ? 'none' : seen.device === 'cpu' && hasGpus ? 'cpu' : 'gpu';
+    versions[version.name] = { weight: target === 'none' ? 0 : seen?.weight ?? 0, target };
+    if (target === 'cpu') onFallback.push(version.name);
+  }
+  return { versions, unavailable: [], onFallback };
 }

@@ -321,4 +321,34 @@ describe('Reconciler against the fake apiserver', () => {
     await ctx.reconciler.reconcile(key);
     assert.equal(JSON.stringify([...ctx.kube.objects.values()]), snapshot);
   });
+
+  test('fail static: Deployments that cannot be listed keep the weights last rendered, and status says why', async () => {
+    const ctx = await setup();
+    await converge(ctx);
+    const config = () => ctx.kube.find('ConfigMap', 'rag', 'rerankers-config')!.data!['config.yaml'];
+    const before = config();
+    assert.deepEqual(routeWeights(ctx.kube), ['rerankers-v2-m3=90', 'rerankers-v2-gemma=10']);
+    ctx.kube.fail('list', 'Deployment', 500, { times: 1, message: 'etcdserver: request timed out' });
+    const result = await ctx.reconciler.reconcile(key);
+    assert.equal(result.outcome, 'error');
+    assert.deepEqual(routeWeights(ctx.kube), ['rerankers-v2-m3=90', 'rerankers-v2-gemma=10'], 'routed on a guess');
+    assert.equal(config(), before, 'the ConfigMap moved while nothing was observed');
+    assert.equal(ctx.rrc().status?.weights, 'v2-m3=90,v2-gemma=10,v1=0');
+    assert.equal(ctx.condition('Degraded')?.reason, 'ReconcileFailed');
+    assert.match(ctx.condition('Degraded')!.message, /list Deployment .*request timed out.*weights held at v2-m3=90,v2-gemma=10,v1=0/);
+    assert.deepEqual(await converge(ctx), { outcome: 'done' });
+  });
+
+  test('fail static on a first reconcile that cannot list Deployments: nothing is applied, status says why', async () => {
+    const ctx = await setup();
+    ctx.kube.fail('list', 'Deployment', 403, { times: 1, message: 'deployments.apps is forbidden' });
+    const result = await ctx.reconciler.reconcile(key);
+    assert.equal(result.outcome, 'error');
+    assert.deepEqual(['ConfigMap', 'Deployment', 'Service', 'HTTPRoute'].map((k) => ctx.kube.all(k).length), [0, 0, 0, 0]);
+    assert.equal(ctx.condition('Ready')?.status, 'False');
+    assert.match(ctx.condition('Degraded')!.message, /forbidden; nothing applied: weights are rendered only from a complete observation/);
+    assert.ok(ctx.kube.events.some((e) => e.type === 'Warning' && /forbidden/.test(e.message)));
+    await ctx.reconciler.reconcile(key);
+    assert.equal(ctx.kube.all('Deployment').length, 4);
+  });
 });
