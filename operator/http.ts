@@ -5,8 +5,13 @@ export interface OperatorHttpOptions {
   registry: Registry;
   /** Alive: the process is not wedged (its informers and workers are running or standing by). */
   healthy: () => boolean;
-  /** Ready: synced and able to act (or a healthy standby). */
-  ready?: () => boolean;
+  /**
+   * Ready: why not, one line each (leader election failing, informers not listed or failing); empty
+   * when ready — leading and synced, or a healthy standby behind a live leader. Absent: ready when healthy.
+   */
+  notReady?: () => string[];
+  /** What /readyz says when ready (e.g. "leading" or "standby: the lease is held by ..."). */
+  readyDetail?: () => string;
 }
 
 /** The operator's own endpoints: /metrics, /healthz, /readyz. Not the reranker server's. */
@@ -19,7 +24,12 @@ export function createOperatorServer(options: OperatorHttpOptions): http.Server 
     };
     if (request.method !== 'GET') return reply(405, 'method not allowed\n');
     if (path === '/healthz') return options.healthy() ? reply(200, 'ok\n') : reply(503, 'unhealthy\n');
-    if (path === '/readyz') return (options.ready ?? options.healthy)() ? reply(200, 'ok\n') : reply(503, 'not ready\n');
+    if (path === '/readyz') {
+      if (!options.healthy()) return reply(503, 'not ready: unhealthy\n');
+      const reasons = options.notReady?.() ?? [];
+      if (reasons.length > 0) return reply(503, `not ready:\n${reasons.map((r) => `- ${r}\n`).join('')}`);
+      return reply(200, `ok${options.readyDetail ? `: ${options.readyDetail()}` : ''}\n`);
+    }
     if (path === '/metrics') {
       options.registry.metrics().then(
         (text) => reply(200, text, options.registry.contentType),

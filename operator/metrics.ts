@@ -34,7 +34,9 @@ export class OperatorMetrics implements ResourceMetrics {
   readonly reconcileDuration: Histogram;
   readonly queueDepth: Gauge;
   readonly leader: Gauge;
-  readonly watchRestarts: Counter<'kind'>;
+  readonly watchRestarts: Counter<'kind' | 'reason'>;
+  readonly apiErrors: Counter<'verb' | 'kind' | 'code'>;
+  readonly leaderElectionFailures: Counter<'reason'>;
   readonly versionWeight: Gauge<'namespace' | 'name' | 'version'>;
   readonly versionReplicas: Gauge<'namespace' | 'name' | 'version'>;
   readonly versionReadyReplicas: Gauge<'namespace' | 'name' | 'version'>;
@@ -65,8 +67,20 @@ export class OperatorMetrics implements ResourceMetrics {
     this.leader = new Gauge({ name: 'rerank_operator_leader', help: '1 while this replica holds the leader Lease.', registers });
     this.watchRestarts = new Counter({
       name: 'rerank_operator_watch_restarts_total',
-      help: 'Watches that failed and were re-listed, by kind.',
-      labelNames: ['kind'],
+      help: 'Lists and watches that failed and are retried (with backoff), by kind and reason (HTTP code and Kubernetes reason, or network error code).',
+      labelNames: ['kind', 'reason'],
+      registers,
+    });
+    this.apiErrors = new Counter({
+      name: 'rerank_operator_api_errors_total',
+      help: 'Kubernetes API calls that failed, by verb, kind and code (HTTP status, or the network error code).',
+      labelNames: ['verb', 'kind', 'code'],
+      registers,
+    });
+    this.leaderElectionFailures = new Counter({
+      name: 'rerank_operator_leader_election_failures_total',
+      help: 'Leader election rounds that failed (the Lease could not be read or written), by reason.',
+      labelNames: ['reason'],
       registers,
     });
     const versionLabels = ['namespace', 'name', 'version'] as const;
