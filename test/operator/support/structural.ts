@@ -3,16 +3,34 @@ import type { JsonSchemaProps } from '../../../operator/crd/openapi.ts';
 
 /**
  * What the apiserver does with a custom resource's spec, in the order it does it: default, check the
- * structural schema (types, required, enums, bounds, patterns; unknown fields would be pruned, here they
- * are reported), then evaluate every `x-kubernetes-validations` CEL rule with `self` bound to its node.
- * Integers reach CEL as ints (BigInt), as they do in the apiserver.
+ * structural schema (types, required, enums, bounds, patterns; unknown fields are refused, as
+ * kubectl's default strict field validation does), then evaluate every `x-kubernetes-validations` CEL
+ * rule with `self` bound to its node. Integers reach CEL as ints (BigInt), as they do in the apiserver.
+ *
+ * Messages are worded as kube-apiserver v1.32 words them (test/cluster/crd.test.ts checks the same
+ * cases against a real one). As there, a wrong type, a missing required field, an enum miss, or a
+ * string or list over its maximum blocks the CEL rules; failed patterns and bounds do not.
  */
 export function validateAgainstCrd(schema: JsonSchemaProps, value: unknown): string[] {
-  const errors: string[] = [];
+  const errors: Problem[] = [];
   const defaulted = applyDefaults(schema, structuredClone(value));
   check(schema, defaulted, 'spec', errors);
-  if (errors.length === 0) runCel(schema, defaulted, 'spec', errors);
-  return errors;
+  const messages = errors.map((e) => e.message);
+  // Strict field validation refuses an unknown field while decoding (400), before any validation.
+  const undecodable = messages.filter((m) => m.startsWith('strict decoding error'));
+  if (undecodable.length) return undecodable;
+  if (errors.some((e) => e.blocking)) {
+    messages.push('<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation');
+  } else {
+    runCel(schema, defaulted, 'spec', messages);
+  }
+  return messages;
+}
+
+interface Problem {
+  message: string;
+  /** The apiserver skips CEL when it meets one of these (apiextensions-apiserver hasBlockingErr). */
+  blocking: boolean;
 }
 
 function applyDefaults(schema: JsonSchemaProps, value: unknown): unknown {
@@ -31,19 +49,25 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-function check(schema: JsonSchemaProps, value: unknown, path: string, errors: string[]): void {
+const invalid = (path: string, value: unknown, detail: string): Problem => ({ message: `${path}: Invalid value: ${JSON.stringify(value)}: ${path} in body ${detail}`, blocking: false });
+const blocking = (message: string): Problem => ({ message, blocking: true });
+const typeOf = (value: unknown) => (value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value === 'object' ? 'object' : Number.isInteger(value) ? 'integer' : typeof value);
+const typeInvalid = (path: string, value: unknown, type: string) =>
+  blocking(`${path}: Invalid value: "${typeOf(value)}": ${path} in body must be of type ${type}: "${typeOf(value)}"`);
+
+function check(schema: JsonSchemaProps, value: unknown, path: string, errors: Problem[]): void {
   if (schema['x-kubernetes-int-or-string']) {
-    if (typeof value !== 'string' && !Number.isInteger(value)) errors.push(`${path}: must be an integer or a string`);
+    if (typeof value !== 'string' && !Number.isInteger(value)) errors.push(typeInvalid(path, value, 'integer,string'));
     return;
   }
   switch (schema.type) {
     case 'object': {
-      if (!isObject(value)) return void errors.push(`${path}: must be an object`);
-      for (const key of schema.required ?? []) if (value[key] === undefined) errors.push(`${path}.${key}: Required value`);
+      if (!isObject(value)) return void errors.push(typeInvalid(path, value, 'object'));
+      for (const key of schema.required ?? []) if (value[key] === undefined) errors.push(blocking(`${path}.${key}: Required value`));
       for (const [key, child] of Object.entries(value)) {
         const childSchema = schema.properties?.[key] ?? schema.additionalProperties;
         if (!childSchema) {
-          if (!schema['x-kubernetes-preserve-unknown-fields']) errors.push(`${path}.${key}: unknown field`);
+          if (!schema['x-kubernetes-preserve-unknown-fields']) errors.push(blocking(`strict decoding error: unknown field "${path}.${key}"`));
           continue;
         }
         check(childSchema, child, `${path}.${key}`, errors);
@@ -51,40 +75,42 @@ function check(schema: JsonSchemaProps, value: unknown, path: string, errors: st
       return;
     }
     case 'array': {
-      if (!Array.isArray(value)) return void errors.push(`${path}: must be an array`);
-      if (schema.minItems !== undefined && value.length < schema.minItems) errors.push(`${path}: at least ${schema.minItems} items`);
-      if (schema.maxItems !== undefined && value.length > schema.maxItems) errors.push(`${path}: at most ${schema.maxItems} items`);
+      if (!Array.isArray(value)) return void errors.push(typeInvalid(path, value, 'array'));
+      if (schema.minItems !== undefined && value.length < schema.minItems) errors.push(invalid(path, value.length, `should have at least ${schema.minItems} items`));
+      if (schema.maxItems !== undefined && value.length > schema.maxItems) errors.push(blocking(`${path}: Too many: ${value.length}: must have at most ${schema.maxItems} items`));
       const keys = schema['x-kubernetes-list-map-keys'];
       if (schema['x-kubernetes-list-type'] === 'map' && keys) {
         const seen = new Set<string>();
-        for (const item of value) {
-          const key = JSON.stringify(keys.map((k) => (item as Record<string, unknown>)[k]));
-          if (seen.has(key)) errors.push(`${path}: Duplicate value: ${key}`);
+        value.forEach((item, i) => {
+          const key = JSON.stringify(Object.fromEntries(keys.map((k) => [k, (item as Record<string, unknown>)[k]])));
+          if (seen.has(key)) errors.push({ message: `${path}[${i}]: Duplicate value: ${key}`, blocking: false });
           seen.add(key);
-        }
+        });
       }
       value.forEach((item, i) => check(schema.items!, item, `${path}[${i}]`, errors));
       return;
     }
     case 'string':
-      if (typeof value !== 'string') return void errors.push(`${path}: must be a string`);
-      if (schema.minLength !== undefined && value.length < schema.minLength) errors.push(`${path}: too short`);
-      if (schema.maxLength !== undefined && value.length > schema.maxLength) errors.push(`${path}: too long`);
-      if (schema.pattern && !new RegExp(schema.pattern).test(value)) errors.push(`${path}: must match ${schema.pattern}`);
+      if (typeof value !== 'string') return void errors.push(typeInvalid(path, value, 'string'));
+      if (schema.minLength !== undefined && value.length < schema.minLength) errors.push(invalid(path, value, `should be at least ${schema.minLength} chars long`));
+      if (schema.maxLength !== undefined && value.length > schema.maxLength) errors.push(blocking(`${path}: Too long: may not be more than ${schema.maxLength} bytes`));
+      if (schema.pattern && !new RegExp(schema.pattern).test(value)) errors.push(invalid(path, value, `should match '${schema.pattern}'`));
       break;
     case 'integer':
     case 'number':
       if (typeof value !== 'number' || (schema.type === 'integer' && !Number.isInteger(value))) {
-        return void errors.push(`${path}: must be an ${schema.type}`);
+        return void errors.push(typeInvalid(path, value, schema.type));
       }
-      if (schema.minimum !== undefined && value < schema.minimum) errors.push(`${path}: must be >= ${schema.minimum}`);
-      if (schema.maximum !== undefined && value > schema.maximum) errors.push(`${path}: must be <= ${schema.maximum}`);
+      if (schema.minimum !== undefined && value < schema.minimum) errors.push(invalid(path, value, `should be greater than or equal to ${schema.minimum}`));
+      if (schema.maximum !== undefined && value > schema.maximum) errors.push(invalid(path, value, `should be less than or equal to ${schema.maximum}`));
       break;
     case 'boolean':
-      if (typeof value !== 'boolean') errors.push(`${path}: must be a boolean`);
+      if (typeof value !== 'boolean') errors.push(typeInvalid(path, value, 'boolean'));
       break;
   }
-  if (schema.enum && !schema.enum.includes(value)) errors.push(`${path}: must be one of ${schema.enum.join(', ')}`);
+  if (schema.enum && !schema.enum.includes(value)) {
+    errors.push(blocking(`${path}: Unsupported value: ${JSON.stringify(value)}: supported values: ${schema.enum.map((e) => JSON.stringify(e)).join(', ')}`));
+  }
 }
 
 function toCel(schema: JsonSchemaProps, value: unknown): unknown {
@@ -107,7 +133,7 @@ function runCel(schema: JsonSchemaProps, value: unknown, path: string, errors: s
     } catch (error) {
       throw new Error(`${path}: CEL rule ${rule} failed to evaluate: ${(error as Error).message}`, { cause: error });
     }
-    if (ok !== true) errors.push(`${path}: ${message ?? `failed rule: ${rule}`}`);
+    if (ok !== true) errors.push(`${path}: Invalid value: "${typeOf(value)}": ${message ?? `failed rule: ${rule}`}`);
   }
   if (schema.type === 'object' && isObject(value)) {
     for (const [key, child] of Object.entries(schema.properties ?? {})) runCel(child, value[key], `${path}.${key}`, errors);

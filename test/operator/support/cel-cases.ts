@@ -1,0 +1,58 @@
+import { readExample } from './examples.ts';
+
+/**
+ * The RerankerConfig specs the CRD's validation (structural schema + CEL) must accept and refuse. One
+ * list, checked three ways: against the cel-js mirror of the apiserver and the operator's zod schema
+ * (test/operator/crd-cel.test.ts), and against a real kube-apiserver (test/cluster/crd.test.ts).
+ */
+
+export type Spec = Record<string, unknown> & { versions: Array<Record<string, unknown>> };
+export type Mutation = (spec: Spec) => void;
+
+/** The seed example's spec (crds/examples/seed.yaml), a fresh copy each call. */
+export const seedSpec = (): Spec => structuredClone(readExample('seed').spec) as unknown as Spec;
+
+/** The seed example's spec with `mutate` applied. */
+export function specWith(mutate: Mutation): Spec {
+  const spec = seedSpec();
+  mutate(spec);
+  return spec;
+}
+
+const model = (spec: Spec, i: number) => spec.versions[i]!.model as Record<string, unknown>;
+
+/** Specs that pass, keyed so a test can add what it checks about one of them. */
+export const ACCEPTED = {
+  seed: { what: 'the seed example', mutate: (() => {}) as Mutation },
+  edgeWeights: {
+    what: 'weights of 0 and 100 and a default version left at its defaults',
+    mutate: ((s) => {
+      s.versions[0]!.weight = 100;
+      s.versions[1]!.weight = 0;
+      delete s.versions[0]!.enabled;
+    }) as Mutation,
+  },
+  hfToken: {
+    what: 'a token Secret on an hf:// source',
+    mutate: ((s) => (model(s, 0).tokenSecretRef = { name: 'hf-token' })) as Mutation,
+  },
+} satisfies Record<string, { what: string; mutate: Mutation }>;
+
+/** Each bad spec must be refused by the apiserver (schema or CEL) AND by the operator's zod schema, naming why. */
+export const REJECTED: Array<[what: string, mutate: Mutation, why: RegExp]> = [
+  ['defaultVersion names no version', (s) => (s.defaultVersion = 'v3'), /defaultVersion must name one of versions/],
+  ['defaultVersion names a disabled version', (s) => (s.versions[0]!.enabled = false), /defaultVersion must name an enabled version/],
+  ['two versions share a name', (s) => (s.versions[1]!.name = 'v2-m3'), /spec\.versions\[1\]: Duplicate value|version names must be unique/],
+  ['a weight above 100', (s) => (s.versions[0]!.weight = 101), /spec\.versions\[0\]\.weight in body should be less than or equal to 100/],
+  ['a negative weight', (s) => (s.versions[1]!.weight = -1), /spec\.versions\[1\]\.weight in body should be greater than or equal to 0/],
+  ['a model source with an unknown scheme', (s) => (s.versions[0]!.model = { source: 's3://bucket/m' }), /model\.source in body should match/],
+  ['a sha256 that is not 64 hex digits', (s) => (s.versions[2]!.model = { source: 'hf://a/b', sha256: 'abc' }), /model\.sha256 in body should match/],
+  ['a token Secret on a source that is not hf://', (s) => (model(s, 1).tokenSecretRef = { name: 'hf-token' }), /tokenSecretRef applies to hf:\/\/ sources/],
+  ['a token Secret name that is not a DNS name', (s) => (model(s, 0).tokenSecretRef = { name: 'HF Token' }), /tokenSecretRef\.name in body should match/],
+  ['a version name that is not a DNS label', (s) => (s.versions[2]!.name = 'V1.old'), /spec\.versions\[2\]\.name in body should match/],
+  ['CPU fallback on a version without GPUs', (s) => (s.versions[2]!.cpuFallback = { replicas: 1 }), /cpuFallback only makes sense/],
+  ['gateway mode without parentRefs', (s) => (s.routing = { mode: 'gateway' }), /gateway mode needs gateway.parentRefs/],
+  ['an unknown routing mode', (s) => (s.routing = { mode: 'mesh' }), /spec\.routing\.mode: Unsupported value: "mesh"/],
+  ['an unknown serving knob', (s) => ((s.serving as Record<string, unknown>).batchSize = 4), /unknown field "spec\.serving\.batchSize"/],
+  ['no versions at all', (s) => (s.versions = []), /spec\.versions in body should have at least 1 items/],
+];
