@@ -34,8 +34,8 @@ export class CountingKube implements KubeClient {
   watch<T extends KubeObject = KubeObject>(kind: KindRef, options: ListOptions & { resourceVersion: string }, callbacks: WatchCallbacks<T>): Promise<WatchHandle> {
     return this.#count('watch', kind.kind, () => this.#kube.watch<T>(kind, options, callbacks));
   }
-  apply<T extends KubeObject = KubeObject>(object: KubeObject, fieldManager: string): Promise<T> {
-    return this.#count('apply', object.kind, () => this.#kube.apply<T>(object, fieldManager));
+  apply<T extends KubeObject = KubeObject>(object: KubeObject, fieldManager: string, options?: { force?: boolean }): Promise<T> {
+    return this.#count('apply', object.kind, () => this.#kube.apply<T>(object, fieldManager, options));
   }
   create<T extends KubeObject = KubeObject>(object: KubeObject): Promise<T> {
     return this.#count('create', object.kind, () => this.#kube.create<T>(object));

@@ -22,6 +22,7 @@ import {
   type ListOptions,
   type ObjectList,
   type ObjectRef,
+  type StatusCause,
   type WatchCallbacks,
   type WatchHandle,
   type WatchEventType,
@@ -57,9 +58,11 @@ export function toWire<T extends KubeObject>(object: unknown): T {
 
 export function apiError(error: unknown, what: string): unknown {
   if (error instanceof ApiException) {
-    const body = (typeof error.body === 'string' ? safeJson(error.body) : error.body) as { reason?: string; message?: string } | undefined;
+    const body = (typeof error.body === 'string' ? safeJson(error.body) : error.body) as
+      | { reason?: string; message?: string; details?: { causes?: StatusCause[] } }
+      | undefined;
     const reason = body?.reason ?? String(error.code);
-    return new KubeApiError(error.code, reason, `${what}: ${body?.message ?? `HTTP ${error.code}`} (${error.code} ${reason})`);
+    return new KubeApiError(error.code, reason, `${what}: ${body?.message ?? `HTTP ${error.code}`} (${error.code} ${reason})`, body?.details?.causes ?? []);
   }
   if (error instanceof Error && /^Unrecognized API version and kind/.test(error.message)) {
     return new KubeApiError(404, 'NotFound', `${what}: ${error.message}`);
@@ -152,9 +155,9 @@ export class ClientNodeKube implements KubeClient {
     };
   }
 
-  async apply<T extends KubeObject>(object: KubeObject, fieldManager: string): Promise<T> {
+  async apply<T extends KubeObject>(object: KubeObject, fieldManager: string, options: { force?: boolean } = {}): Promise<T> {
     try {
-      return toWire<T>(await this.#objects.patch(toClientModel(object), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply));
+      return toWire<T>(await this.#objects.patch(toClientModel(object), undefined, undefined, fieldManager, options.force ?? true, PatchStrategy.ServerSideApply));
     } catch (error) {
       throw apiError(error, `apply ${object.kind} ${object.metadata.name}`);
     }

@@ -25,6 +25,18 @@ export interface ObjectMetadata {
   ownerReferences?: OwnerReference[];
   creationTimestamp?: string;
   deletionTimestamp?: string;
+  /** Server-side apply's record of who set which fields, by Apply or by Update. */
+  managedFields?: ManagedFieldsEntry[];
+}
+
+export interface ManagedFieldsEntry {
+  manager: string;
+  operation: 'Apply' | 'Update';
+  apiVersion?: string;
+  time?: string;
+  fieldsType?: string;
+  fieldsV1?: unknown;
+  subresource?: string;
 }
 
 export interface KubeObject {
@@ -83,8 +95,12 @@ export interface KubeClient {
     options: ListOptions & { resourceVersion: string },
     callbacks: WatchCallbacks<T>,
   ): Promise<WatchHandle>;
-  /** Server-side apply of a whole object under `fieldManager`, forcing ownership of the fields it sends. */
-  apply<T extends KubeObject = KubeObject>(object: KubeObject, fieldManager: string): Promise<T>;
+  /**
+   * Server-side apply of a whole object under `fieldManager`. With `force` (the default) it takes the
+   * fields it sends from whoever owns them; without, a field another manager owns is a 409 whose
+   * `causes` name the fields and managers.
+   */
+  apply<T extends KubeObject = KubeObject>(object: KubeObject, fieldManager: string, options?: { force?: boolean }): Promise<T>;
   /** Create; 409 when it exists. */
   create<T extends KubeObject = KubeObject>(object: KubeObject): Promise<T>;
   /** Update guarded by metadata.resourceVersion; 409 when it moved on. */
@@ -98,15 +114,24 @@ export interface KubeClient {
   createEvent(event: EventSpec): Promise<void>;
 }
 
+/** One cause of an API error, as in a Status's details: e.g. a field another manager owns. */
+export interface StatusCause {
+  reason?: string;
+  message?: string;
+  field?: string;
+}
+
 /** An error from the API with its HTTP status: 404 not found, 409 conflict, 410 expired, 422 invalid... */
 export class KubeApiError extends Error {
   readonly code: number;
   readonly reason: string;
-  constructor(code: number, reason: string, message: string) {
+  readonly causes: StatusCause[];
+  constructor(code: number, reason: string, message: string, causes: StatusCause[] = []) {
     super(message);
     this.name = 'KubeApiError';
     this.code = code;
     this.reason = reason;
+    this.causes = causes;
   }
 }
 

@@ -3,8 +3,9 @@ import { KIND, type RerankerConfig, type RerankerConfigObject, type RerankerConf
 import type { Clock } from './clock.ts';
 import type { ResourceMetrics } from './metrics.ts';
 import { describeRef, isApiError, KINDS, OWNED_KINDS, refOf, type KubeClient, type KubeObject, type ObjectRef } from './kube.ts';
-import { ANNOTATION, FIELD_MANAGER, LABEL, names, ownerSelector, type Pool } from './names.ts';
+import { ANNOTATION, LABEL, names, ownerSelector, type Pool } from './names.ts';
 import type { Logger } from 'pino';
+import { applyChild, FieldConflict } from './apply.ts';
 import { FailureReporter, messageOf } from './failures.ts';
 import { planWithWeights, PlanError, type Images, type Plan } from './planner.ts';
 import type { PodConfigReader } from './pod-config.ts';
@@ -83,11 +84,13 @@ export class Reconciler {
       return failed(`plan ${describeRef(ref)}`, error);
     }
 
+    const conflicts: string[] = [];
     for (const child of desired.objects) {
       try {
-        await kube.apply(child, FIELD_MANAGER);
+        await applyChild(kube, child);
       } catch (error) {
-        errors.push(`apply ${describeRef(refOf(child))}: ${messageOf(error)}`);
+        if (error instanceof FieldConflict) conflicts.push(error.message);
+        else errors.push(`apply ${describeRef(refOf(child))}: ${messageOf(error)}`);
       }
     }
     await this.#prune(rrc, desired, errors);
@@ -100,6 +103,7 @@ export class Reconciler {
       versions,
       configHash: desired.config.fullHash,
       errors,
+      conflicts,
     };
     const status = computeStatus(observation, object.status, this.#deps.clock.now());
     this.#deps.metrics?.recordResource(key, status, versions);

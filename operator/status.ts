@@ -26,6 +26,8 @@ export interface Observation {
   configHash: string;
   /** Failures of this reconcile, each saying what was being done ("apply Deployment ns/name: ..."). */
   errors: string[];
+  /** Fields of children that another manager applied, left to it (see operator/apply.ts). */
+  conflicts?: string[];
 }
 
 /** A condition without its transition time; setConditions supplies it. */
@@ -78,6 +80,7 @@ export function progressingCondition(o: Observation): ConditionValue {
 
 export function degradedCondition(o: Observation): ConditionValue {
   if (o.errors.length > 0) return cond('Degraded', true, 'ReconcileFailed', o.errors.join('; '));
+  if (o.conflicts?.length) return cond('Degraded', true, 'FieldConflict', o.conflicts.join('; '));
   const parts: string[] = [];
   if (o.weights.unavailable.length > 0) {
     const lost = o.weights.unavailable.map((name) => `${name} (weight ${o.spec.versions.find((v) => v.name === name)?.weight ?? 0})`);

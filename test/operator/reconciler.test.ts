@@ -351,4 +351,33 @@ describe('Reconciler against the fake apiserver', () => {
     await ctx.reconciler.reconcile(key);
     assert.equal(ctx.kube.all('Deployment').length, 4);
   });
+
+  test('a field another manager applied is reported (Degraded FieldConflict), not taken: no forced write, no fast retry', async () => {
+    const ctx = await setup();
+    await converge(ctx);
+    ctx.kube.edit('ConfigMap', 'rag', 'rerankers-config', (o) => {
+      o.metadata.managedFields = [{ manager: 'rerank-operator', operation: 'Apply' }, { manager: 'gitops', operation: 'Apply' }];
+    });
+    ctx.kube.fail('apply', 'ConfigMap', 409, { causes: [{ reason: 'FieldManagerConflict', message: 'conflict with "gitops": .data.config.yaml', field: '.data.config.yaml' }] });
+    ctx.kube.calls.length = 0;
+    const result = await ctx.reconciler.reconcile(key);
+    assert.deepEqual(result, { outcome: 'done' }, 'a standing claim is not retried in a loop');
+    assert.deepEqual(ctx.kube.calls.filter((c) => c.endsWith('ConfigMap/rerankers-config')), ['apply ConfigMap/rerankers-config', 'get ConfigMap/rerankers-config']);
+    assert.equal(ctx.condition('Degraded')?.reason, 'FieldConflict');
+    assert.match(ctx.condition('Degraded')!.message, /ConfigMap rag\/rerankers-config: \.data\.config\.yaml \(applied by "gitops"\)/);
+    assert.ok(ctx.kube.events.some((e) => e.reason === 'FieldConflict'));
+  });
+
+  test('a field a hand edit (an Update) took is drift: the apply is repeated with force', async () => {
+    const ctx = await setup();
+    await converge(ctx);
+    ctx.kube.edit('ConfigMap', 'rag', 'rerankers-config', (o) => {
+      o.metadata.managedFields = [{ manager: 'rerank-operator', operation: 'Apply' }, { manager: 'kubectl-edit', operation: 'Update' }];
+    });
+    ctx.kube.fail('apply', 'ConfigMap', 409, { causes: [{ reason: 'FieldManagerConflict', message: 'conflict with "kubectl-edit" using v1: .data.config.yaml', field: '.data.config.yaml' }] });
+    ctx.kube.calls.length = 0;
+    assert.deepEqual(await ctx.reconciler.reconcile(key), { outcome: 'done' });
+    assert.deepEqual(ctx.kube.calls.filter((c) => c.endsWith('ConfigMap/rerankers-config')), ['apply ConfigMap/rerankers-config', 'get ConfigMap/rerankers-config', 'apply ConfigMap/rerankers-config']);
+    assert.equal(ctx.condition('Degraded')?.status, 'False');
+  });
 });

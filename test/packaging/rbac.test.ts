@@ -27,7 +27,7 @@ function recording(inner: KubeClient, seen: Set<string>): KubeClient {
     list: (kind, options) => (add(kind, 'list'), inner.list(kind, options)),
     watch: (kind, options, callbacks) => (add(kind, 'watch'), inner.watch(kind, options, callbacks)),
     // Server-side apply is a PATCH; the apiserver also authorizes create when the object is absent.
-    apply: (object, manager) => (add(object, 'patch', 'create'), inner.apply(object, manager)),
+    apply: (object, manager, options) => (add(object, 'patch', 'create'), inner.apply(object, manager, options)),
     create: (object) => (add(object, 'create'), inner.create(object)),
     replace: (object) => (add(object, 'update'), inner.replace(object)),
     mergePatch: (ref, patch) => (add(ref, 'patch'), inner.mergePatch(ref, patch)),
@@ -44,6 +44,7 @@ function recording(inner: KubeClient, seen: Set<string>): KubeClient {
  *  rerankerconfigs/status patch reconciler.ts #writeStatus (kube-client.ts patchNamespacedCustomObjectStatus)
  *  configmaps/services/deployments/httproutes list/watch  controller.ts WATCHED_CHILDREN informers; reconciler.ts #listOwned
  *  ... create/patch             reconciler.ts kube.apply (server-side apply)
+ *  ... get                      apply.ts applyChild: who holds a field when an apply conflicts
  *  ... delete                   reconciler.ts #prune
  *  pods list/watch/patch        controller.ts informer; reconciler.ts #observePods list + config-hash annotation mergePatch
  *  events create                reconciler.ts #emitEvents (kube-client.ts createNamespacedEvent)
@@ -52,7 +53,7 @@ function recording(inner: KubeClient, seen: Set<string>): KubeClient {
 const OPERATOR = [
   'rerank.dev/rerankerconfigs:get', 'rerank.dev/rerankerconfigs:list', 'rerank.dev/rerankerconfigs:watch',
   'rerank.dev/rerankerconfigs/status:patch',
-  ...['/configmaps', '/services', 'apps/deployments', 'gateway.networking.k8s.io/httproutes'].flatMap((r) => ['list', 'watch', 'create', 'patch', 'delete'].map((v) => `${r}:${v}`)),
+  ...['/configmaps', '/services', 'apps/deployments', 'gateway.networking.k8s.io/httproutes'].flatMap((r) => ['get', 'list', 'watch', 'create', 'patch', 'delete'].map((v) => `${r}:${v}`)),
   '/pods:list', '/pods:watch', '/pods:patch',
   '/events:create',
 ];
@@ -75,6 +76,8 @@ test('running the controller, reconciler and leader election makes only calls th
   const reconciler = new Reconciler({ kube, podConfig: new FakePodConfigReader(fake), clock, images: IMAGES });
   const controller = new Controller({ kube, reconciler, clock, logger: pino({ level: 'silent' }), namespace: 'rag' });
   await controller.start();
+  // A hand edit took a field: the apply conflicts, the operator reads who holds it (get), then forces.
+  fake.fail('apply', 'ConfigMap', 409, { causes: [{ message: 'conflict with "kubectl-edit" using v1: .data', field: '.data' }] });
   for (const name of ['rerankers', 'rerankers-lite']) {
     await reconciler.reconcile({ namespace: 'rag', name });
     fake.settleDeployments();
@@ -96,11 +99,13 @@ test('running the controller, reconciler and leader election makes only calls th
 
   const granted = new Set([...OPERATOR, ...LEADER]);
   assert.deepEqual([...seen].filter((t) => !granted.has(t)).sort(), [], 'calls the chart does not grant');
-  // #prune deletes whatever of OWNED_KINDS is no longer desired; this run prunes only some kinds.
-  const prunable = new Set(OWNED_KINDS.map((kind) => `${resourceOf(kind)}:delete`));
+  // #prune deletes whatever of OWNED_KINDS is no longer desired, and applyChild reads whichever
+  // conflicts; this run prunes and conflicts on only some kinds.
+  const prunable = new Set(OWNED_KINDS.flatMap((kind) => [`${resourceOf(kind)}:delete`, `${resourceOf(kind)}:get`]));
   for (const t of prunable) assert.ok(granted.has(t), t);
   assert.ok(seen.has('apps/deployments:delete'));
+  assert.ok(seen.has('/configmaps:get'));
   assert.deepEqual([...granted].filter((t) => !seen.has(t) && !prunable.has(t)).sort(), [], 'grants no exercised call needs');
   // Every kind the operator owns or watches is in the rules.
-  for (const kind of OWNED_KINDS) for (const verb of ['list', 'watch', 'create', 'patch', 'delete']) assert.ok(granted.has(`${resourceOf(kind)}:${verb}`), `${kind.kind} ${verb}`);
+  for (const kind of OWNED_KINDS) for (const verb of ['get', 'list', 'watch', 'create', 'patch', 'delete']) assert.ok(granted.has(`${resourceOf(kind)}:${verb}`), `${kind.kind} ${verb}`);
 });

@@ -9,6 +9,7 @@ import {
   type ListOptions,
   type ObjectList,
   type ObjectRef,
+  type StatusCause,
   type WatchCallbacks,
   type WatchHandle,
 } from '../../../operator/kube.ts';
@@ -84,12 +85,12 @@ export class FakeKube implements KubeClient {
   #watchers: Watcher[] = [];
 
   /** Make the next `times` calls of `verb` on `kind` (and name) fail with `code`. */
-  fail(verb: Verb, kind: string, code: number, options: { name?: string; times?: number; message?: string } = {}): void {
+  fail(verb: Verb, kind: string, code: number, options: { name?: string; times?: number; message?: string; causes?: StatusCause[] } = {}): void {
     const message = options.message ?? `injected ${code}`;
     this.#faults.push({
       verb,
       match: (t) => t.kind === kind && (options.name === undefined || t.name === options.name),
-      error: new KubeApiError(code, String(code), message),
+      error: new KubeApiError(code, String(code), message, options.causes),
       times: options.times ?? 1,
     });
   }
