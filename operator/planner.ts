@@ -1,5 +1,6 @@
 import type { RerankerConfig } from './crd/spec.ts';
 import type { KubeObject } from './kube.ts';
+import { checkModelSources } from './plan/model-source.ts';
 import { httpRoute } from './plan/routing.ts';
 import { poolsOf, renderServingConfig, type RenderedConfig } from './plan/serving-config.ts';
 import { configMap, routerDeployment, routerService, versionDeployment, versionService, type Images } from './plan/workloads.ts';
@@ -26,6 +27,7 @@ export function plan(rrc: RerankerConfig, images: Images, availability: Availabi
 
 /** The same plan with the weights in effect given, e.g. held from the last complete observation. */
 export function planWithWeights(rrc: RerankerConfig, images: Images, weights: WeightPlan): Plan {
+  checkModelSources(rrc.spec);
   const config = renderServingConfig(rrc, weights);
   const enabled = rrc.spec.versions.filter((v) => v.enabled);
   const objects: KubeObject[] = [configMap(rrc, Object.fromEntries(config.files.map((f) => [f.key, f.text])))];

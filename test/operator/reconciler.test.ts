@@ -290,6 +290,15 @@ describe('Reconciler against the fake apiserver', () => {
     assert.ok(ctx.kube.events.some((e) => e.reason === 'InvalidSpec'));
   });
 
+  test('a model source the CRD lets through but models pull cannot parse: InvalidSpec naming the field, nothing applied', async () => {
+    const ctx = await setup();
+    ctx.editSpec((spec) => (spec.versions[1].model = { source: 'hf://BAAI/bge-reranker-v2-gemma/onnx' }));
+    assert.deepEqual(await ctx.reconciler.reconcile(key), { outcome: 'done' });
+    assert.equal(ctx.kube.all('Deployment').length, 0);
+    assert.equal(ctx.condition('Ready')?.reason, 'InvalidSpec');
+    assert.match(ctx.condition('Ready')!.message, /spec\.versions\[1\]\.model\.source \(v2-gemma\): "hf:\/\/BAAI\/bge-reranker-v2-gemma\/onnx" is not an hf:\/\/org\/name\[@revision\] source/);
+  });
+
   test('switching gateway → router prunes the HTTPRoute and adds the router; a cluster without Gateway API is fine in router mode', async () => {
     const ctx = await setup();
     await converge(ctx);
