@@ -90,6 +90,14 @@ describe('RerankerConfig CRD on a real kube-apiserver', { skip: clusterSkip }, (
     });
   }
 
+  test('without strict field validation the server prunes an unknown serving knob instead of refusing it (kubectl --validate=warn)', async () => {
+    const spec = specWith((s) => ((s.serving as Record<string, unknown>).batchSize = 4));
+    const args = ['create', '--dry-run=server', '--validate=warn', '-o', 'json', '-f', '-'];
+    const created = JSON.parse(await cluster.kubectl(args, { input: JSON.stringify(resource(spec, namespace)) })) as { spec: { serving: Record<string, unknown> } };
+    assert.equal(created.spec.serving.batchSize, undefined);
+    assert.equal(created.spec.serving.maxBatchSize, (spec.serving as Record<string, unknown>).maxBatchSize);
+  });
+
   for (const file of readdirSync(EXAMPLES).filter((f) => f.endsWith('.yaml')).sort()) {
     test(`crds/examples/${file} is accepted (server dry-run)`, async () => {
       const object = load(readFileSync(join(EXAMPLES, file), 'utf8')) as { metadata: { name: string }; spec: unknown };
