@@ -38,8 +38,9 @@ function seconds(name: string, fallback: number): number {
 
 const kubeConfig = loadKubeConfig();
 const where = describeKubeConfig(kubeConfig);
+const NO_KUBECONFIG = 'no kubeconfig found ($KUBECONFIG unset, no ~/.kube/config, not in a cluster): trying an unauthenticated API server on localhost:8080';
 if (where.found) logger.info({ context: where.context, server: where.server, user: where.user, namespace: where.namespace }, 'Kubernetes API');
-else logger.warn({ server: where.server }, 'no kubeconfig found ($KUBECONFIG unset, no ~/.kube/config, not in a cluster): trying an unauthenticated API server on localhost:8080');
+else logger.warn({ server: where.server }, NO_KUBECONFIG);
 
 const kube = new CountingKube(new ClientNodeKube(kubeConfig), metrics.apiErrors);
 const reconciler = new Reconciler({
@@ -105,13 +106,15 @@ const elector =
 
 /** Why this replica cannot do its job now; empty when it can (or stands by behind a live leader). */
 function notReady(): string[] {
+  const config = where.found ? [] : [NO_KUBECONFIG];
   if (elector) {
     const { leading, error } = elector.state;
-    if (error) return [`leader election failing (Lease ${elector.namespace}/rerank-operator-leader): ${error}`];
+    if (error) return [...config, `leader election failing (Lease ${elector.namespace}/rerank-operator-leader): ${error}`];
     if (!leading) return [];
   }
-  if (!controller) return ['controller not started'];
-  return controller.problems();
+  if (!controller) return [...config, 'controller not started'];
+  const problems = controller.problems();
+  return problems.length ? [...config, ...problems] : problems;
 }
 
 function readyDetail(): string {
