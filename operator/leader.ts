@@ -34,6 +34,12 @@ export interface LeaderElectorOptions {
   leaseDurationMs?: number;
   /** How often to renew (as leader) or retry (as follower); well under the lease duration. */
   retryMs?: number;
+  /**
+   * How long a leader whose renewals fail keeps leading before it steps down (client-go's
+   * RenewDeadline): a brief API outage does not stop the controller, and the leader always stops
+   * before anyone else may take the lease. Default: two thirds of the lease duration.
+   */
+  renewDeadlineMs?: number;
   onStartedLeading: () => void;
   onStoppedLeading: () => void;
   failures?: ElectionFailures;
@@ -62,9 +68,12 @@ export class LeaderElector {
   #stopped = false;
   #holder: string | undefined;
   #error: string | undefined;
+  /** When this leader last renewed (ms), for the renew deadline. */
+  #renewedAt = 0;
 
   constructor(options: LeaderElectorOptions) {
-    this.#o = { leaseDurationMs: 15_000, retryMs: 2_000, ...options };
+    const leaseDurationMs = options.leaseDurationMs ?? 15_000;
+    this.#o = { leaseDurationMs, retryMs: 2_000, renewDeadlineMs: Math.floor((leaseDurationMs * 2) / 3), ...options };
   }
 
   get isLeader(): boolean {
@@ -108,10 +117,12 @@ export class LeaderElector {
       this.#error = undefined;
       this.#o.failures?.succeeded();
     } catch (error) {
-      leading = false;
       this.#error = error instanceof Error ? error.message : String(error);
       this.#o.failures?.failed(error);
+      // A leader keeps leading through failed renewals until its renew deadline.
+      leading = this.#leading && this.#o.clock.now().getTime() - this.#renewedAt < this.#o.renewDeadlineMs;
     }
+    if (leading && !this.#error) this.#renewedAt = this.#o.clock.now().getTime();
     if (this.#stopped) return;
     this.#setLeading(leading);
     this.#cancel = this.#o.clock.setTimer(this.#o.retryMs, () => void this.#tick());

@@ -32,8 +32,10 @@ describe('LeaderElector on a Lease', () => {
     assert.equal(kube.find('Lease', 'rerank-system', 'rerank-operator-leader')!.spec.holderIdentity, 'a');
 
     kube.fail('get', 'Lease', 500, { times: 1000 });
+    await clock.advance(8_000);
+    assert.deepEqual(log, ['a leads'], 'a leader steps down at the first failed renewal');
     await clock.advance(2_000);
-    assert.deepEqual(log.slice(0, 2), ['a leads', 'a stops'], 'a leader that cannot renew steps down');
+    assert.deepEqual(log.slice(0, 2), ['a leads', 'a stops'], 'a leader that cannot renew by its deadline (10 s of 15) steps down');
     await a.stop();
     await b.stop();
   });
