@@ -79,6 +79,8 @@ function deployment(namespace: string, version: string, replicas: number): strin
               args: ['start', '--config', `/etc/rerank/version-${version}.yaml`, '--port', '8080'],
               ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
               readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
+              livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 5 },
+              startupProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, failureThreshold: 120 },
               volumeMounts: [
                 { name: 'config', mountPath: '/etc/rerank', readOnly: true },
                 { name: 'models', mountPath: '/models', readOnly: true },
@@ -164,6 +166,9 @@ describe('test kubelet', { skip }, () => {
       kubeConfig: cluster.kubeConfig(),
       namespaces: [namespace],
       neverReady: (pod) => pod.metadata.labels?.['rerank.dev/version'] === 'v2',
+      restartBackoffMs: 200,
+      // Watches end every 2 s: every step below also runs across re-lists.
+      watchTimeoutSeconds: 2,
     });
     const k = kubelet;
 
@@ -233,6 +238,18 @@ describe('test kubelet', { skip }, () => {
     assert.equal(await configHash(b), hashB, 'the untouched pod keeps the old config');
     const payloads = readdirSync(configDir).filter((name) => name.startsWith('..') && name !== '..data');
     assert.deepEqual(payloads, [readlinkSync(path.join(configDir, '..data'))], 'the old payload directory is removed');
+
+    // A process that dies is reported, restarted (restartCount 1) and ready again.
+    process.kill(b.pid ?? assert.fail('no pid'), 'SIGKILL');
+    const restarted = await until('pod b restarted and ready', () => {
+      const pod = k.pod(b.name);
+      return pod?.ready && pod.pid !== b.pid ? pod : undefined;
+    });
+    assert.equal(restarted.restartCount, 1);
+    const bJson = await kubectlJson<PodJson & { status: { containerStatuses?: Array<{ restartCount: number; lastState: { terminated?: { exitCode: number } } }> } }>(['get', 'pod', b.name]);
+    assert.equal(bJson.status.containerStatuses?.[0]?.restartCount, 1);
+    assert.equal(bJson.status.containerStatuses?.[0]?.lastState.terminated?.exitCode, 137);
+    assert.equal(await configHash(restarted), hashA2, 'the restarted server reads the volume as it is now');
 
     // Deleting a pod stops its process; the ReplicaSet's replacement runs the new config.
     await cluster.kubectl(['delete', 'pod', a.name, '-n', namespace, '--wait=false']);

@@ -51,7 +51,8 @@ import { ROOT } from './harness.ts';
  *   top-level symlink `<key> -> ..data/<key>`, and the previous timestamped directory is removed. The
  *   volume is refreshed, and rewritten only when its content changed, (a) whenever the Pod object
  *   itself changes (labels, annotations or spec: a real kubelet resyncs a pod's volumes then, which is
- *   what the operator's `rerank.dev/config-hash` annotation relies on) and (b) on a slow periodic sync
+ *   what the operator's `rerank.dev/config-hash` annotation relies on), (b) when a container exits (the
+ *   pod sync that follows refreshes them before the restart) and (c) on a slow periodic sync
  *   (`syncPeriodMs`, 60 s like kubelet's). Never on a ConfigMap change alone.
  * - **Status** through the status subresource: phase, podIP(s) 127.0.0.N, hostIP 127.0.0.1, startTime,
  *   conditions (PodReadyToStartContainers, Initialized, ContainersReady, Ready, PodScheduled) and
@@ -65,7 +66,14 @@ import { ROOT } from './harness.ts';
  *
  * `stop()` kills every process, ends the watches and (unless `deletePodsOnStop: false`) deletes the pods
  * it ran, so no Running pod remains whose process is gone. Processes also die with the test process:
- * they run under `setpriv --pdeathsig KILL` and a process 'exit' hook SIGKILLs them.
+ * they run under `setpriv --pdeathsig KILL` and a process 'exit' hook SIGKILLs them. Pods bound to the
+ * node whose deletion is overdue and that no kubelet runs (a test process killed before stop()) are
+ * deleted for good at start and every 30 s, so their namespaces can finish terminating.
+ *
+ * Limits: the API server rejects loopback addresses in EndpointSlices ("may not be in the loopback
+ * range"), so Services selecting these pods get no endpoints (kube-controller-manager logs
+ * FailedToUpdateEndpointSlices): find pods by label and call their podIP, as the operator does. Service
+ * DNS names do not resolve here either. Liveness probes are not run.
  */
 
 /** A Pod as it comes over the wire (only what the test kubelet reads). */
@@ -152,6 +160,8 @@ export interface TestKubeletOptions {
   logBytes?: number;
   /** Copy every process's output to stderr, prefixed (default: env RERANK_TEST_KUBELET_ECHO=1). */
   echo?: boolean;
+  /** The API server ends each pod watch after this long, and the kubelet re-lists (default: 300-600 s at random, like client-go). */
+  watchTimeoutSeconds?: number;
 }
 
 export interface KubeletPod {
@@ -437,6 +447,15 @@ interface ContainerRun {
   probing: boolean;
 }
 
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
 function isModelsPull(container: ContainerSpec): string | undefined {
   const argv = [...(container.command ?? []), ...(container.args ?? [])];
   if (argv[0] !== 'rerank-server' || argv[1] !== 'models' || argv[2] !== 'pull') return undefined;
@@ -477,6 +496,7 @@ class PodRuntime {
   #lastReport = '';
   #conditionSince = new Map<string, { status: string; time: string }>();
   #retryTimer: NodeJS.Timeout | undefined;
+  #reportTimer: NodeJS.Timeout | undefined;
 
   constructor(kubelet: Kubelet, pod: PodObject) {
     this.#kubelet = kubelet;
@@ -504,8 +524,9 @@ class PodRuntime {
     }));
   }
 
+  /** A change of these makes kubelet resync the pod; key order does not count (list items come through client-node's typed models, watch events as sent). */
   static metaKey(pod: PodObject): string {
-    return JSON.stringify([pod.metadata.labels ?? {}, pod.metadata.annotations ?? {}, pod.spec]);
+    return canonicalJson([pod.metadata.labels ?? {}, pod.metadata.annotations ?? {}, pod.spec]);
   }
 
   volumeDir(name: string): string {
@@ -550,7 +571,8 @@ class PodRuntime {
   refreshVolumes(why: string): void {
     this.#volumeChain = this.#volumeChain
       .then(async () => {
-        if (this.terminating || this.gone) return;
+        // Before the first write, start() owns the volumes (and retries them).
+        if (this.terminating || this.gone || !this.#volumesWritten) return;
         const changed = await this.#writeVolumes();
         if (changed.length) this.#kubelet.debug(`${this.key}: ${why}: rewrote volume(s) ${changed.join(', ')}`);
       })
@@ -589,12 +611,21 @@ class PodRuntime {
     try {
       if (!this.ip) {
         const ports = this.runs.flatMap((run) => run.spec.ports?.map((p) => p.containerPort) ?? []);
-        this.ip = await allocateIp(ports);
+        const ip = await allocateIp(ports);
+        if (this.gone) {
+          releaseIp(ip);
+          return;
+        }
+        this.ip = ip;
         this.startTime ??= timeNow();
       }
       if (!this.#volumesWritten) {
-        await this.#volumeChain;
-        await this.#writeVolumes();
+        const written = this.#volumeChain.then(() => this.#writeVolumes());
+        this.#volumeChain = written.then(
+          () => undefined,
+          () => undefined,
+        );
+        await written;
       }
     } catch (error) {
       // kubelet: ContainerCreating with a MountVolume.SetUp failure, retried.
@@ -621,6 +652,7 @@ class PodRuntime {
       }
       this.initState = 'done';
     }
+    if (this.terminating || this.gone) return;
     for (const run of this.runs) if (!run.child && !run.restartTimer) this.#spawn(run);
     this.scheduleReport();
   }
@@ -757,6 +789,8 @@ class PodRuntime {
     if (this.terminating || this.gone || this.#kubelet.stopping) return;
     const how = error ? `failed to start (${error.message})` : signal ? `was killed by ${signal}` : `exited with code ${code}`;
     log(`${this.key}: container "${run.spec.name}" (pid ${child.pid}) ${how}; its last output:\n${this.logs.tail(30)}`);
+    // A container event makes kubelet sync the pod, which refreshes its ConfigMap volumes.
+    this.refreshVolumes('container exited');
     const policy = this.pod.spec.restartPolicy ?? 'Always';
     if (policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0)) {
       run.lastState = run.state;
@@ -766,8 +800,12 @@ class PodRuntime {
         if (this.terminating || this.gone || this.#kubelet.stopping) return;
         run.restartCount += 1;
         run.backoffMs = Math.min(run.backoffMs * 2, MAX_BACKOFF_MS);
-        this.#spawn(run);
-        this.scheduleReport();
+        // After the refresh the exit queued.
+        void this.#volumeChain.then(() => {
+          if (this.terminating || this.gone || this.#kubelet.stopping) return;
+          this.#spawn(run);
+          this.scheduleReport();
+        });
       }, run.backoffMs);
     }
     this.scheduleReport();
@@ -793,8 +831,12 @@ class PodRuntime {
         if (ok) {
           run.failures = 0;
           run.successes += 1;
-          if (!run.started) run.started = true;
-          else if (run.successes >= (probe.successThreshold ?? 1)) run.ready = true;
+          if (!run.started) {
+            // The readiness probe starts as soon as the startup probe succeeds.
+            run.started = true;
+            run.successes = 0;
+            queueMicrotask(() => this.probe());
+          } else if (run.successes >= (probe.successThreshold ?? 1)) run.ready = true;
         } else {
           run.successes = 0;
           run.failures += 1;
@@ -917,7 +959,10 @@ class PodRuntime {
         } catch (error) {
           if (apiCode(error) === 404) return;
           log(`${this.key}: reporting status (retrying in 1 s)`, error);
-          this.#retry(() => this.scheduleReport());
+          clearTimeout(this.#reportTimer);
+          this.#reportTimer = setTimeout(() => {
+            if (!this.gone) this.scheduleReport();
+          }, 1000);
           return;
         }
       }
@@ -964,6 +1009,7 @@ class PodRuntime {
     if (this.gone) return;
     this.gone = true;
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#reportTimer);
     if (this.ip) releaseIp(this.ip);
     this.#kubelet.forget(this);
     void rm(this.dir, { recursive: true, force: true }).catch((error: unknown) => log(`${this.key}: removing ${this.dir}`, error));
@@ -985,6 +1031,7 @@ interface ResolvedOptions {
   deletePodsOnStop: boolean;
   logBytes: number;
   echo: boolean;
+  watchTimeoutSeconds: number | undefined;
 }
 
 class Kubelet implements TestKubelet {
@@ -1021,6 +1068,7 @@ class Kubelet implements TestKubelet {
       deletePodsOnStop: options.deletePodsOnStop ?? true,
       logBytes: options.logBytes ?? 64 * 1024,
       echo: options.echo ?? process.env.RERANK_TEST_KUBELET_ECHO === '1',
+      watchTimeoutSeconds: options.watchTimeoutSeconds,
     };
     this.root = mkdtempSync(path.join(os.tmpdir(), 'rerank-test-kubelet-'));
     this.#core = options.kubeConfig.makeApiClient(CoreV1Api);
@@ -1058,12 +1106,14 @@ class Kubelet implements TestKubelet {
       setInterval(() => {
         for (const runtime of this.#runtimes.values()) runtime.refreshVolumes('periodic sync');
       }, this.options.syncPeriodMs),
+      setInterval(() => void this.#sweepOrphans(), 30_000),
     );
+    await this.#sweepOrphans();
     for (const timer of this.#timers) timer.unref();
     const connected = this.#namespaces.map(
       (namespace) =>
-        new Promise<void>((resolve) => {
-          this.#loops.push(this.#watchLoop(namespace, resolve));
+        new Promise<void>((resolve, reject) => {
+          this.#loops.push(this.#watchLoop(namespace, (error) => (error === undefined ? resolve() : reject(error))));
         }),
     );
     await Promise.all(connected);
@@ -1139,8 +1189,31 @@ class Kubelet implements TestKubelet {
 
   // ---- pods ----
 
-  async #watchLoop(namespace: string, connected: () => void): Promise<void> {
+  /**
+   * Pods bound to this node whose deletion is overdue and which no kubelet stops: those of a test
+   * process that died without stop(), whose namespace deletion would otherwise wait forever. Deleted
+   * for good, as the node's kubelet would once it saw them.
+   */
+  async #sweepOrphans(): Promise<void> {
+    try {
+      const list = await this.#core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.nodeName}` });
+      const now = Date.now();
+      for (const item of list.items) {
+        const pod = podToWire(item);
+        const deletion = pod.metadata.deletionTimestamp;
+        if (!deletion || Date.parse(deletion) > now || this.#runtimes.has(pod.metadata.uid)) continue;
+        log(`${pod.metadata.namespace}/${pod.metadata.name}: bound to ${this.nodeName}, deletion overdue since ${deletion} and no kubelet stopping it: deleting it`);
+        await this.deletePod(pod);
+      }
+    } catch (error) {
+      if (!this.stopping) log(`sweeping overdue pods of node ${this.nodeName}`, error);
+    }
+  }
+
+  /** List and watch the pods of one namespace until stopped; `connected` once first watching (or with the first list's error). */
+  async #watchLoop(namespace: string, connected: (error?: unknown) => void): Promise<void> {
     let failures = 0;
+    let everConnected = false;
     while (!this.stopping) {
       try {
         const list = await this.#core.listNamespacedPod({ namespace, labelSelector: this.#selector });
@@ -1154,7 +1227,8 @@ class Kubelet implements TestKubelet {
           if (runtime.pod.metadata.namespace === namespace && !seen.has(runtime.uid)) void this.#onPodGone(runtime);
         }
         await new Promise<void>((resolve) => {
-          const query = { labelSelector: this.#selector, resourceVersion: list.metadata?.resourceVersion, allowWatchBookmarks: true };
+          const timeoutSeconds = this.options.watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300);
+          const query = { labelSelector: this.#selector, resourceVersion: list.metadata?.resourceVersion, allowWatchBookmarks: true, timeoutSeconds };
           let controller: AbortController | undefined;
           const done = () => {
             if (controller) this.#aborts.delete(controller);
@@ -1180,6 +1254,7 @@ class Kubelet implements TestKubelet {
               },
               (error: unknown) => {
                 if (error && !this.stopping && (error as Error).name !== 'AbortError') log(`watch of pods in ${namespace} ended; re-listing`, error);
+                else if (!this.stopping) this.debug(`watch of pods in ${namespace} ended; re-listing`);
                 done();
               },
             )
@@ -1188,6 +1263,7 @@ class Kubelet implements TestKubelet {
                 controller = abort;
                 this.#aborts.add(abort);
                 failures = 0;
+                everConnected = true;
                 connected();
                 if (this.stopping) abort.abort();
               },
@@ -1198,6 +1274,10 @@ class Kubelet implements TestKubelet {
             );
         });
       } catch (error) {
+        if (!everConnected) {
+          connected(error);
+          return;
+        }
         if (!this.stopping) log(`listing pods in ${namespace}`, error);
         failures += 1;
       }
