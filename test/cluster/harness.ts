@@ -1,7 +1,8 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -44,10 +45,20 @@ export function startCluster(): Promise<Cluster> {
   return started;
 }
 
+/** Where cluster.sh keeps its state, and the admin kubeconfig it writes there. */
+export const CLUSTER_STATE = process.env.RERANK_KAPI_DIR ?? '/tmp/rerank-kapi';
+
 async function boot(): Promise<Cluster> {
-  const { stdout } = await run('bash', [CLUSTER_SH, 'up'], { maxBuffer: 16 << 20 });
-  const kubeconfig = /export KUBECONFIG=(\S+)\s*$/.exec(stdout.trim())?.[1];
-  if (!kubeconfig) throw new Error(`cluster.sh up printed no KUBECONFIG:\n${stdout}`);
+  // One that answers is reused as it is: `up` on a running control plane restarts whatever its pid
+  // files do not match, and they need not match (setsid may fork).
+  const answering = existsSync(join(CLUSTER_STATE, 'kubeconfig')) && (await run('bash', [CLUSTER_SH, 'status']).then(() => true, () => false));
+  let kubeconfig = join(CLUSTER_STATE, 'kubeconfig');
+  if (!answering) {
+    const { stdout } = await run('bash', [CLUSTER_SH, 'up'], { maxBuffer: 16 << 20 });
+    const printed = /export KUBECONFIG=(\S+)\s*$/.exec(stdout.trim())?.[1];
+    if (!printed) throw new Error(`cluster.sh up printed no KUBECONFIG:\n${stdout}`);
+    kubeconfig = printed;
+  }
   const created: string[] = [];
   const kubectl = async (args: string[], options: { input?: string; kubeconfig?: string } = {}): Promise<string> => {
     const child = execFile('kubectl', args, { env: { ...process.env, KUBECONFIG: options.kubeconfig ?? kubeconfig }, maxBuffer: 64 << 20 });
@@ -102,4 +113,37 @@ export async function installGatewayApi(cluster: Cluster): Promise<void> {
 /** A scratch directory for a test. */
 export function scratch(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `${prefix}-`));
+}
+
+/**
+ * Kill the API server process (SIGKILL, as a crash) and give back a function that starts it again
+ * with the same command line, as cluster.sh did, and waits until it answers. etcd and the
+ * controller-manager keep running. Found by its command line, not by pid file.
+ */
+export async function killApiServer(): Promise<() => Promise<void>> {
+  const binary = join(CLUSTER_STATE, 'bin/kube-apiserver');
+  const pid = readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .find((entry) => {
+      try {
+        return readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')[0] === binary;
+      } catch {
+        return false;
+      }
+    });
+  if (!pid) throw new Error(`no ${binary} process running`);
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  process.kill(Number(pid), 'SIGKILL');
+  while (existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z')) await sleep(50);
+  return async () => {
+    const log = openSync(join(CLUSTER_STATE, 'run/apiserver.log'), 'a');
+    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log] });
+    child.unref();
+    writeFileSync(join(CLUSTER_STATE, 'run/apiserver.pid'), `${child.pid}\n`);
+    const deadline = Date.now() + 60_000;
+    while (!(await run('bash', [CLUSTER_SH, 'status']).then(() => true, () => false))) {
+      if (Date.now() > deadline) throw new Error('the API server did not answer again within 60 s');
+      await sleep(250);
+    }
+  };
 }
