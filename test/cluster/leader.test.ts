@@ -89,7 +89,7 @@ describe('leader election on a real API server', { skip: clusterSkip, timeout: 1
 
   test('no kubeconfig at all: the log says so and /readyz says why the operator is not leading', async () => {
     const home = mkdtempSync(join(tmpdir(), 'no-kube-'));
-    const operator = await startOperator({ kubeconfig: join(home, 'missing'), env: { HOME: home, KUBECONFIG: '', LEASE_RETRY_SECONDS: '0.5' } });
+    const operator = await startOperator({ kubeconfig: '', env: { HOME: home, LEASE_RETRY_SECONDS: '0.5' } });
     processes.push(operator);
     await eventually('the warning', async () => operator.logged(/no kubeconfig found/).length === 1);
     const ready = await eventually('/readyz to say why', async () => {

@@ -47,11 +47,12 @@ export async function startOperator(options: { kubeconfig: string; env?: Record<
     env: {
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '/tmp',
-      KUBECONFIG: options.kubeconfig,
-      OPERATOR_PORT: String(port),
       RERANK_SERVER_IMAGE: 'registry.invalid/rerank-server:test',
       LOG_LEVEL: 'debug',
       ...options.env,
+      KUBECONFIG: options.kubeconfig,
+      // Always a port of its own, whatever the environment given says (the chart's is 8081).
+      OPERATOR_PORT: String(port),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
