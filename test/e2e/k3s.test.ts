@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 const dockerAvailable = Boolean(process.env.DOCKER_HOST) || existsSync('/var/run/docker.sock');
 const skip =
   process.env.RERANK_E2E !== '1'
-    ? 'k3s e2e: set RERANK_E2E=1 where Docker runs (CI); covered here by test/operator/*'
+    ? 'k3s e2e: set RERANK_E2E=1 where Docker runs (CI); covered here by test/cluster/* (real API server of ../shared/k8s) and test/operator/*'
     : !dockerAvailable
       ? 'no Docker engine here (no DOCKER_HOST, no /var/run/docker.sock): the k3s e2e needs one'
       : false;
