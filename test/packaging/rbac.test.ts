@@ -50,9 +50,12 @@ function recording(inner: KubeClient, seen: Set<string>): KubeClient {
  *  events create                reconciler.ts #emitEvents (kube-client.ts createNamespacedEvent)
  *  leases get/create/update     leader.ts tryAcquireOrRenew / stop (release namespace)
  */
+/** Needed for blockOwnerDeletion where OwnerReferencesPermissionEnforcement is on; no call of its own. */
+const OWNER_FINALIZERS = 'rerank.dev/rerankerconfigs/finalizers:update';
 const OPERATOR = [
   'rerank.dev/rerankerconfigs:get', 'rerank.dev/rerankerconfigs:list', 'rerank.dev/rerankerconfigs:watch',
   'rerank.dev/rerankerconfigs/status:patch',
+  OWNER_FINALIZERS,
   ...['/configmaps', '/services', 'apps/deployments', 'gateway.networking.k8s.io/httproutes'].flatMap((r) => ['get', 'list', 'watch', 'create', 'patch', 'delete'].map((v) => `${r}:${v}`)),
   '/pods:list', '/pods:watch', '/pods:patch',
   '/events:create',
@@ -101,7 +104,7 @@ test('running the controller, reconciler and leader election makes only calls th
   assert.deepEqual([...seen].filter((t) => !granted.has(t)).sort(), [], 'calls the chart does not grant');
   // #prune deletes whatever of OWNED_KINDS is no longer desired, and applyChild reads whichever
   // conflicts; this run prunes and conflicts on only some kinds.
-  const prunable = new Set(OWNED_KINDS.flatMap((kind) => [`${resourceOf(kind)}:delete`, `${resourceOf(kind)}:get`]));
+  const prunable = new Set([...OWNED_KINDS.flatMap((kind) => [`${resourceOf(kind)}:delete`, `${resourceOf(kind)}:get`]), OWNER_FINALIZERS]);
   for (const t of prunable) assert.ok(granted.has(t), t);
   assert.ok(seen.has('apps/deployments:delete'));
   assert.ok(seen.has('/configmaps:get'));
