@@ -195,8 +195,10 @@ export class Reconciler {
         try {
           const applied = await this.#deps.podConfig.read(pod);
           if (applied.hash === expected) seen.appliedPods += 1;
-        } catch {
-          // A pod that cannot say which config it runs does not count as running the current one.
+        } catch (error) {
+          // A pod that cannot say which config it runs does not count as running the current one;
+          // ConfigApplied says which pods did not answer, and why.
+          (seen.unanswered ??= []).push(`${pod.metadata.name}: ${messageOf(error)}`);
         }
       }),
     );

@@ -16,6 +16,8 @@ export interface VersionObservation {
   /** Ready pods of the version, and how many of them report the config hash they should run. */
   readyPods: number;
   appliedPods: number;
+  /** Ready pods whose GET /config failed, each "pod: why". */
+  unanswered?: string[];
 }
 
 export interface Observation {
@@ -58,7 +60,9 @@ export function configAppliedCondition(o: Observation): ConditionValue {
   const { applied, ready } = podsApplied(o);
   if (ready === 0) return cond('ConfigApplied', false, 'NoReadyPods', `no ready pods to run config ${o.configHash}`);
   if (applied < ready) {
-    return cond('ConfigApplied', false, 'Rollout', `${applied}/${ready} ready pods run config ${o.configHash}`);
+    const unanswered = Object.values(o.versions).flatMap((v) => v.unanswered ?? []);
+    const why = unanswered.length ? `; no answer to GET /config from ${unanswered.slice(0, 3).join('; ')}${unanswered.length > 3 ? ` and ${unanswered.length - 3} more` : ''}` : '';
+    return cond('ConfigApplied', false, 'Rollout', `${applied}/${ready} ready pods run config ${o.configHash}${why}`);
   }
   return cond('ConfigApplied', true, 'Applied', `${applied}/${ready} ready pods run config ${o.configHash}`);
 }
