@@ -16,7 +16,9 @@
  *   needs root) where each of the container's volumeMounts is bind-mounted from the pod's directory on
  *   this machine over its absolute path (/etc/rerank, /models, /tmp; read-only where the mount says
  *   so), like a container runtime: the rendered config names `/models/<version>` and those paths
- *   resolve. The mount points are created on this machine and stay empty there. Everything else of the
+ *   resolve. The mount points are created on this machine and stay empty there. Where the project or
+ *   Node lives under /tmp (a clone there), a volume at /tmp would hide them: it is given as TMPDIR
+ *   instead (what os.tmpdir() and the server use). Everything else of the
  *   container (image, resources, securityContext, liveness probe, env from Secrets) is ignored.
  * - **Init containers are not run**: their model sources (hf://, pvc://, ...) are not reachable here.
  *   Instead, for an init container `rerank-server models pull <source> --dir <dir>` the generated tiny

@@ -74,31 +74,49 @@ export function containerArgv(spec: ContainerSpec, ip: string | undefined): stri
   return [process.execPath, SERVER_MAIN, ...args];
 }
 
-/** The sh script run in the private mount namespace: the pod's volumes over the container's paths, then exec. */
-export function mountScript(spec: ContainerSpec, volumeDir: (name: string) => string, kubeletRoot: string): string {
+/** How a container's volumes reach it: the sh script that mounts them, and environment it adds. */
+export interface ContainerMounts {
+  script: string;
+  env: Record<string, string>;
+}
+
+/**
+ * The sh script run in the private mount namespace: the pod's volumes over the container's paths,
+ * then exec. One liberty: a volume at /tmp while the project or Node itself lives under /tmp (a
+ * clone in /tmp) would hide the server's own code, so that volume is given as TMPDIR instead (what
+ * Node's os.tmpdir() and the server use); any other volume over them is an error.
+ */
+export function mountScript(spec: ContainerSpec, volumeDir: (name: string) => string, kubeletRoot: string): ContainerMounts {
   const under = (p: string, dir: string) => dir === '/' || p === dir || p.startsWith(`${dir}/`);
-  const mounts = (spec.volumeMounts ?? []).map((m) => ({
-    source: path.join(volumeDir(m.name), m.subPath ?? ''),
-    target: path.resolve('/', m.mountPath),
-    readOnly: Boolean(m.readOnly),
-  }));
-  for (const m of mounts) {
-    if (under(ROOT, m.target) || under(process.execPath, m.target)) {
+  const env: Record<string, string> = {};
+  const mounts = (spec.volumeMounts ?? [])
+    .map((m) => ({
+      source: path.join(volumeDir(m.name), m.subPath ?? ''),
+      target: path.resolve('/', m.mountPath),
+      readOnly: Boolean(m.readOnly),
+    }))
+    .filter((m) => {
+      if (!under(ROOT, m.target) && !under(process.execPath, m.target)) return true;
+      if (m.target === '/tmp' && !m.readOnly) {
+        env.TMPDIR = m.source;
+        return false;
+      }
       throw new Error(`the container mounts a volume at ${m.target}, over the project (${ROOT}) or Node (${process.execPath}); clone the project elsewhere`);
-    }
-  }
+    });
   // Mounts over an ancestor of the pods' directories (/tmp) go last: they would hide the other sources.
   mounts.sort((a, b) => Number(under(kubeletRoot, a.target)) - Number(under(kubeletRoot, b.target)) || a.target.length - b.target.length);
   const lines = ['set -e'];
   for (const m of mounts) lines.push(`mkdir -p ${quote(m.source)} ${quote(m.target)}`, `mount --bind ${quote(m.source)} ${quote(m.target)}`);
   for (const m of mounts) if (m.readOnly) lines.push(`mount -o remount,bind,ro ${quote(m.target)}`);
+  if (env.TMPDIR) lines.splice(1, 0, `mkdir -p ${quote(env.TMPDIR)}`);
   lines.push('exec "$@"');
-  return lines.join('\n');
+  return { script: lines.join('\n'), env };
 }
 
 /** Starts `argv` behind `script` in a private mount namespace, with the container's env; its stdout and stderr go to `output`. */
-export function spawnContainer(spec: ContainerSpec, argv: string[], script: string, output: (chunk: Buffer) => void): ChildProcess {
-  const env: NodeJS.ProcessEnv = { ...process.env };
+export function spawnContainer(spec: ContainerSpec, argv: string[], mounts: ContainerMounts, output: (chunk: Buffer) => void): ChildProcess {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...mounts.env };
+  const script = mounts.script;
   // The test runner's marker would make the child act as a test file.
   delete env.NODE_TEST_CONTEXT;
   for (const variable of spec.env ?? []) if (variable.value !== undefined) env[variable.name] = variable.value;

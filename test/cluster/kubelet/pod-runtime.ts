@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { KubeletPod } from './api.ts';
-import { containerArgv, mountScript, newContainerRun, spawnContainer, terminatedState, type ContainerRun } from './container.ts';
+import { containerArgv, mountScript, newContainerRun, spawnContainer, terminatedState, type ContainerMounts, type ContainerRun } from './container.ts';
 import { canonicalJson, describeError, log, timeNow } from './helpers.ts';
 import { allocateIp, releaseIp } from './ips.ts';
 import type { LogBuffer } from './log-buffer.ts';
@@ -196,10 +196,10 @@ export class PodRuntime {
   #spawn(run: ContainerRun): void {
     const name = run.spec.name;
     let argv: string[];
-    let script: string;
+    let mounts: ContainerMounts;
     try {
       argv = containerArgv(run.spec, this.ip);
-      script = mountScript(run.spec, (volume) => this.volumeDir(volume), this.#kubelet.root);
+      mounts = mountScript(run.spec, (volume) => this.volumeDir(volume), this.#kubelet.root);
     } catch (error) {
       run.state = { waiting: { reason: 'CreateContainerError', message: describeError(error) } };
       log(`${this.key}: container "${name}"`, error);
@@ -207,7 +207,7 @@ export class PodRuntime {
       return;
     }
     const prefix = this.runs.length > 1 ? `[${name}] ` : '';
-    const child = spawnContainer(run.spec, argv, script, (chunk) => {
+    const child = spawnContainer(run.spec, argv, mounts, (chunk) => {
       const text = chunk.toString();
       this.logs.append(prefix ? text.replace(/^(?=.)/gm, prefix) : text);
       if (this.#kubelet.options.echo) process.stderr.write(text.replace(/^(?=.)/gm, `[${this.key}${prefix ? `/${name}` : ''}] `));
