@@ -84,7 +84,7 @@ describe('the operator with the chart\'s ServiceAccount and RBAC', { skip: clust
     assert.ok(events.length > 0, 'the operator wrote Events');
     const metrics = await operator.metrics();
     assert.doesNotMatch(metrics, /rerank_operator_api_errors_total\{[^}]*code="403"\}/, 'a call the chart does not grant');
-    assert.doesNotMatch(metrics, /rerank_operator_watch_restarts_total\{/, 'a list or watch failed');
+    assert.doesNotMatch(metrics, /rerank_operator_watch_restarts_total\{/, `a list or watch failed:\n${metrics.split('\n').filter((l) => l.startsWith('rerank_operator_watch_restarts_total') || l.startsWith('rerank_operator_api_errors_total')).join('\n')}`);
     const lease = JSON.parse(await cluster.kubectl(['get', 'lease', 'rerank-operator-leader', '-n', releaseNamespace, '-o', 'json']));
     assert.match(lease.spec.holderIdentity, /_/);
     assert.deepEqual(await operator.readyz(), { status: 200, body: 'ok: leading\n' });

@@ -102,12 +102,26 @@ async function boot(): Promise<Cluster> {
 export async function installCrd(cluster: Cluster): Promise<void> {
   await cluster.kubectl(['apply', '--server-side', '--force-conflicts', '--field-manager=rerank-tests', '-f', CRD_FILE]);
   await cluster.kubectl(['wait', '--for=condition=Established', 'crd/rerankerconfigs.rerank.dev', '--timeout=30s']);
+  await servedByDiscovery(cluster, 'rerank.dev', 'rerankerconfigs');
+}
+
+/**
+ * Established is not yet served: API discovery (which clients use to find a kind's resource) follows
+ * a moment later. A client that asks before then is told the kind does not exist.
+ */
+async function servedByDiscovery(cluster: Cluster, group: string, resource: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await cluster.kubectl(['api-resources', `--api-group=${group}`, '-o', 'name'])).split('\n').some((line) => line.startsWith(`${resource}.`))) {
+    if (Date.now() > deadline) throw new Error(`${resource}.${group} is Established but API discovery does not list it after 30 s`);
+    await sleep(200);
+  }
 }
 
 /** Install the Gateway API v1.1.0 standard CRDs (HTTPRoute) from ../shared/k8s. */
 export async function installGatewayApi(cluster: Cluster): Promise<void> {
   await cluster.kubectl(['apply', '--server-side', '--force-conflicts', '--field-manager=rerank-tests', '-f', GATEWAY_API_CRDS]);
   await cluster.kubectl(['wait', '--for=condition=Established', 'crd/httproutes.gateway.networking.k8s.io', '--timeout=30s']);
+  await servedByDiscovery(cluster, 'gateway.networking.k8s.io', 'httproutes');
 }
 
 /** A scratch directory for a test. */

@@ -70,7 +70,11 @@ describe('the operator with pods that really run (test kubelet)', { skip: cluste
     assert.equal((await condition('ConfigApplied')).status, 'True');
     assert.equal(s.weights, 'stable=80,canary=20');
     assert.equal(await routed(), 'canary=20,stable=80');
-    assert.deepEqual(s.versions.map((v: any) => [v.name, v.readyReplicas, v.configApplied]), [['stable', 2, '2/2'], ['canary', 1, '1/1']]);
+    // readyReplicas comes from the Deployments, which the controller-manager updates a moment after the pods.
+    await eventually('ready replicas per version', async () => {
+      const versions = (await status()).versions.map((v: any) => [v.name, v.readyReplicas, v.configApplied]);
+      return JSON.stringify(versions) === JSON.stringify([['stable', 2, '2/2'], ['canary', 1, '1/1']]);
+    });
     // Each pod answers on its own address with the hash the operator expects of it.
     for (const pod of kubelet.pods()) {
       const applied = (await (await fetch(`http://${pod.ip}:8080/config`)).json()) as { hash: string };
