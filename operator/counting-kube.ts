@@ -31,7 +31,7 @@ export class CountingKube implements KubeClient {
   list<T extends KubeObject = KubeObject>(kind: KindRef, options?: ListOptions): Promise<ObjectList<T>> {
     return this.#count('list', kind.kind, () => this.#kube.list<T>(kind, options));
   }
-  watch<T extends KubeObject = KubeObject>(kind: KindRef, options: ListOptions & { resourceVersion: string }, callbacks: WatchCallbacks<T>): Promise<WatchHandle> {
+  watch<T extends KubeObject = KubeObject>(kind: KindRef, options: ListOptions & { resourceVersion: string; timeoutSeconds?: number }, callbacks: WatchCallbacks<T>): Promise<WatchHandle> {
     return this.#count('watch', kind.kind, () => this.#kube.watch<T>(kind, options, callbacks));
   }
   apply<T extends KubeObject = KubeObject>(object: KubeObject, fieldManager: string, options?: { force?: boolean }): Promise<T> {

@@ -18,6 +18,8 @@ export interface InformerOptions extends ListOptions {
   /** 0..1 → a factor in [1, 1 + jitter) on each wait, so many informers do not retry in step. Default 0.5. */
   jitter?: number;
   random?: () => number;
+  /** How long each watch asks the server to run before it ends it (default: 5–10 min at random). */
+  watchTimeoutSeconds?: number;
 }
 
 /** Exponential backoff with jitter: base·2^failures, capped, times a random factor in [1, 1 + jitter). */
@@ -93,7 +95,8 @@ export class Informer {
   async #watch(scope: ListOptions): Promise<void> {
     if (this.#stopped) return;
     const { kube, kind } = this.#options;
-    this.#handle = await kube.watch(kind, { ...scope, resourceVersion: this.#resourceVersion }, {
+    const timeout = this.#options.watchTimeoutSeconds !== undefined ? { timeoutSeconds: this.#options.watchTimeoutSeconds } : {};
+    this.#handle = await kube.watch(kind, { ...scope, ...timeout, resourceVersion: this.#resourceVersion }, {
       onEvent: (type, object) => {
         if (object.metadata.resourceVersion) this.#resourceVersion = object.metadata.resourceVersion;
         if (type === 'BOOKMARK') return;

@@ -28,6 +28,20 @@ import {
   type WatchEventType,
 } from './kube.ts';
 
+/** The longest a watch asks the server to run; client-go's reflector asks for 5–10 minutes. */
+export const MAX_WATCH_SECONDS = 600;
+
+/** client-node's Watch ends a watch that received nothing for `requestTimeoutMs` (30 s by default). */
+export interface WatchInternals {
+  requestTimeoutMs: number;
+}
+export const WATCH_INACTIVITY_MS = (MAX_WATCH_SECONDS + 30) * 1000;
+
+/** 5 to 10 minutes at random, so watches of many kinds do not all end together. */
+export function watchTimeoutSeconds(random: () => number = Math.random): number {
+  return 300 + Math.floor(random() * 300);
+}
+
 /** Resource names (plurals) of the kinds the operator watches; watch paths are built from them. */
 const PLURALS: Record<string, string> = {
   ConfigMap: 'configmaps',
@@ -94,6 +108,10 @@ export class ClientNodeKube implements KubeClient {
     this.#custom = config.makeApiClient(CustomObjectsApi);
     this.#core = config.makeApiClient(CoreV1Api);
     this.#watch = new Watch(config);
+    // client-node ends a watch that has been silent this long as a failure. Watches here ask the server
+    // to end them first (timeoutSeconds, at most MAX_WATCH_SECONDS), so a quiet kind is not a failing one.
+    // (The field is private in client-node's types; test/operator/kube-client.test.ts checks it is there.)
+    (this.#watch as unknown as WatchInternals).requestTimeoutMs = WATCH_INACTIVITY_MS;
     this.#component = options.component ?? 'rerank-operator';
   }
 
@@ -119,12 +137,13 @@ export class ClientNodeKube implements KubeClient {
     }
   }
 
-  async watch<T extends KubeObject>(kind: KindRef, options: ListOptions & { resourceVersion: string }, callbacks: WatchCallbacks<T>): Promise<WatchHandle> {
+  async watch<T extends KubeObject>(kind: KindRef, options: ListOptions & { resourceVersion: string; timeoutSeconds?: number }, callbacks: WatchCallbacks<T>): Promise<WatchHandle> {
     const plural = PLURALS[kind.kind];
     if (!plural) throw new Error(`watch ${kind.kind}: unknown resource`);
     const base = kind.apiVersion.includes('/') ? `/apis/${kind.apiVersion}` : `/api/${kind.apiVersion}`;
     const path = `${base}${options.namespace ? `/namespaces/${options.namespace}` : ''}/${plural}`;
-    const query: Record<string, string | boolean> = { resourceVersion: options.resourceVersion, allowWatchBookmarks: true };
+    const timeoutSeconds = Math.min(MAX_WATCH_SECONDS, options.timeoutSeconds ?? watchTimeoutSeconds());
+    const query: Record<string, string | number | boolean> = { resourceVersion: options.resourceVersion, allowWatchBookmarks: true, timeoutSeconds };
     if (options.labelSelector) query.labelSelector = options.labelSelector;
     let ended = false;
     const controller = await this.#watch.watch(

@@ -90,9 +90,13 @@ export interface KubeClient {
   /** null when absent (404). */
   get<T extends KubeObject = KubeObject>(ref: ObjectRef): Promise<T | null>;
   list<T extends KubeObject = KubeObject>(kind: KindRef, options?: ListOptions): Promise<ObjectList<T>>;
+  /**
+   * Watch from `resourceVersion`. The server ends the watch after `timeoutSeconds` (onDone without an
+   * error; the caller watches again from the last resourceVersion it saw), as client-go's reflector asks.
+   */
   watch<T extends KubeObject = KubeObject>(
     kind: KindRef,
-    options: ListOptions & { resourceVersion: string },
+    options: ListOptions & { resourceVersion: string; timeoutSeconds?: number },
     callbacks: WatchCallbacks<T>,
   ): Promise<WatchHandle>;
   /**

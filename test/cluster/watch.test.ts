@@ -2,6 +2,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClientNodeKube } from '../../operator/kube-client.ts';
 import { KINDS, isApiError } from '../../operator/kube.ts';
+import { Informer } from '../../operator/informer.ts';
+import { systemClock } from '../../operator/clock.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { clusterSkip, installCrd, killApiServer, startCluster, type Cluster } from './harness.ts';
 import { eventually, startOperator, type OperatorProcess } from './operator-process.ts';
 import { examples, Resources } from './resources.ts';
@@ -30,6 +33,30 @@ describe('watches on a real API server', { skip: clusterSkip, timeout: 180_000 }
     const error = await ended;
     assert.ok(isApiError(error, 410), `ended with ${String(error)}`);
     assert.match((error as Error).message, /too old resource version/);
+  });
+
+  test('a watch the server ends (timeoutSeconds) is watched again from where it was: no re-list, no failure, no missed edit', async () => {
+    const kube = new ClientNodeKube(cluster.kubeConfig());
+    const namespace = await cluster.namespace('watch-timeout');
+    const seen: string[] = [];
+    const errors: unknown[] = [];
+    let lists = 0;
+    const counting = { ...kube, get: kube.get.bind(kube), watch: kube.watch.bind(kube), list: (...args: Parameters<typeof kube.list>) => ((lists += 1), kube.list(...args)) } as unknown as typeof kube;
+    const informer = new Informer({
+      kube: counting, clock: systemClock, kind: KINDS.configMap, namespace, watchTimeoutSeconds: 1,
+      onEvent: (event, object) => seen.push(`${event} ${object.metadata.name}`),
+      onError: (error) => errors.push(error),
+    });
+    await informer.start();
+    try {
+      await sleep(3500);
+      await cluster.kubectl(['create', 'configmap', 'late', '-n', namespace]);
+      await eventually('the edit after the watch ended', async () => seen.includes('add late'));
+      assert.deepEqual(errors, []);
+      assert.equal(lists, 1, 'listed again after a watch the server ended');
+    } finally {
+      informer.stop();
+    }
   });
 
   test('the API server restarts while an edit lands: the operator lists again and reconciles it, and says so in metrics', async () => {

@@ -5,7 +5,7 @@ import { ApiException, dumpYaml } from '@kubernetes/client-node';
 import { load } from 'js-yaml';
 import { buildCustomResourceDefinition } from '../../operator/crd/definition.ts';
 import { KubeApiError, type KubeObject } from '../../operator/kube.ts';
-import { apiError, toClientModel, toWire } from '../../operator/kube-client.ts';
+import { apiError, MAX_WATCH_SECONDS, toClientModel, toWire, WATCH_INACTIVITY_MS, watchTimeoutSeconds, type WatchInternals } from '../../operator/kube-client.ts';
 import { failureKind } from '../../operator/failures.ts';
 import { planDesiredObjects } from '../../operator/planner.ts';
 import { IMAGES, example } from './support/examples.ts';
@@ -53,5 +53,13 @@ describe('client-node adapter: what the apiserver receives', () => {
     const refused = apiError(new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' }) }), 'get Lease l');
     assert.equal((refused as Error).message, 'get Lease l: fetch failed: connect ECONNREFUSED 127.0.0.1:6443', 'a network failure names what was being done and why');
     assert.equal(failureKind(refused), 'ECONNREFUSED');
+  });
+
+  test('watches ask the server to end them (5-10 min) before client-node\'s inactivity timeout would call them failed', async () => {
+    const { Watch, KubeConfig } = await import('@kubernetes/client-node');
+    const internals = new Watch(new KubeConfig()) as unknown as WatchInternals;
+    assert.equal(typeof internals.requestTimeoutMs, 'number', 'client-node renamed its watch inactivity timeout');
+    assert.ok(WATCH_INACTIVITY_MS > MAX_WATCH_SECONDS * 1000);
+    assert.deepEqual([watchTimeoutSeconds(() => 0), watchTimeoutSeconds(() => 0.999)], [300, 599]);
   });
 });
