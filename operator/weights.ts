@@ -24,6 +24,11 @@ export interface WeightPlan {
   onFallback: string[];
 }
 
+/** The pods that take a version's traffic: its CPU fallback while that serves it, else its main pods. */
+export function servingPool(weights: WeightPlan, version: string): Pool {
+  return weights.versions[version]?.target === 'cpu' ? 'cpu' : 'gpu';
+}
+
 /**
  * Weights in effect: a version with no ready endpoints gets no traffic, and its share goes to the others
  * in proportion to their own weights. When every version that can serve has weight 0, the default

@@ -1,7 +1,7 @@
 import type { RerankerConfig } from '../crd/spec.ts';
 import type { KubeObject } from '../kube.ts';
-import { LABEL, SERVER_PORT, names, ownerLabels, ownerReference, type Pool } from '../names.ts';
-import type { WeightPlan } from '../weights.ts';
+import { LABEL, SERVER_PORT, names, ownerLabels, ownerReference } from '../names.ts';
+import { servingPool, type WeightPlan } from '../weights.ts';
 
 /**
  * Gateway mode: one HTTPRoute. A header-match rule per enabled version pins requests that name it
@@ -12,10 +12,7 @@ export function httpRoute(rrc: RerankerConfig, weights: WeightPlan): KubeObject 
   const owner = rrc.metadata.name;
   const { routing } = rrc.spec;
   const enabled = rrc.spec.versions.filter((v) => v.enabled);
-  const backend = (version: string) => {
-    const pool: Pool = weights.versions[version]?.target === 'cpu' ? 'cpu' : 'gpu';
-    return { group: '', kind: 'Service', name: names.service(owner, version, pool), port: SERVER_PORT };
-  };
+  const backend = (version: string) => ({ group: '', kind: 'Service', name: names.service(owner, version, servingPool(weights, version)), port: SERVER_PORT });
   const pinned = enabled.map((v) => ({
     matches: [{ headers: [{ type: 'Exact', name: routing.headerName, value: v.name }] }],
     backendRefs: [{ ...backend(v.name), weight: 1 }],

@@ -4,7 +4,7 @@ import { RerankConfigSchema, type RerankConfigInput } from '../../server/config/
 import type { RerankerConfig, VersionSpec } from '../crd/spec.ts';
 import { MODELS_DIR, SERVER_PORT, names, type Pool } from '../names.ts';
 import { RouterConfigSchema } from '../router-config.ts';
-import type { WeightPlan } from '../weights.ts';
+import { servingPool, type WeightPlan } from '../weights.ts';
 
 export interface RenderedFile {
   key: string;
@@ -57,10 +57,7 @@ export function renderServingConfig(rrc: RerankerConfig, weights: WeightPlan): R
   const upstreams = Object.fromEntries(
     spec.versions
       .filter((v) => v.enabled)
-      .map((v) => {
-        const pool: Pool = weights.versions[v.name]?.target === 'cpu' ? 'cpu' : 'gpu';
-        return [v.name, `http://${names.service(rrc.metadata.name, v.name, pool)}.${rrc.metadata.namespace}.svc:${SERVER_PORT}`];
-      }),
+      .map((v) => [v.name, `http://${names.service(rrc.metadata.name, v.name, servingPool(weights, v.name))}.${rrc.metadata.namespace}.svc:${SERVER_PORT}`]),
   );
   const router = RouterConfigSchema.parse({ router: { headerName: spec.routing.headerName, upstreams } });
   files.push({ key: names.routerConfigKey, text: dump(router, { sortKeys: true, lineWidth: -1 }), hash: '' });
