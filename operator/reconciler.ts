@@ -7,6 +7,7 @@ import { ANNOTATION, LABEL, names, ownerSelector, type Pool } from './names.ts';
 import type { Logger } from 'pino';
 import { applyChild, FieldConflict } from './apply.ts';
 import { FailureReporter, messageOf } from './failures.ts';
+import { Problems } from './problems.ts';
 import { planWithWeights, PlanError, type Images, type Plan } from './planner.ts';
 import type { PodConfigReader } from './pod-config.ts';
 import { computeStatus, invalidSpecConditions, setConditions, unobservedConditions, type ConditionValue, type Observation, type VersionObservation } from './status.ts';
@@ -68,16 +69,16 @@ export class Reconciler {
 
     let rrc: RerankerConfig;
     let desired: Plan;
-    const errors: string[] = [];
+    const problems = new Problems();
     let deployments: Deployment[] | undefined;
     try {
       rrc = parseRerankerConfig(object);
-      deployments = await this.#listOwned<Deployment>(rrc, KINDS.deployment, errors);
+      deployments = await this.#listOwned<Deployment>(rrc, KINDS.deployment, problems);
       // Fail static: without seeing which versions are ready, keep the weights last rendered from a
       // complete observation rather than route on a guess (an empty list would read as "nothing ready").
       const weights = deployments ? weightsInEffect(rrc.spec, availabilityOf(deployments)) : heldWeights(rrc.spec, object.status);
-      if (!weights) return await this.#cannotObserve(object, errors);
-      if (!deployments) errors.push(`weights held at ${describeWeights(weights.versions)} until the Deployments can be listed again`);
+      if (!weights) return await this.#cannotObserve(object, problems);
+      if (!deployments) problems.add(`weights held at ${describeWeights(weights.versions)} until the Deployments can be listed again`);
       desired = planWithWeights(rrc, this.#deps.images, weights);
     } catch (error) {
       if (error instanceof SpecError || error instanceof PlanError) return this.#refuseSpec(object, error.message);
@@ -90,11 +91,11 @@ export class Reconciler {
         await applyChild(kube, child);
       } catch (error) {
         if (error instanceof FieldConflict) conflicts.push(error.message);
-        else errors.push(`apply ${describeRef(refOf(child))}: ${messageOf(error)}`);
+        else problems.add(`apply ${describeRef(refOf(child))}`, error);
       }
     }
-    await this.#prune(rrc, desired, errors);
-    const versions = await this.#observePods(rrc, desired, deployments ?? [], errors);
+    await this.#prune(rrc, desired, problems);
+    const versions = await this.#observePods(rrc, desired, deployments ?? [], problems);
 
     const observation: Observation = {
       generation: object.metadata.generation ?? 0,
@@ -102,22 +103,21 @@ export class Reconciler {
       weights: desired.weights,
       versions,
       configHash: desired.config.fullHash,
-      errors,
+      errors: problems.list,
       conflicts,
     };
     const status = computeStatus(observation, object.status, this.#deps.clock.now());
     this.#deps.metrics?.recordResource(key, status, versions);
-    const statusError = await this.#writeStatus(object, status);
-    if (statusError) errors.push(statusError);
-    await this.#emitEvents(object, object.status, status, errors);
+    await this.#writeStatus(object, status, problems);
+    await this.#emitEvents(object, object.status, status, problems.list);
 
-    if (errors.length > 0) return { outcome: 'error', error: new Error(errors.join('; ')) };
+    if (problems.any) return { outcome: 'error', error: problems.toError() };
     const progressing = status.conditions?.find((c) => c.type === 'Progressing')?.status === 'True';
     return progressing ? { outcome: 'requeue', afterMs: this.#deps.pollMs ?? 5000 } : { outcome: 'done' };
   }
 
   /** What this resource owns of a kind; undefined (and an error recorded) when it could not be listed. */
-  async #listOwned<T extends KubeObject>(rrc: RerankerConfig, kind: (typeof OWNED_KINDS)[number], errors: string[], optional = false): Promise<T[] | undefined> {
+  async #listOwned<T extends KubeObject>(rrc: RerankerConfig, kind: (typeof OWNED_KINDS)[number], problems: Problems, optional = false): Promise<T[] | undefined> {
     try {
       const list = await this.#deps.kube.list<T>(kind, { namespace: rrc.metadata.namespace, labelSelector: ownerSelector(rrc.metadata.name) });
       // Only what this resource controls: a same-named owner label on someone else's object is not enough.
@@ -125,23 +125,19 @@ export class Reconciler {
     } catch (error) {
       // A cluster without the Gateway API has no HTTPRoute kind: nothing of that kind can be owned.
       if (optional && isApiError(error, 404)) return [];
-      errors.push(`list ${kind.kind} ${rrc.metadata.namespace}/${ownerSelector(rrc.metadata.name)}: ${messageOf(error)}`);
+      problems.add(`list ${kind.kind} ${rrc.metadata.namespace}/${ownerSelector(rrc.metadata.name)}`, error);
       return undefined;
     }
   }
 
-  async #prune(rrc: RerankerConfig, desired: Plan, errors: string[]): Promise<void> {
+  async #prune(rrc: RerankerConfig, desired: Plan, problems: Problems): Promise<void> {
     const wanted = new Set(desired.objects.map((o) => `${o.kind}/${o.metadata.name}`));
     for (const kind of OWNED_KINDS) {
       const gatewayWanted = desired.objects.some((o) => o.kind === KINDS.httpRoute.kind);
-      const owned = await this.#listOwned(rrc, kind, errors, kind === KINDS.httpRoute && !gatewayWanted);
+      const owned = await this.#listOwned(rrc, kind, problems, kind === KINDS.httpRoute && !gatewayWanted);
       for (const object of owned ?? []) {
         if (wanted.has(`${object.kind}/${object.metadata.name}`)) continue;
-        try {
-          await this.#deps.kube.delete(refOf(object));
-        } catch (error) {
-          errors.push(`prune ${describeRef(refOf(object))}: ${messageOf(error)}`);
-        }
+        await problems.attempt(`prune ${describeRef(refOf(object))}`, () => this.#deps.kube.delete(refOf(object)));
       }
     }
   }
@@ -150,7 +146,7 @@ export class Reconciler {
    * Touch the config-hash annotation on pods whose config changed, so kubelet refreshes the mounted
    * ConfigMap now rather than at its next sync, then ask each ready pod which hash it applied.
    */
-  async #observePods(rrc: RerankerConfig, desired: Plan, deployments: Deployment[], errors: string[]): Promise<Record<string, VersionObservation>> {
+  async #observePods(rrc: RerankerConfig, desired: Plan, deployments: Deployment[], problems: Problems): Promise<Record<string, VersionObservation>> {
     const versions: Record<string, VersionObservation> = {};
     for (const version of rrc.spec.versions.filter((v) => v.enabled)) versions[version.name] = { pools: {}, readyPods: 0, appliedPods: 0 };
     for (const object of desired.objects) {
@@ -167,16 +163,10 @@ export class Reconciler {
         current: live !== undefined && (live.status?.observedGeneration ?? 0) >= (live.metadata.generation ?? 0),
       };
     }
-    let pods: Pod[] = [];
-    try {
-      const list = await this.#deps.kube.list<Pod>(KINDS.pod, {
-        namespace: rrc.metadata.namespace,
-        labelSelector: `${ownerSelector(rrc.metadata.name)},${LABEL.component}=server`,
-      });
-      pods = list.items;
-    } catch (error) {
-      errors.push(`list pods of ${rrc.metadata.namespace}/${rrc.metadata.name}: ${messageOf(error)}`);
-    }
+    const list = await problems.attempt(`list pods of ${rrc.metadata.namespace}/${rrc.metadata.name}`, () =>
+      this.#deps.kube.list<Pod>(KINDS.pod, { namespace: rrc.metadata.namespace, labelSelector: `${ownerSelector(rrc.metadata.name)},${LABEL.component}=server` }),
+    );
+    const pods = list?.items ?? [];
     await Promise.all(
       pods.filter(isReady).map(async (pod) => {
         const version = pod.metadata.labels?.[LABEL.version] ?? '';
@@ -189,7 +179,7 @@ export class Reconciler {
           try {
             await this.#deps.kube.mergePatch(refOf(pod), { metadata: { annotations: { [ANNOTATION.configHash]: expected } } });
           } catch (error) {
-            if (!isApiError(error, 404)) errors.push(`annotate ${describeRef(refOf(pod))}: ${messageOf(error)}`);
+            if (!isApiError(error, 404)) problems.add(`annotate ${describeRef(refOf(pod))}`, error);
           }
         }
         try {
@@ -205,34 +195,30 @@ export class Reconciler {
     return versions;
   }
 
-  async #writeStatus(object: RerankerConfigObject, status: RerankerConfigStatus): Promise<string | undefined> {
+  async #writeStatus(object: RerankerConfigObject, status: RerankerConfigStatus, problems: Problems): Promise<void> {
     const ref = refOf(object as unknown as KubeObject);
-    try {
-      await this.#deps.kube.patchStatus(ref, status as Record<string, unknown>);
-      return undefined;
-    } catch (error) {
-      return `update status of ${describeRef(ref)}: ${messageOf(error)}`;
-    }
+    await problems.attempt(`update status of ${describeRef(ref)}`, () => this.#deps.kube.patchStatus(ref, status as Record<string, unknown>));
   }
 
   async #refuseSpec(object: RerankerConfigObject, message: string): Promise<ReconcileResult> {
-    const statusError = await this.#writeConditionsOnly(object, invalidSpecConditions(message), []);
+    const problems = new Problems();
+    await this.#writeConditionsOnly(object, invalidSpecConditions(message), problems);
     // Terminal: retrying the same spec cannot help; the next spec change brings a new reconcile.
-    return statusError ? { outcome: 'error', error: new Error(statusError) } : { outcome: 'done' };
+    return problems.any ? { outcome: 'error', error: problems.toError() } : { outcome: 'done' };
   }
 
   /**
    * The first reconcile could not see the Deployments: no weights were ever rendered, so nothing that
    * routes traffic is written. Status says why; the error is retried with backoff.
    */
-  async #cannotObserve(object: RerankerConfigObject, errors: string[]): Promise<ReconcileResult> {
-    const message = `${errors.join('; ')}; nothing applied: weights are rendered only from a complete observation`;
-    const statusError = await this.#writeConditionsOnly(object, unobservedConditions(message), errors);
-    return { outcome: 'error', error: new Error(statusError ? `${message}; ${statusError}` : message) };
+  async #cannotObserve(object: RerankerConfigObject, problems: Problems): Promise<ReconcileResult> {
+    const message = `${problems.list.join('; ')}; nothing applied: weights are rendered only from a complete observation`;
+    await this.#writeConditionsOnly(object, unobservedConditions(message), problems);
+    return { outcome: 'error', error: problems.toError() };
   }
 
-  /** Nothing was planned or observed: only the conditions are news. Returns the status write's error. */
-  async #writeConditionsOnly(object: RerankerConfigObject, values: ConditionValue[], errors: string[]): Promise<string | undefined> {
+  /** Nothing was planned or observed: only the conditions are news. */
+  async #writeConditionsOnly(object: RerankerConfigObject, values: ConditionValue[], problems: Problems): Promise<void> {
     const generation = object.metadata.generation ?? 0;
     const status: RerankerConfigStatus = {
       ...object.status,
@@ -240,9 +226,8 @@ export class Reconciler {
       conditions: setConditions(object.status?.conditions, values, generation, this.#deps.clock.now()),
     };
     this.#deps.metrics?.recordConditions(object.metadata, status.conditions ?? []);
-    const statusError = await this.#writeStatus(object, status);
-    await this.#emitEvents(object, object.status, status, errors);
-    return statusError;
+    await this.#writeStatus(object, status, problems);
+    await this.#emitEvents(object, object.status, status, problems.list);
   }
 
   async #emitEvents(object: RerankerConfigObject, before: RerankerConfigStatus | undefined, after: RerankerConfigStatus, errors: string[]): Promise<void> {
