@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { Controller } from '../../operator/controller.ts';
 import { OWNED_KINDS, type KubeClient, type KubeObject, type KindRef } from '../../operator/kube.ts';
 import { LeaderElector } from '../../operator/leader.ts';
+import { LEASE_NAME } from '../../operator/run.ts';
 import { Reconciler } from '../../operator/reconciler.ts';
 import { FakeClock } from '../operator/support/fake-clock.ts';
 import { FakeKube, FakePodConfigReader } from '../operator/support/fake-kube.ts';
@@ -66,8 +67,7 @@ test('the chart grants exactly the (group, resource, verb) triples the operator 
   assert.deepEqual([...triples(rules('rbac/operator-rules.yaml'))].sort(), [...OPERATOR].sort());
   assert.deepEqual([...triples(rules('rbac/leader-election-rules.yaml'))].sort(), [...LEADER].sort());
   const named = rules('rbac/leader-election-rules.yaml').find((r) => r.verbs.includes('update'));
-  assert.deepEqual(named?.resourceNames, ['rerank-operator-leader'], 'get/update limited to the Lease operator/main.ts names');
-  assert.ok(readFileSync(new URL('../../operator/main.ts', import.meta.url), 'utf8').includes("name: 'rerank-operator-leader'"));
+  assert.deepEqual(named?.resourceNames, [LEASE_NAME], 'get/update limited to the Lease operator/run.ts names');
 });
 
 test('running the controller, reconciler and leader election makes only calls the chart grants, and every granted one', async () => {
