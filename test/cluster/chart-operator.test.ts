@@ -2,7 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chartOperatorCredentials, helmSkip, installChart, uninstallChart } from './chart.ts';
-import { clusterSkip, installGatewayApi, startCluster, type Cluster } from './harness.ts';
+import { clusterSkip, installCrd, installGatewayApi, startCluster, type Cluster } from './harness.ts';
 import { eventually, startOperator, type OperatorProcess } from './operator-process.ts';
 import { examples, Resources } from './resources.ts';
 
@@ -18,6 +18,10 @@ describe('the operator with the chart\'s ServiceAccount and RBAC', { skip: clust
 
   before(async () => {
     cluster = await startCluster();
+    // The CRDs served before the operator starts (helm then leaves the existing CRD as it is): on a
+    // fresh API server a new CRD's storage answers 429 for a moment, which the operator rides out
+    // with backoff, but this test is about RBAC, not start-up races.
+    await installCrd(cluster);
     await installGatewayApi(cluster);
     releaseNamespace = await cluster.namespace('rerank-system');
     const release = await installChart(cluster, releaseNamespace, { 'images.server.repository': 'registry.invalid/rerank-server', 'images.server.tag': 'chart' });
