@@ -354,7 +354,7 @@ export class OnnxModel implements PairScorer {
   }
 
   static async load(options: OnnxModelOptions, onCrash?: (error: Error) => void): Promise<OnnxModel> {
-    const worker = new Worker(new URL('./onnx-worker.ts', import.meta.url), {
+    const worker = new Worker(new URL(import.meta.url.endsWith('.ts') ? './onnx-worker.ts' : './onnx-worker.js', import.meta.url), {
       workerData: {
         modelPath: options.modelPath,
         device: options.device,
