@@ -78,7 +78,18 @@ export async function loadCatalog(file = process.env.RERANK_MODEL_CATALOG ?? DEF
 }
 
 /** The entry a catalogue id (`BAAI/bge-reranker-base`) or an hf:// source of the same repo names. */
+/**
+ * The entry an id names: its full id (`BAAI/bge-reranker-v2-m3`) or hf:// source, or its short name
+ * (`bge-reranker-v2-m3`) when exactly one entry has it. A short name that several entries share is an
+ * error naming them.
+ */
 export function findEntry(catalog: Catalog, idOrSource: string): CatalogEntry | undefined {
   const bare = idOrSource.replace(/^hf:\/\//, '').replace(/@.*$/, '');
-  return catalog.models.find((m) => m.id === bare || m.source.replace(/^hf:\/\//, '').replace(/@.*$/, '') === bare);
+  const exact = catalog.models.find((m) => m.id === bare || m.source.replace(/^hf:\/\//, '').replace(/@.*$/, '') === bare);
+  if (exact || bare.includes('/')) return exact;
+  const byShortName = catalog.models.filter((m) => m.id.split('/').pop() === bare);
+  if (byShortName.length > 1) {
+    throw new CatalogError(`"${bare}" names ${byShortName.length} catalogue entries (${byShortName.map((m) => m.id).join(', ')}): give the full id`);
+  }
+  return byShortName[0];
 }

@@ -26,6 +26,18 @@ describe('model catalogue', () => {
     assert.equal(findEntry(catalog, 'cross-encoder/ms-marco-MiniLM-L-6-v2')?.tokenTypeIds, true);
   });
 
+  test('a short name finds its entry when exactly one has it; a shared one names the candidates', async () => {
+    const catalog = await loadCatalog();
+    assert.equal(findEntry(catalog, 'bge-reranker-v2-m3')?.id, 'BAAI/bge-reranker-v2-m3');
+    assert.equal(findEntry(catalog, 'ms-marco-MiniLM-L-6-v2')?.id, 'cross-encoder/ms-marco-MiniLM-L-6-v2');
+    const plan = resolveSource('ms-marco-MiniLM-L-6-v2', { catalog, env: {} });
+    assert.equal(plan.kind, 'http');
+    assert.equal(findEntry(catalog, 'no-such-model'), undefined);
+    const shared = parseCatalog(`models:\n${['a/m', 'b/m'].map((id) => `  - {id: ${id}, source: hf://${id}, license: mit, architecture: bert, maxLength: 512, tokenTypeIds: true, files: [{path: onnx/model.onnx, model: true}, {path: tokenizer.json}]}\n`).join('')}`);
+    assert.throws(() => findEntry(shared, 'm'), /"m" names 2 catalogue entries \(a\/m, b\/m\): give the full id/);
+    assert.equal(findEntry(shared, 'a/m')?.id, 'a/m');
+  });
+
   test('duplicate ids, bad sha256 and incomplete entries are rejected', () => {
     const entry = `  - id: a/b
     source: hf://a/b
