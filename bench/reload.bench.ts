@@ -23,6 +23,7 @@ import { generateModel } from '../server/modelgen/index.ts';
 import { KubeletVolume } from './kube-volume.ts';
 import { freePort, rssMb } from './process.ts';
 import { fmt, percentile } from './stats.ts';
+import { Targets } from './targets.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -74,6 +75,7 @@ async function settle(sample: () => Promise<number>): Promise<{ seconds: number;
 }
 
 async function main(): Promise<void> {
+  const targets = new Targets();
   const work = await mkdtemp(path.join(os.tmpdir(), 'rerank-reload-bench-'));
   const a = await generateModel({ shape: 'tiny', seed: 1, outDir: path.join(work, 'model-a') });
   const b = await generateModel({ shape: 'tiny', seed: 2, outDir: path.join(work, 'model-b') });
@@ -140,7 +142,7 @@ async function main(): Promise<void> {
       await sleep(20);
     }
     console.log(
-      `reloads: ${applied.length}, write → in effect p50 ${fmt(percentile(applied, 50))} ms, p99 ${fmt(percentile(applied, 99))} ms (target p99 ≤ 50 ms); ` +
+      `reloads: ${applied.length}, write → in effect p50 ${fmt(percentile(applied, 50))} ms, p99 ${fmt(percentile(applied, 99))} ms ${targets.check('config write → in effect, p99', percentile(applied, 99), '<=', 50, ' ms')}; ` +
         `write → seen by a polling client p50 ${fmt(percentile(seen, 50))} ms, p99 ${fmt(percentile(seen, 99))} ms`,
     );
 
@@ -176,13 +178,13 @@ async function main(): Promise<void> {
     console.log(`RSS under traffic settled in ${fmt(settled.seconds)} s: ${settled.from.toFixed(0)} → ${settled.to.toFixed(0)} MB`);
     console.log(`memory every 10 cycles (RSS / JS heap used / external, MB): ${series.join('; ')}`);
     console.log(
-      `enable/disable cycles: ${args.toggles} in ${fmt(cyclesSeconds)} s, RSS ${change(rssBefore, rssAfter)}, target within 10 %; ` +
+      `enable/disable cycles: ${args.toggles} in ${fmt(cyclesSeconds)} s, RSS ${change(rssBefore, rssAfter)} ${targets.check('RSS change over the enable/disable cycles', Math.abs(((rssAfter - rssBefore) / rssBefore) * 100), '<=', 10, ' %')}; ` +
         `the same time again with no cycles: ${change(rssAfter, rssControl)}; ` +
         `live ORT sessions ${sessionsBefore} → ${sessionsAfter}, parsed tokenizers ${JSON.stringify(tokenizers)}`,
     );
     stop = true;
     await Promise.all(clients);
-    console.log(`traffic during reloads and cycles: ${sent} requests, ${failed} failed ${JSON.stringify(statuses)} (target 0 failed)`);
+    console.log(`traffic during reloads and cycles: ${sent} requests, ${failed} failed ${JSON.stringify(statuses)} ${targets.check('requests failed during reloads and cycles', failed, '<=', 0)}`);
 
     // 3. Weighted split 70/30.
     const unsplit = await hashNow();
@@ -202,7 +204,8 @@ async function main(): Promise<void> {
     };
     await Promise.all(Array.from({ length: Number(args.clients) }, splitClient));
     const shareB = ((counts.b ?? 0) / total) * 100;
-    console.log(`weighted split over ${total} requests: a ${counts.a ?? 0}, b ${counts.b ?? 0} → b ${fmt(shareB, 2)} % vs 30 %, error ${fmt(Math.abs(shareB - 30), 2)} pp (target ≤ 1 pp)`);
+    console.log(`weighted split over ${total} requests: a ${counts.a ?? 0}, b ${counts.b ?? 0} → b ${fmt(shareB, 2)} % vs 30 %, error ${fmt(Math.abs(shareB - 30), 2)} pp ${targets.check('weighted split error', Math.abs(shareB - 30), '<=', 1, ' pp')}`);
+    targets.report();
   } finally {
     server.kill('SIGTERM');
     await once(server, 'exit');

@@ -27,6 +27,7 @@ import { ensureModel, type ModelShape } from '../server/modelgen/index.ts';
 import { driveLoad, latencySummary } from './load.ts';
 import { freePort, rssMb } from './process.ts';
 import { fmt, metricSum } from './stats.ts';
+import { Targets } from './targets.ts';
 import { buildWorkload, type RerankWorkloadRequest } from './workload.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -89,6 +90,7 @@ async function rawBaseline(pairs: EncodedPair[], modelPath: string, padId: numbe
 }
 
 async function main(): Promise<void> {
+  const targets = new Targets();
   await mkdir(workDir, { recursive: true });
   const modelDir = path.join(workDir, 'models', shape);
   const { generated } = await ensureModel({ shape, outDir: modelDir });
@@ -161,10 +163,13 @@ async function main(): Promise<void> {
     };
     console.log('');
     console.log(`pairs per run: ${pairsPerRun} (${requestsPerRun} requests, ${clients} clients)`);
-    console.log(`throughput ratio server ÷ raw: ${summary.ratio.map((r) => fmt(r, 3)).join(', ')} (target ≥ 0.95)`);
-    console.log(`padding waste: ${results.map((r) => `${fmt(r.paddingWaste * 100)} %`).join(', ')} (target ≤ 10 %)`);
-    console.log(`peak RSS: ${rss.map((r) => `${fmt(r)} MB`).join(', ')}; spread ${fmt(rssDrift * 100)} % (target ≤ 10 %)`);
-    await writeFile(path.join(workDir, 'serving.json'), JSON.stringify(summary, null, 2));
+    const worstRatio = Math.min(...summary.ratio);
+    const worstPadding = Math.max(...results.map((r) => r.paddingWaste * 100));
+    console.log(`throughput ratio server ÷ raw: ${summary.ratio.map((r) => fmt(r, 3)).join(', ')} ${targets.check('throughput ratio server ÷ raw (worst run)', worstRatio, '>=', 0.95)}`);
+    console.log(`padding waste: ${results.map((r) => `${fmt(r.paddingWaste * 100)} %`).join(', ')} ${targets.check('padding waste (worst run)', worstPadding, '<=', 10, ' %')}`);
+    console.log(`peak RSS: ${rss.map((r) => `${fmt(r)} MB`).join(', ')}; spread ${fmt(rssDrift * 100)} % ${targets.check('peak RSS spread between runs', rssDrift * 100, '<=', 10, ' %')}`);
+    await writeFile(path.join(workDir, 'serving.json'), JSON.stringify({ ...summary, targets: targets.results }, null, 2));
+    targets.report();
   } finally {
     server.kill('SIGTERM');
     await once(server, 'exit');
