@@ -147,7 +147,13 @@ describe('Helm chart', () => {
     assert.match(read(new URL('templates/dashboards.yaml', chart)), /^\{\{- if \.Values\.dashboards\.enabled \}\}/);
     assert.deepEqual([values.dashboards].map((d) => [(d as Record<string, string>).label, (d as Record<string, string>).labelValue]), [['grafana_dashboard', '1']]);
     const notes = read(new URL('templates/NOTES.txt', chart));
-    assert.match(notes, /kubectl apply -f crds\/examples\/router\.yaml/);
+    // The NOTES and the README's quick start walk the same path.
+    const readme = read(new URL('../../README.md', chart));
+    for (const line of ['kubectl apply -f crds/examples/quickstart.yaml', 'kubectl -n rag wait rrc/rerankers --for=condition=Ready --timeout=15m']) {
+      assert.ok(notes.includes(line), `NOTES: ${line}`);
+      assert.ok(readme.includes(line), `README: ${line}`);
+    }
+    assert.match(notes, /port-forward service\/rerankers 8080:8080/);
     assert.match(notes, /curl -s localhost:8080\/rerank/);
   });
 });
