@@ -5,7 +5,9 @@
  *
  * The weighted draw is random, or sticky: with a sticky key (a user or session id) the point on the
  * weight line comes from a hash of the key, so one key lands on one version for as long as the
- * weights (and the set of versions that can serve) stay the same.
+ * weights (and the set of versions that can serve) stay the same. The weight line lays the versions
+ * out in name order, whatever order the caller lists them in, so the server and the router (and every
+ * replica of each) put a key on the same version however a config file orders its versions.
  */
 
 export interface VersionCandidate {
@@ -18,6 +20,7 @@ export interface VersionCandidate {
 }
 
 export interface VersionChoiceInput {
+  /** In any order: the weighted draw walks them by name. */
   versions: readonly VersionCandidate[];
   defaultVersion: string;
   pathVersion?: string | undefined;
@@ -49,23 +52,26 @@ export function chooseVersion(input: VersionChoiceInput): VersionChoice {
     return { version: input.defaultVersion, reason: 'default', fallbackFrom: name };
   }
 
+  const weighted = input.versions.filter((v) => v.enabled && v.ready && v.weight > 0).sort(byName);
   let total = 0;
-  for (const v of input.versions) if (v.enabled && v.ready && v.weight > 0) total += v.weight;
+  for (const v of weighted) total += v.weight;
   if (total > 0) {
     const sticky = input.stickyKey !== undefined && input.stickyKey !== '';
     const reason: VersionChoiceReason = sticky ? 'sticky' : 'weighted';
     let point = (sticky ? stickyPoint(input.stickyKey as string) : input.random()) * total;
-    let last: string | undefined;
-    for (const v of input.versions) {
-      if (!(v.enabled && v.ready && v.weight > 0)) continue;
-      last = v.name;
+    for (const v of weighted) {
       if (point < v.weight) return { version: v.name, reason };
       point -= v.weight;
     }
     // Rounding can leave `point` a hair past the last weight.
-    if (last !== undefined) return { version: last, reason };
+    return { version: (weighted.at(-1) as VersionCandidate).name, reason };
   }
   return { version: input.defaultVersion, reason: 'default' };
+}
+
+/** Code-unit order, the same in every process and locale. */
+function byName(a: VersionCandidate, b: VersionCandidate): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 /**

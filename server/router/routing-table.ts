@@ -1,4 +1,4 @@
-import type { RouterConfig } from '../../operator/router-config.ts';
+import type { RouterConfig } from '../config/router-schema.ts';
 import type { RerankConfig } from '../config/schema.ts';
 import { chooseVersion, type VersionChoice } from '../engine/version-choice.ts';
 
@@ -11,7 +11,7 @@ export interface RoutingTable {
   defaultVersion: string;
   /** Request header that pins a version (router.yaml). */
   headerName: string;
-  /** In config.yaml's order: the weighted draw walks them in it, as the in-process choice does. */
+  /** In config.yaml's order; the weighted draw (chooseVersion) walks them by name whatever this order is. */
   versions: RoutedVersion[];
   /** A version's own extra path (config.yaml `endpoint`) → the version. */
   endpoints: ReadonlyMap<string, string>;

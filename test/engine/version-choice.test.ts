@@ -10,6 +10,7 @@ const v = (name: string, weight: number, extra: Partial<VersionCandidate> = {}):
   ...extra,
 });
 
+// On the weight line in name order: canary [0, 0.1), stable [0.1, 1).
 const stableCanary = [v('stable', 90), v('canary', 10)];
 
 /** The first key `user-N` whose sticky point lies within 0.04 of `point`. */
@@ -22,11 +23,11 @@ describe('chooseVersion', () => {
     { name: 'path version wins', input: { pathVersion: 'canary', headerVersion: 'stable', random: () => 0 }, expected: { version: 'canary', reason: 'path' } },
     { name: 'header version next', input: { headerVersion: 'canary', random: () => 0 }, expected: { version: 'canary', reason: 'header' } },
     { name: 'header value is trimmed', input: { headerVersion: ' canary ' }, expected: { version: 'canary', reason: 'header' } },
-    { name: 'empty header is no header', input: { headerVersion: '', random: () => 0.95 }, expected: { version: 'canary', reason: 'weighted' } },
-    { name: 'weighted: low draw', input: { random: () => 0 }, expected: { version: 'stable', reason: 'weighted' } },
-    { name: 'weighted: draw just under the split', input: { random: () => 0.8999 }, expected: { version: 'stable', reason: 'weighted' } },
-    { name: 'weighted: draw at the split', input: { random: () => 0.9 }, expected: { version: 'canary', reason: 'weighted' } },
-    { name: 'weighted: top draw', input: { random: () => 0.999999 }, expected: { version: 'canary', reason: 'weighted' } },
+    { name: 'empty header is no header', input: { headerVersion: '', random: () => 0.05 }, expected: { version: 'canary', reason: 'weighted' } },
+    { name: 'weighted: low draw', input: { random: () => 0 }, expected: { version: 'canary', reason: 'weighted' } },
+    { name: 'weighted: draw just under the split', input: { random: () => 0.0999 }, expected: { version: 'canary', reason: 'weighted' } },
+    { name: 'weighted: draw at the split', input: { random: () => 0.1 }, expected: { version: 'stable', reason: 'weighted' } },
+    { name: 'weighted: top draw', input: { random: () => 0.999999 }, expected: { version: 'stable', reason: 'weighted' } },
     {
       name: 'unknown path version falls back to the default, header ignored',
       input: { pathVersion: 'nope', headerVersion: 'canary' },
@@ -49,7 +50,7 @@ describe('chooseVersion', () => {
     },
     {
       name: 'a version that cannot serve gets no weighted traffic',
-      input: { versions: [v('stable', 90), v('canary', 10, { ready: false })], random: () => 0.99 },
+      input: { versions: [v('stable', 90), v('canary', 10, { ready: false })], random: () => 0 },
       expected: { version: 'stable', reason: 'weighted' },
     },
     {
@@ -59,21 +60,21 @@ describe('chooseVersion', () => {
     },
     {
       name: 'default not ready: weight goes to the ready versions',
-      input: { versions: [v('stable', 90, { ready: false }), v('canary', 10)], random: () => 0 },
+      input: { versions: [v('stable', 90, { ready: false }), v('canary', 10)], random: () => 0.99 },
       expected: { version: 'canary', reason: 'weighted' },
     },
     {
       name: 'sticky key: the point comes from the key, not the random source',
-      input: { stickyKey: keyAt(0.95), random: () => 0 },
+      input: { stickyKey: keyAt(0.05), random: () => 0.99 },
       expected: { version: 'canary', reason: 'sticky' },
     },
     {
-      name: 'sticky key under the split',
-      input: { stickyKey: keyAt(0.05), random: () => 0.99 },
+      name: 'sticky key past the split',
+      input: { stickyKey: keyAt(0.95), random: () => 0 },
       expected: { version: 'stable', reason: 'sticky' },
     },
-    { name: 'empty sticky key: a random draw', input: { stickyKey: '', random: () => 0.95 }, expected: { version: 'canary', reason: 'weighted' } },
-    { name: 'header version beats the sticky key', input: { stickyKey: keyAt(0.05), headerVersion: 'canary' }, expected: { version: 'canary', reason: 'header' } },
+    { name: 'empty sticky key: a random draw', input: { stickyKey: '', random: () => 0.05 }, expected: { version: 'canary', reason: 'weighted' } },
+    { name: 'header version beats the sticky key', input: { stickyKey: keyAt(0.95), headerVersion: 'canary' }, expected: { version: 'canary', reason: 'header' } },
     {
       name: 'sticky key with nothing weighted: the default',
       input: { versions: [v('stable', 0), v('canary', 0)], stickyKey: keyAt(0.95) },
@@ -155,6 +156,19 @@ describe('chooseVersion', () => {
       }
     }
     assert.ok(Math.abs(moved / 10_000 - 0.1) < 0.02, `${moved} of 10000 keys moved`);
+  });
+
+  it('walks the weight line in name order, whatever order the versions come in', () => {
+    const inFileOrder = [v('b', 50), v('a', 50)];
+    const inNameOrder = [v('a', 50), v('b', 50)];
+    for (let i = 0; i < 1000; i += 1) {
+      const stickyKey = `user-${i}`;
+      const expected = stickyPoint(stickyKey) < 0.5 ? 'a' : 'b';
+      for (const versions of [inFileOrder, inNameOrder]) {
+        assert.equal(chooseVersion({ versions, defaultVersion: 'a', random: Math.random, stickyKey }).version, expected, stickyKey);
+      }
+    }
+    assert.equal(chooseVersion({ versions: inFileOrder, defaultVersion: 'a', random: () => 0 }).version, 'a', 'random draws too');
   });
 
   it('derives points in [0, 1) that differ between near keys', () => {

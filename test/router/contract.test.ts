@@ -79,11 +79,11 @@ describe('rerank-server router: the operator\'s contract', () => {
 describe('routing table (pure)', () => {
   const config = parseConfig(configYaml({ stable: { weight: 3 }, canary: { weight: 1 }, off: { enabled: false, weight: 5 } }, 'stable'), { source: 'mem', baseDir: '/' }).config;
 
-  test('versions keep config.yaml\'s order; those without an upstream cannot serve', () => {
+  test('versions keep config.yaml\'s order, the draw walks them by name; those without an upstream cannot serve', () => {
     const table = buildRoutingTable(config, parseRouterConfig(routerYaml({ canary: 'http://c:8080', stable: 'http://s:8080' }), 'mem').value);
     assert.deepEqual(table.versions.map((v) => v.name), ['stable', 'canary', 'off']);
-    const draws = [0, 0.74, 0.76, 0.99].map((point) => routeRequest(table, { random: () => point }).choice.version);
-    assert.deepEqual(draws, ['stable', 'stable', 'canary', 'canary']);
+    const draws = [0, 0.24, 0.26, 0.99].map((point) => routeRequest(table, { random: () => point }).choice.version);
+    assert.deepEqual(draws, ['canary', 'canary', 'stable', 'stable']);
     const onlyCanary = buildRoutingTable(config, parseRouterConfig(routerYaml({ canary: 'http://c:8080' }), 'mem').value);
     assert.deepEqual(routeRequest(onlyCanary, { random: () => 0 }), { choice: { version: 'canary', reason: 'weighted' }, upstream: 'http://c:8080' });
     assert.deepEqual(
