@@ -20,7 +20,6 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY server ./server
-COPY operator ./operator
 COPY config ./config
 COPY models/catalog.yaml ./models/catalog.yaml
 RUN printf '#!/bin/sh\nexec node /app/server/cli/main.ts "$@"\n' > /usr/local/bin/rerank-server \

@@ -11,4 +11,15 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
+  {
+    // Imports go one way: the operator may import the server's config schemas and shared constants, the
+    // server never the operator (its images do not carry operator/).
+    files: ['server/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/operator/**'], message: 'server code never imports the operator: move what both need under server/.' }] },
+      ],
+    },
+  },
 );

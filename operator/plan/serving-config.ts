@@ -1,9 +1,9 @@
 import { dump } from 'js-yaml';
 import { configHash } from '../../server/config/load.ts';
 import { RerankConfigSchema, type RerankConfigInput } from '../../server/config/schema.ts';
+import { RouterConfigSchema } from '../../server/config/router-schema.ts';
 import type { RerankerConfig, VersionSpec } from '../crd/spec.ts';
 import { MODELS_DIR, SERVER_PORT, names, type Pool } from '../names.ts';
-import { RouterConfigSchema } from '../router-config.ts';
 import { servingPool, type WeightPlan } from '../weights.ts';
 
 export interface RenderedFile {

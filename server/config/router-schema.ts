@@ -1,10 +1,10 @@
 import { z } from 'zod';
 
 /**
- * The router's part of the serving ConfigMap, in its own key (`router.yaml`), because config.yaml is
- * read by the server's strict RerankConfigSchema. `rerank-server router` proxies each request to the
- * upstream of the version it chose (path, then header, then weighted choice from config.yaml's weights,
- * then the default) and reloads both files when the ConfigMap changes.
+ * router.yaml, the router's part of the serving ConfigMap, in its own key because config.yaml is read
+ * by the strict RerankConfigSchema. `rerank-server router` loads it (proxying each request to the
+ * upstream of the version it chose: path, then header, then weighted choice from config.yaml's weights,
+ * then the default) and the operator renders it, both through this schema.
  */
 export const RouterConfigSchema = z.strictObject({
   router: z.strictObject({

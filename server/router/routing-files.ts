@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { load as parseYaml } from 'js-yaml';
-import { RouterConfigSchema, type RouterConfig } from '../../operator/router-config.ts';
+import { RouterConfigSchema, type RouterConfig } from '../config/router-schema.ts';
 import { ConfigError, formatIssues, parseConfig } from '../config/load.ts';
 import type { RerankConfig } from '../config/schema.ts';
 import type { WatchMode } from '../config/watcher.ts';
@@ -10,7 +10,7 @@ import type { RouterMetrics } from './metrics.ts';
 import { buildRoutingTable, servableVersions, unknownUpstreams, type RoutingTable } from './routing-table.ts';
 import { WatchedFile, type WatchedFileStatus } from './watched-file.ts';
 
-/** Parse and validate router.yaml through the operator's RouterConfigSchema (the one contract both sides use). */
+/** Parse and validate router.yaml through RouterConfigSchema (the one contract the router and the operator use). */
 export function parseRouterConfig(text: string, source: string): { value: RouterConfig; hash: string } {
   let raw: unknown;
   try {

@@ -9,7 +9,7 @@ import { ConfigMap, Service } from 'kubernetes-models/v1';
 import { parseConfig } from '../../server/config/load.ts';
 import type { KubeObject } from '../../operator/kube.ts';
 import { plan, planDesiredObjects } from '../../operator/planner.ts';
-import { RouterConfigSchema } from '../../operator/router-config.ts';
+import { RouterConfigSchema } from '../../server/config/router-schema.ts';
 import type { Availability } from '../../operator/weights.ts';
 import { IMAGES, example } from './support/examples.ts';
 
