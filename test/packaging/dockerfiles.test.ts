@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { load } from 'js-yaml';
 import { routerDeployment, versionDeployment } from '../../operator/plan/workloads.ts';
 import { example, IMAGES } from '../operator/support/examples.ts';
@@ -22,6 +23,20 @@ function instructions(text: string): Array<[string, string]> {
 }
 
 const lastStage = (ins: Array<[string, string]>) => ins.slice(ins.map(([op]) => op).lastIndexOf('FROM'));
+
+/** Every module of this repository `entry` loads, transitively: any quoted relative `.ts` path (imports, workers). */
+function reachableModules(entry: string): Set<string> {
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const [, specifier] of read(file).matchAll(/['"](\.{1,2}\/[^'"\s]+\.ts)['"]/g)) {
+      visit(path.posix.normalize(path.posix.join(path.posix.dirname(file), specifier!)));
+    }
+  };
+  visit(entry);
+  return seen;
+}
 
 describe('Dockerfiles', () => {
   for (const file of ['Dockerfile', 'Dockerfile.cuda', 'Dockerfile.operator']) {
@@ -64,6 +79,16 @@ describe('Dockerfiles', () => {
     }
     const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
     assert.equal(pkg.bin['rerank-server'], 'server/cli/main.ts');
+  });
+
+  test('the server images carry no operator/: all that rerank-server loads is under server/', () => {
+    for (const file of ['Dockerfile', 'Dockerfile.cuda']) {
+      const copied = lastStage(instructions(read(file))).filter(([op, a]) => op === 'COPY' && !a.startsWith('--from'));
+      assert.ok(!copied.some(([, a]) => a.split(' ')[0] === 'operator'), `${file} copies operator/`);
+    }
+    const modules = [...reachableModules('server/cli/main.ts')];
+    assert.ok(modules.includes('server/router/routing-files.ts') && modules.includes('server/engine/onnx-worker.ts'), 'the walk follows imports and workers');
+    assert.deepEqual(modules.filter((m) => !m.startsWith('server/')), []);
   });
 
   test('Dockerfile.cuda installs the CUDA execution provider on an nvidia/cuda runtime base, with Node 24', () => {
