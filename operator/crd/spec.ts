@@ -148,6 +148,96 @@ export const CpuFallbackSchema = z
   })
   .meta({ description: 'CPU-only pods that take this version\'s traffic while its GPU pods have no ready endpoints.' });
 
+/**
+ * What the autoscaler of a version scales on. `inflight` is not offered: the server exports no gauge of
+ * requests in flight (server/metrics.ts), and a metric that nothing exports would leave the HPA blind.
+ */
+export const AUTOSCALING_METRICS = ['cpu', 'queue'] as const;
+
+export const AutoscalingSchema = z
+  .strictObject({
+    minReplicas: z
+      .number()
+      .int()
+      .min(0)
+      .max(64)
+      .default(1)
+      .meta({
+        description:
+          'Fewest main pods. 0 (scale to zero) needs engine keda, metric queue and weight 0: a version with weight takes traffic and keeps at least one pod.',
+      }),
+    maxReplicas: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .meta({ description: 'Most main pods; for a GPU version also bounded by spec.gpuBudget (status says when the budget is what holds it).' }),
+    metric: z
+      .enum(AUTOSCALING_METRICS)
+      .default('cpu')
+      .meta({
+        description:
+          'cpu: average CPU utilization of the server containers, percent of their CPU request (needs resources.requests.cpu). ' +
+          'queue: average pairs waiting per pod (reranker_queue_depth), read as a Pods metric through a metrics adapter ' +
+          '(prometheus-adapter) with engine hpa, or straight from Prometheus with engine keda.',
+      }),
+    target: z
+      .number()
+      .int()
+      .min(1)
+      .max(100000)
+      .meta({ description: 'Value the autoscaler holds the metric at: percent CPU utilization (cpu) or queued pairs per pod (queue).' }),
+    engine: z
+      .enum(['hpa', 'keda'])
+      .default('hpa')
+      .meta({
+        description:
+          'hpa: an autoscaling/v2 HorizontalPodAutoscaler per Deployment. keda: a KEDA ScaledObject instead (KEDA must be installed), ' +
+          'which can scale a weight-0 version to zero.',
+      }),
+    prometheusAddress: z
+      .string()
+      .max(512)
+      .regex(/^https?:\/\/.+$/)
+      .optional()
+      .meta({ description: "Prometheus KEDA queries for the queue metric, e.g. http://prometheus-operated.monitoring.svc:9090; engine keda with metric queue needs it." }),
+  })
+  .refine((a) => a.minReplicas <= a.maxReplicas, { path: ['minReplicas'], message: 'minReplicas must not exceed maxReplicas' })
+  .refine((a) => a.minReplicas > 0 || (a.engine === 'keda' && a.metric === 'queue'), {
+    path: ['minReplicas'],
+    message: 'minReplicas 0 (scale to zero) needs engine keda and metric queue',
+  })
+  .refine((a) => a.engine !== 'keda' || a.metric !== 'queue' || a.prometheusAddress !== undefined, {
+    path: ['prometheusAddress'],
+    message: 'engine keda with metric queue needs prometheusAddress',
+  })
+  .meta({
+    description:
+      "Scale the version's main pods (and its CPU fallback pods, on the same metric) between minReplicas and maxReplicas; replicas is then " +
+      'ignored and the operator leaves the Deployments\' replica counts to the autoscaler.',
+    'x-kubernetes-validations': [
+      { rule: '!has(self.minReplicas) || self.minReplicas <= self.maxReplicas', message: 'minReplicas must not exceed maxReplicas' },
+      {
+        rule: "!has(self.minReplicas) || self.minReplicas > 0 || (has(self.engine) && self.engine == 'keda' && has(self.metric) && self.metric == 'queue')",
+        message: 'minReplicas 0 (scale to zero) needs engine keda and metric queue',
+      },
+      {
+        rule: "!has(self.engine) || self.engine != 'keda' || !has(self.metric) || self.metric != 'queue' || has(self.prometheusAddress)",
+        message: 'engine keda with metric queue needs prometheusAddress',
+      },
+    ],
+  });
+
+export const DisruptionSchema = z.strictObject({
+  maxUnavailable: z
+    .number()
+    .int()
+    .min(0)
+    .max(64)
+    .default(1)
+    .meta({ description: "Pods of each of the version's Deployments a voluntary disruption (node drain) may take down at once; 0 blocks drains." }),
+});
+
 export const VersionSpecSchema = z
   .strictObject({
     name: VersionNameSchema.meta({
@@ -195,10 +285,24 @@ export const VersionSpecSchema = z
         description:
           "Free GPU memory in MiB under which a GPU pod moves this version to CPU until memory recovers; absent: the server's default (1024).",
       }),
+    autoscaling: AutoscalingSchema.optional(),
+    disruption: DisruptionSchema.default(() => DisruptionSchema.parse({})).meta({
+      description: "The PodDisruptionBudget of each of the version's Deployments (<resource>-<version>, <resource>-<version>-cpu).",
+    }),
+    priorityClassName: z
+      .string()
+      .max(253)
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/)
+      .optional()
+      .meta({ description: "PriorityClass of the version's pods (main and CPU fallback), e.g. to preempt batch work on GPU nodes." }),
   })
   .refine((v) => !v.cpuFallback || (v.resources?.gpu?.count ?? 0) > 0, {
     path: ['cpuFallback'],
     message: 'cpuFallback only makes sense for a version that requests GPUs',
+  })
+  .refine((v) => !v.autoscaling || v.weight === 0 || v.autoscaling.minReplicas >= 1, {
+    path: ['autoscaling', 'minReplicas'],
+    message: 'a version with weight keeps at least one pod: autoscaling.minReplicas must be 1 or more while weight > 0',
   })
   .meta({
     'x-kubernetes-validations': [
@@ -206,6 +310,10 @@ export const VersionSpecSchema = z
       {
         rule: '!has(self.cpuFallback) || (has(self.resources) && has(self.resources.gpu) && has(self.resources.gpu.count) && self.resources.gpu.count > 0)',
         message: 'cpuFallback only makes sense for a version that requests GPUs',
+      },
+      {
+        rule: '!has(self.autoscaling) || !has(self.weight) || self.weight == 0 || !has(self.autoscaling.minReplicas) || self.autoscaling.minReplicas >= 1',
+        message: 'a version with weight keeps at least one pod: autoscaling.minReplicas must be 1 or more while weight > 0',
       },
     ],
   });
@@ -313,6 +421,17 @@ export const RerankerConfigSpecSchema = z
     routing: RoutingSchema.default(() => RoutingSchema.parse({})).meta({ description: 'How requests reach the versions: the router or a Gateway API HTTPRoute.' }),
     serving: ServingConfigSchema.default(() => ServingConfigSchema.parse({})),
     images: ImagesSchema.optional().meta({ description: "Images of this resource's pods, overriding the operator's defaults." }),
+    gpuBudget: z
+      .number()
+      .int()
+      .min(0)
+      .max(4096)
+      .optional()
+      .meta({
+        description:
+          "GPUs this resource's versions may use together (GPUs per pod x pods). Fixed replicas and autoscaling minReplicas must " +
+          "fit; what is left caps the autoscaled GPU versions' maxReplicas, in spec order. Absent: no cap.",
+      }),
   })
   .superRefine((spec, ctx) => {
     // The same rules as the CEL below, for specs that never went through an apiserver (tests, tools).

@@ -26,6 +26,16 @@ describe('CRD validation rules (structural schema + CEL), and the zod schema agr
     assert.deepEqual(parsed.versions[0]!.model.tokenSecretRef, { name: 'hf-token', key: 'HF_TOKEN' });
   });
 
+  test('autoscaling, disruption, priority class and GPU budget pass; disruption defaults to maxUnavailable 1, autoscaling to an HPA on CPU', () => {
+    const spec = specWith(ACCEPTED.autoscaling.mutate);
+    assert.deepEqual(validateAgainstCrd(specSchema, spec), []);
+    const parsed = RerankerConfigSpecSchema.parse(spec);
+    assert.deepEqual(parsed.versions[1]!.disruption, { maxUnavailable: 1 });
+    assert.equal(parsed.gpuBudget, 6);
+    const defaulted = RerankerConfigSpecSchema.parse(specWith((s) => (s.versions[0]!.autoscaling = { maxReplicas: 3, target: 60 })));
+    assert.deepEqual(defaulted.versions[0]!.autoscaling, { minReplicas: 1, maxReplicas: 3, target: 60, metric: 'cpu', engine: 'hpa' });
+  });
+
   for (const [what, mutate, why] of REJECTED) {
     test(`refused: ${what}`, () => {
       const spec = specWith(mutate);

@@ -36,7 +36,19 @@ export const ACCEPTED = {
     what: 'a token Secret on an hf:// source',
     mutate: ((s) => (model(s, 0).tokenSecretRef = { name: 'hf-token' })) as Mutation,
   },
+  autoscaling: {
+    what: 'an HPA on CPU for the GPU default, scale to zero by KEDA on the queue for the weight-0 version, a PDB, a priority class and a GPU budget',
+    mutate: ((s) => {
+      s.gpuBudget = 6;
+      s.versions[0]!.autoscaling = { minReplicas: 2, maxReplicas: 4, metric: 'cpu', target: 70 };
+      s.versions[0]!.disruption = { maxUnavailable: 2 };
+      s.versions[0]!.priorityClassName = 'reranker-critical';
+      s.versions[2]!.autoscaling = { minReplicas: 0, maxReplicas: 3, metric: 'queue', target: 64, engine: 'keda', prometheusAddress: 'http://prometheus.monitoring:9090' };
+    }) as Mutation,
+  },
 } satisfies Record<string, { what: string; mutate: Mutation }>;
+
+const autoscale = (spec: Spec, i: number, autoscaling: Record<string, unknown>) => (spec.versions[i]!.autoscaling = autoscaling);
 
 /** Each bad spec must be refused by the apiserver (schema or CEL) AND by the operator's zod schema, naming why. */
 export const REJECTED: Array<[what: string, mutate: Mutation, why: RegExp]> = [
@@ -54,5 +66,16 @@ export const REJECTED: Array<[what: string, mutate: Mutation, why: RegExp]> = [
   ['gateway mode without parentRefs', (s) => (s.routing = { mode: 'gateway' }), /gateway mode needs gateway.parentRefs/],
   ['an unknown routing mode', (s) => (s.routing = { mode: 'mesh' }), /spec\.routing\.mode: Unsupported value: "mesh"/],
   ['an unknown serving knob', (s) => ((s.serving as Record<string, unknown>).batchSize = 4), /unknown field "spec\.serving\.batchSize"/],
+  ['autoscaling minReplicas above maxReplicas', (s) => autoscale(s, 0, { minReplicas: 3, maxReplicas: 2, target: 70 }), /minReplicas must not exceed maxReplicas/],
+  [
+    'scale to zero for a version with weight (a 10% canary)',
+    (s) => autoscale(s, 1, { minReplicas: 0, maxReplicas: 2, metric: 'queue', target: 32, engine: 'keda', prometheusAddress: 'http://prom:9090' }),
+    /autoscaling\.minReplicas must be 1 or more while weight > 0/,
+  ],
+  ['scale to zero with an HPA', (s) => autoscale(s, 2, { minReplicas: 0, maxReplicas: 2, target: 70 }), /minReplicas 0 \(scale to zero\) needs engine keda/],
+  ['scale to zero by KEDA on CPU alone (KEDA scales to zero only on a non-CPU trigger)', (s) => autoscale(s, 2, { minReplicas: 0, maxReplicas: 2, target: 70, engine: 'keda' }), /minReplicas 0 \(scale to zero\) needs engine keda and metric queue/],
+  ['KEDA on the queue with no Prometheus to ask', (s) => autoscale(s, 2, { maxReplicas: 2, metric: 'queue', target: 32, engine: 'keda' }), /engine keda with metric queue needs prometheusAddress/],
+  ['autoscaling on in-flight requests, which no component exports', (s) => autoscale(s, 0, { maxReplicas: 2, metric: 'inflight', target: 4 }), /autoscaling\.metric: Unsupported value: "inflight"/],
+  ['a negative GPU budget', (s) => (s.gpuBudget = -1), /spec\.gpuBudget in body should be greater than or equal to 0/],
   ['no versions at all', (s) => (s.versions = []), /spec\.versions in body should have at least 1 items/],
 ];
