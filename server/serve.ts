@@ -25,6 +25,8 @@ export interface ServeOptions {
   /** How the config file is watched (default `auto`: directory events, with polling as the safety net). */
   watchMode?: WatchMode;
   pollIntervalMs?: number;
+  /** Uniform in [0, 1) for the weighted version draw; `Math.random` unless a test seeds it. */
+  random?: () => number;
 }
 
 export interface RunningServer {
@@ -40,7 +42,13 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const { logger } = options;
   const metrics = new ServerMetrics();
   // The monitor reads the GPU only while some version is configured `cuda`, so a reload can add one.
-  const engine = await RerankEngine.create({ loaded: options.loaded, metrics, logger, gpuProbe: new NvidiaSmiProbe() });
+  const engine = await RerankEngine.create({
+    loaded: options.loaded,
+    metrics,
+    logger,
+    gpuProbe: new NvidiaSmiProbe(),
+    ...(options.random ? { random: options.random } : {}),
+  });
   for (const notice of syntheticNotices(engine)) logger.warn(notice);
   const reloader = new ConfigReloader({
     file: options.configFile,

@@ -91,11 +91,17 @@ export interface VersionSpec {
   endpoint?: string;
 }
 
-export function configYaml(versions: Record<string, VersionSpec>, defaultVersion: string, serving?: Record<string, unknown>): string {
+/** config.yaml for these versions; `model` gives each one's model directory (a path the router never reads, by default). */
+export function configYaml(
+  versions: Record<string, VersionSpec>,
+  defaultVersion: string,
+  serving?: Record<string, unknown>,
+  model: (name: string) => string = (name) => `/models/${name}`,
+): string {
   return dump({
     defaultVersion,
     ...(serving ? { serving } : {}),
-    versions: Object.fromEntries(Object.entries(versions).map(([name, v]) => [name, { model: `/models/${name}`, weight: v.weight ?? 0, enabled: v.enabled ?? true, ...(v.endpoint ? { endpoint: v.endpoint } : {}) }])),
+    versions: Object.fromEntries(Object.entries(versions).map(([name, v]) => [name, { model: model(name), weight: v.weight ?? 0, enabled: v.enabled ?? true, ...(v.endpoint ? { endpoint: v.endpoint } : {}) }])),
   });
 }
 
@@ -113,6 +119,42 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+export interface Answer {
+  status: number;
+  /** X-Rerank-Version of the response. */
+  version: string | undefined;
+  body: string;
+}
+
+/** `count` POSTs of one body, `concurrency` at a time over keep-alive connections (node:http: faster than fetch). */
+export async function postMany(url: string, body: unknown, count: number, concurrency = 50): Promise<Answer[]> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const payload = JSON.stringify(body);
+  const one = () =>
+    new Promise<Answer>((resolve, reject) => {
+      const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          const version = res.headers['x-rerank-version'];
+          resolve({ status: res.statusCode ?? 0, version: typeof version === 'string' ? version : undefined, body: Buffer.concat(chunks).toString('utf8') });
+        });
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(payload);
+    });
+  const answers: Answer[] = [];
+  try {
+    for (let sent = 0; sent < count; sent += concurrency) {
+      answers.push(...(await Promise.all(Array.from({ length: Math.min(concurrency, count - sent) }, one))));
+    }
+  } finally {
+    agent.destroy();
+  }
+  return answers;
 }
 
 export interface RouterHarness {
@@ -174,30 +216,7 @@ export async function startRouterHarness(options: { config?: string; router?: st
         body: typeof body === 'string' ? body : JSON.stringify(body),
       }),
     get: (pathname) => fetch(`${router.url}${pathname}`),
-    postMany: async (pathname, body, count, concurrency = 50) => {
-      const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-      const payload = JSON.stringify(body);
-      const one = () =>
-        new Promise<string>((resolve, reject) => {
-          const req = http.request(`${router.url}${pathname}`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (chunk: Buffer) => chunks.push(chunk));
-            res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-            res.on('error', reject);
-          });
-          req.on('error', reject);
-          req.end(payload);
-        });
-      const answers: string[] = [];
-      try {
-        for (let sent = 0; sent < count; sent += concurrency) {
-          answers.push(...(await Promise.all(Array.from({ length: Math.min(concurrency, count - sent) }, one))));
-        }
-      } finally {
-        agent.destroy();
-      }
-      return answers;
-    },
+    postMany: async (pathname, body, count, concurrency) => (await postMany(`${router.url}${pathname}`, body, count, concurrency)).map((answer) => answer.body),
     until: async (check, what, timeoutMs = 3000) => {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {

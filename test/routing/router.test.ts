@@ -1,0 +1,4 @@
+import { proxyRouter } from './implementations.ts';
+import { runRoutingSuite } from './suite.ts';
+
+runRoutingSuite(proxyRouter);

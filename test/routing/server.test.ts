@@ -1,0 +1,4 @@
+import { inProcessServer } from './implementations.ts';
+import { runRoutingSuite } from './suite.ts';
+
+runRoutingSuite(inProcessServer);
