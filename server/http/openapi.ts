@@ -1,12 +1,14 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { apiSchemas, ErrorBodySchema } from './apis/schemas.ts';
 import { openApiPath, ROUTES, type RouteSpec } from './routes.ts';
+import { PACKAGE_ROOT } from '../package-root.ts';
 
 /** The server's package version, read once. */
 export const packageVersion: string = (() => {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version?: unknown };
     return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
   } catch {
     return '0.0.0';

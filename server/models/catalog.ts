@@ -1,12 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
 import { z } from 'zod';
+import { PACKAGE_ROOT } from '../package-root.ts';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The catalogue shipped with the project; `RERANK_MODEL_CATALOG` points elsewhere. */
-export const DEFAULT_CATALOG = path.join(repoRoot, 'models/catalog.yaml');
+export const DEFAULT_CATALOG = path.join(PACKAGE_ROOT, 'models/catalog.yaml');
 
 const Sha256 = z.string().regex(/^[a-f0-9]{64}$/, 'a sha256 is 64 lower-case hex digits');
 
