@@ -1,15 +1,33 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 
 /** Histogram buckets, defined once. Seconds. */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** The labels of http_request_duration_seconds. */
+export type HttpRequestLabels = 'method' | 'route' | 'status';
+
+/** What the HTTP shell records requests into and serves at /metrics: ServerMetrics and RouterMetrics alike. */
+export interface HttpMetrics {
+  readonly registry: Registry;
+  readonly httpRequestDuration: Histogram<HttpRequestLabels>;
+}
+
+/**
+ * http_request_duration_seconds{method,route,status}: one name, labels and buckets in the server and the
+ * router, so one canary query reads the router and the pods alike.
+ */
+export function httpRequestDurationHistogram(registry: Registry, help = 'HTTP request duration by method, route and status code.'): Histogram<HttpRequestLabels> {
+  return new Histogram({ name: 'http_request_duration_seconds', help, labelNames: ['method', 'route', 'status'], buckets: LATENCY_BUCKETS, registers: [registry] });
+}
+
 const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 const TOKEN_BUCKETS = [64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 const RATIO_BUCKETS = [0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
 
 /** Every metric the server exports. One instance per process (or per test, with its own registry). */
-export class ServerMetrics {
+export class ServerMetrics implements HttpMetrics {
   readonly registry: Registry;
-  readonly httpRequestDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly httpRequestDuration: Histogram<HttpRequestLabels>;
   readonly requests: Counter<'version' | 'status'>;
   readonly requestDuration: Histogram<'version'>;
   readonly inferenceDuration: Histogram<'version'>;
@@ -33,13 +51,7 @@ export class ServerMetrics {
     this.registry = registry;
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
     const registers = [registry];
-    this.httpRequestDuration = new Histogram({
-      name: 'http_request_duration_seconds',
-      help: 'HTTP request duration by method, route and status code.',
-      labelNames: ['method', 'route', 'status'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
+    this.httpRequestDuration = httpRequestDurationHistogram(registry);
     this.requests = new Counter({
       name: 'reranker_requests_total',
       help: 'Rerank requests by answering version and HTTP status.',
@@ -149,4 +161,29 @@ export class ServerMetrics {
       registers,
     });
   }
+
+  /**
+   * Removes every series of a version: of each metric in the registry that carries a `version` label,
+   * whatever its other labels. The metrics are read from the registry, not from a list, so a per-version
+   * metric added later is covered without being named here.
+   */
+  async forgetVersion(version: string): Promise<void> {
+    for (const { name } of this.registry.getMetricsAsArray()) {
+      const metric = this.registry.getSingleMetric(name);
+      const labelNames = metric ? labelNamesOf(metric) : [];
+      if (!metric || !labelNames.includes('version')) continue;
+      const { values } = await metric.get();
+      for (const { labels } of values) {
+        if (String(labels.version) !== version) continue;
+        // Histogram buckets add `le`: the series is named by the metric's own labels.
+        metric.remove(Object.fromEntries(labelNames.filter((label) => labels[label] !== undefined).map((label) => [label, labels[label]])));
+      }
+    }
+  }
+}
+
+/** The label names a metric was made with: prom-client keeps its configuration on the metric, which its typings do not say. */
+function labelNamesOf(metric: Metric): readonly string[] {
+  const names = (metric as { labelNames?: unknown }).labelNames;
+  return Array.isArray(names) ? (names as string[]) : [];
 }
