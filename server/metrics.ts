@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 
 /** Histogram buckets, defined once. Seconds. */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -161,4 +161,29 @@ export class ServerMetrics implements HttpMetrics {
       registers,
     });
   }
+
+  /**
+   * Removes every series of a version: of each metric in the registry that carries a `version` label,
+   * whatever its other labels. The metrics are read from the registry, not from a list, so a per-version
+   * metric added later is covered without being named here.
+   */
+  async forgetVersion(version: string): Promise<void> {
+    for (const { name } of this.registry.getMetricsAsArray()) {
+      const metric = this.registry.getSingleMetric(name);
+      const labelNames = metric ? labelNamesOf(metric) : [];
+      if (!metric || !labelNames.includes('version')) continue;
+      const { values } = await metric.get();
+      for (const { labels } of values) {
+        if (String(labels.version) !== version) continue;
+        // Histogram buckets add `le`: the series is named by the metric's own labels.
+        metric.remove(Object.fromEntries(labelNames.filter((label) => labels[label] !== undefined).map((label) => [label, labels[label]])));
+      }
+    }
+  }
+}
+
+/** The label names a metric was made with: prom-client keeps its configuration on the metric, which its typings do not say. */
+function labelNamesOf(metric: Metric): readonly string[] {
+  const names = (metric as { labelNames?: unknown }).labelNames;
+  return Array.isArray(names) ? (names as string[]) : [];
 }
