@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -115,6 +115,22 @@ describe('ConfigReloader', () => {
       // Same config, other formatting: same hash, nothing applied.
       assert.equal(await t.reloader.reloadText(`# a comment\n${V1}`), 'unchanged');
       assert.equal(t.applied.length, 0);
+    } finally {
+      t.reloader.stop();
+    }
+  });
+
+  test('an unreadable config file is logged, not counted as a rejected reload; the config in force stays', async () => {
+    const t = await setup();
+    t.reloader.start();
+    try {
+      await rm(t.file);
+      await t.until(() => t.lines.some((l) => l.msg === 'config file unreadable; keeping the config in force'));
+      assert.equal(t.reloader.status().hash, t.initial.hash);
+      assert.equal(t.reloader.status().lastError, undefined);
+      const text = await t.metrics.registry.metrics();
+      assert.equal(metricSum(text, 'reranker_config_reloads_total', 'result="error"'), 0);
+      assert.equal(metricSum(text, 'reranker_config_last_reload_successful'), 1);
     } finally {
       t.reloader.stop();
     }

@@ -54,6 +54,15 @@ export function parseConfig(text: string, options: { source: string; baseDir: st
   return { config, hash: configHash(config), source: options.source };
 }
 
+/** How a watched config file is parsed: validated whole, model paths resolved against its directory. */
+export function configFileParser(file: string): (text: string) => { value: RerankConfig; hash: string } {
+  const source = path.resolve(file);
+  return (text) => {
+    const { config, hash } = parseConfig(text, { source, baseDir: path.dirname(source) });
+    return { value: config, hash };
+  };
+}
+
 export async function loadConfigFile(file: string): Promise<LoadedConfig> {
   return (await readConfigFile(file)).loaded;
 }

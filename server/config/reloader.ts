@@ -1,9 +1,9 @@
 import path from 'node:path';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { diffConfig } from './diff.ts';
-import { ConfigError, parseConfig, type LoadedConfig } from './load.ts';
-import { ConfigWatcher, contentHash, type WatchMode } from './watcher.ts';
+import { configFileParser, type LoadedConfig } from './load.ts';
+import type { RerankConfig } from './schema.ts';
+import { WatchedFile, type ReloadMetrics, type ReloadResult, type WatchSettings } from './watched-file.ts';
 
 /** What the reloader drives: the engine's atomic config swap. */
 export interface ConfigTarget {
@@ -22,7 +22,7 @@ export interface ConfigStatus {
   lastError?: { at: string; issues: string[] };
 }
 
-export interface ConfigReloaderOptions {
+export interface ConfigReloaderOptions extends WatchSettings {
   file: string;
   initial: LoadedConfig;
   /** Text of the initial file, so the watcher does not deliver it again. */
@@ -30,52 +30,49 @@ export interface ConfigReloaderOptions {
   target: ConfigTarget;
   metrics: ServerMetrics;
   logger: Logger;
-  mode?: WatchMode;
-  pollIntervalMs?: number;
-  debounceMs?: number;
-  now?: () => Date;
 }
 
-export type ReloadResult = 'ok' | 'unchanged' | 'error';
-
 /**
- * Hot reload: every new content of the config file is parsed and validated whole; a valid one is applied
- * (the engine swaps it atomically), an invalid one is rejected with its bad keys named in the log and in
+ * The server's config file, hot-reloaded (a WatchedFile): a valid new content is applied (the engine
+ * swaps it atomically), an invalid one is rejected with its bad keys named in the log and in
  * `reranker_config_reloads_total{result="error"}`, and the last good config keeps serving untouched.
- * Each applied change is logged key by key (old → new) with the new hash.
+ * An unreadable file is only logged: the server started from a valid one, which stays in force.
  */
 export class ConfigReloader {
   readonly #options: ConfigReloaderOptions;
-  readonly #watcher: ConfigWatcher;
-  #current: LoadedConfig;
-  #appliedAt: Date;
-  #lastError: ConfigStatus['lastError'];
+  readonly #file: WatchedFile<RerankConfig>;
+  readonly #source: string;
 
   constructor(options: ConfigReloaderOptions) {
+    const { file, initial, initialText, target, metrics, logger, mode, pollIntervalMs, debounceMs, now } = options;
     this.#options = options;
-    this.#current = options.initial;
-    this.#appliedAt = this.#now();
-    const watcherOptions: ConstructorParameters<typeof ConfigWatcher>[0] = {
-      file: options.file,
-      onChange: async (text) => {
-        await this.reloadText(text);
-      },
-      onError: (error) => options.logger.warn({ err: error, file: options.file }, 'config file unreadable; keeping the config in force'),
-      mode: options.mode ?? 'auto',
-    };
-    if (options.pollIntervalMs !== undefined) watcherOptions.pollIntervalMs = options.pollIntervalMs;
-    if (options.debounceMs !== undefined) watcherOptions.debounceMs = options.debounceMs;
-    this.#watcher = new ConfigWatcher(watcherOptions);
-    options.metrics.configInfo.set({ hash: options.initial.hash }, 1);
-    options.metrics.configLastReloadSuccess.set(1);
+    this.#source = path.resolve(file);
+    this.#file = new WatchedFile<RerankConfig>({
+      file,
+      mode,
+      pollIntervalMs,
+      debounceMs,
+      now,
+      name: 'config',
+      parse: configFileParser(file),
+      // The knobs are in force once apply() has swapped them (synchronously); version loads and drains
+      // finish in the background and log their own outcome.
+      apply: ({ value, hash }) =>
+        void target.apply({ config: value, hash, source: this.#source }).catch((error: unknown) => logger.error({ err: error, hash }, 'applying versions failed')),
+      metrics: serverReloadMetrics(metrics),
+      logger,
+      initial: { parsed: { value: initial.config, hash: initial.hash }, text: initialText },
+      onUnreadable: (error) => logger.warn({ err: error, file }, 'config file unreadable; keeping the config in force'),
+    });
+    metrics.configLastReloadSuccess.set(1);
   }
 
   start(): void {
-    this.#watcher.start(contentHash(this.#options.initialText));
+    void this.#file.start();
   }
 
   stop(): void {
-    this.#watcher.stop();
+    this.#file.stop();
   }
 
   /**
@@ -85,66 +82,41 @@ export class ConfigReloader {
   async forceReload(): Promise<void> {
     const { logger, file, target } = this.#options;
     logger.info({ file }, 'reload forced');
-    const before = this.#current.hash;
-    await this.#watcher.check({ force: true });
-    if (this.#current.hash !== before || !target.retry) return;
+    const before = this.#inForce().hash;
+    await this.#file.forceReload();
+    if (this.#inForce().hash !== before || !target.retry) return;
     await target.retry().catch((error: unknown) => logger.error({ err: error, hash: before }, 'retrying failed versions failed'));
   }
 
   status(): ConfigStatus {
-    const status: ConfigStatus = {
-      hash: this.#current.hash,
-      source: this.#current.source,
-      appliedAt: this.#appliedAt.toISOString(),
-      config: this.#current.config,
-    };
-    if (this.#lastError) status.lastError = this.#lastError;
+    const { value, hash, appliedAt } = this.#inForce();
+    const status: ConfigStatus = { hash, source: this.#source, appliedAt: appliedAt.toISOString(), config: value };
+    const { lastError } = this.#file.status();
+    if (lastError) status.lastError = lastError;
     return status;
   }
 
   /** Validate and apply one content of the config file. */
   async reloadText(text: string): Promise<ReloadResult> {
-    const { logger, metrics, file } = this.#options;
-    let next: LoadedConfig;
-    try {
-      next = parseConfig(text, { source: path.resolve(file), baseDir: path.dirname(path.resolve(file)) });
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      this.#lastError = { at: this.#now().toISOString(), issues: error.issues };
-      metrics.configReloads.inc({ result: 'error' });
-      metrics.configLastReloadSuccess.set(0);
-      logger.error({ file, issues: error.issues, keptHash: this.#current.hash }, `config rejected, keeping ${this.#current.hash}: ${error.issues.join('; ')}`);
-      return 'error';
-    }
-    this.#lastError = undefined;
-    metrics.configLastReloadSuccess.set(1);
-    if (next.hash === this.#current.hash) {
-      metrics.configReloads.inc({ result: 'unchanged' });
-      logger.debug({ hash: next.hash }, 'config unchanged');
-      return 'unchanged';
-    }
-    const previous = this.#current;
-    const changes = diffConfig(previous.config, next.config);
-    this.#current = next;
-    this.#appliedAt = this.#now();
-    metrics.configInfo.remove({ hash: previous.hash });
-    metrics.configInfo.set({ hash: next.hash }, 1);
-    metrics.configReloads.inc({ result: 'ok' });
-    logger.info(
-      { from: previous.hash, to: next.hash, changes: changes.map((c) => `${c.path}: ${show(c.from)} → ${show(c.to)}`) },
-      `config applied ${previous.hash} → ${next.hash} (${changes.length} change${changes.length === 1 ? '' : 's'})`,
-    );
-    // The knobs are in force once apply() has swapped them (synchronously); version loads and drains
-    // finish in the background and log their own outcome.
-    this.#options.target.apply(next).catch((error: unknown) => logger.error({ err: error, hash: next.hash }, 'applying versions failed'));
-    return 'ok';
+    return this.#file.reload(text);
   }
 
-  #now(): Date {
-    return this.#options.now?.() ?? new Date();
+  /** Started from a valid config, the file always has one in force. */
+  #inForce() {
+    return this.#file.current!;
   }
 }
 
-function show(value: unknown): string {
-  return value === undefined ? '(absent)' : JSON.stringify(value);
+/** The server's series: reloads by result, the hash in force, and whether the last attempt was applied. */
+function serverReloadMetrics(metrics: ServerMetrics): ReloadMetrics {
+  return {
+    reloaded: (result) => {
+      metrics.configReloads.inc({ result });
+      metrics.configLastReloadSuccess.set(result === 'error' ? 0 : 1);
+    },
+    inForce: (hash, previous) => {
+      if (previous !== undefined) metrics.configInfo.remove({ hash: previous });
+      metrics.configInfo.set({ hash }, 1);
+    },
+  };
 }

@@ -2,13 +2,12 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { load as parseYaml } from 'js-yaml';
 import { RouterConfigSchema, type RouterConfig } from '../config/router-schema.ts';
-import { ConfigError, formatIssues, parseConfig } from '../config/load.ts';
+import { ConfigError, configFileParser, formatIssues } from '../config/load.ts';
 import type { RerankConfig } from '../config/schema.ts';
-import type { WatchMode } from '../config/watcher.ts';
+import { WatchedFile, type ReloadMetrics, type WatchedFileStatus, type WatchSettings } from '../config/watched-file.ts';
 import type { Logger } from '../logger.ts';
-import type { RouterMetrics } from './metrics.ts';
+import type { RouterFile, RouterMetrics } from './metrics.ts';
 import { buildRoutingTable, servableVersions, unknownUpstreams, type RoutingTable } from './routing-table.ts';
-import { WatchedFile, type WatchedFileStatus } from './watched-file.ts';
 
 /** Parse and validate router.yaml through RouterConfigSchema (the one contract the router and the operator use). */
 export function parseRouterConfig(text: string, source: string): { value: RouterConfig; hash: string } {
@@ -25,7 +24,7 @@ export function parseRouterConfig(text: string, source: string): { value: Router
   return { value: parsed.data, hash: createHash('sha256').update(stable).digest('hex').slice(0, 16) };
 }
 
-export interface RoutingFilesOptions {
+export interface RoutingFilesOptions extends WatchSettings {
   /** config.yaml: versions, weights, defaultVersion (the server's schema). */
   configFile: string;
   /** router.yaml: headerName, upstreams (RouterConfigSchema). */
@@ -34,10 +33,6 @@ export interface RoutingFilesOptions {
   logger: Logger;
   /** Called after either file changed what is in force (e.g. to follow serving.logLevel). */
   onApplied?: (config: RerankConfig | undefined) => void;
-  mode?: WatchMode;
-  pollIntervalMs?: number;
-  debounceMs?: number;
-  now?: () => Date;
 }
 
 export interface RoutingStatus {
@@ -64,30 +59,21 @@ export class RoutingFiles {
 
   constructor(options: RoutingFilesOptions) {
     this.#options = options;
-    const common = {
-      metrics: options.metrics,
-      logger: options.logger,
-      onApplied: () => this.#rebuild(),
-      ...(options.mode !== undefined ? { mode: options.mode } : {}),
-      ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
-      ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
-      ...(options.now !== undefined ? { now: options.now } : {}),
-    };
-    const configSource = path.resolve(options.configFile);
-    const routerSource = path.resolve(options.routerFile);
+    const { configFile, routerFile, metrics, logger, mode, pollIntervalMs, debounceMs, now } = options;
+    const common = { mode, pollIntervalMs, debounceMs, now, logger, apply: () => this.#rebuild() };
+    const routerSource = path.resolve(routerFile);
     this.#config = new WatchedFile<RerankConfig>({
       ...common,
-      file: options.configFile,
+      file: configFile,
       name: 'config',
-      parse: (text) => {
-        const loaded = parseConfig(text, { source: configSource, baseDir: path.dirname(configSource) });
-        return { value: loaded.config, hash: loaded.hash };
-      },
+      metrics: routerReloadMetrics(metrics, 'config'),
+      parse: configFileParser(configFile),
     });
     this.#router = new WatchedFile<RouterConfig>({
       ...common,
-      file: options.routerFile,
+      file: routerFile,
       name: 'router',
+      metrics: routerReloadMetrics(metrics, 'router'),
       parse: (text) => parseRouterConfig(text, routerSource),
     });
   }
@@ -113,7 +99,7 @@ export class RoutingFiles {
 
   /** The serving config in force (for the body size limit), if loaded. */
   get config(): RerankConfig | undefined {
-    return this.#config.value;
+    return this.#config.current?.value;
   }
 
   /** Ready: both files loaded and at least one version can take traffic. */
@@ -134,8 +120,8 @@ export class RoutingFiles {
   }
 
   #rebuild(): void {
-    const config = this.#config.value;
-    const router = this.#router.value;
+    const config = this.#config.current?.value;
+    const router = this.#router.current?.value;
     if (config && router) {
       this.#table = buildRoutingTable(config, router);
       const servable = servableVersions(this.#table);
@@ -147,4 +133,15 @@ export class RoutingFiles {
     }
     this.#options.onApplied?.(config);
   }
+}
+
+/** The router's series, labelled with the file they count. */
+function routerReloadMetrics(metrics: RouterMetrics, file: RouterFile): ReloadMetrics {
+  return {
+    reloaded: (result) => metrics.configReloads.inc({ file, result }),
+    inForce: (hash, previous) => {
+      if (previous !== undefined) metrics.configInfo.remove({ file, hash: previous });
+      metrics.configInfo.set({ file, hash }, 1);
+    },
+  };
 }
