@@ -1,19 +1,20 @@
-import { access } from 'node:fs/promises';
-import path from 'node:path';
 import type { LoadedConfig } from '../config/load.ts';
-import type { RerankConfig, VersionConfig } from '../config/schema.ts';
+import type { RerankConfig } from '../config/schema.ts';
 import { RerankError } from '../errors.ts';
 import { DEFAULT_FALLBACK_INTERVAL_MS, FallbackMonitor, type GpuVersion } from '../gpu/fallback-monitor.ts';
 import type { GpuProbe, PlacementDevice } from '../gpu/probe.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { DEFAULT_MAX_PADDING_RATIO } from './batch-packer.ts';
-import { BatchQueue, type QueueLimits } from './batch-queue.ts';
-import { firstLine, loadOnnxModel, type Device, type LoadOnnxModelOptions, type PairScorer } from './onnx-model.ts';
-import { readModelDirConfig, type EncodedPair, type PairTokenizer } from './pair-tokenizer.ts';
+import type { QueueLimits } from './batch-queue.ts';
+import { engineInfo } from './engine-info.ts';
+import { loadOnnxModel, type LoadOnnxModelOptions, type PairScorer } from './onnx-model.ts';
+import type { EncodedPair } from './pair-tokenizer.ts';
+import { Runtime, sameSpec, type RuntimeContext, type RuntimeSpec } from './runtime.ts';
 import { TokenizerCache } from './tokenizer-cache.ts';
-import type { EngineInfo, RerankOutcome, RerankRequest, Reranker, VersionInfo, VersionState } from './types.ts';
+import type { EngineInfo, RerankOutcome, RerankRequest, Reranker } from './types.ts';
 import { chooseVersion, type VersionCandidate, type VersionChoice } from './version-choice.ts';
+import { isGone, newSlot, publishVersionInfo, versionState, wantedDevice, type VersionSlot } from './version-slot.ts';
 
 /**
  * The serving core: every enabled version's tokenizer, ONNX session and batch queue, and the choice of
@@ -84,61 +85,6 @@ export interface ApplyReport {
   versions: VersionApplyResult[];
 }
 
-type RuntimeState = 'loading' | 'ready' | 'failed' | 'draining' | 'closed';
-
-/** What a session is loaded from: two runtimes with the same spec are interchangeable. */
-interface RuntimeSpec {
-  model: string;
-  device: Device;
-}
-
-/** One loaded (or loading) model of a version: tokenizer, session and queue. */
-interface Runtime {
-  version: string;
-  spec: RuntimeSpec;
-  state: RuntimeState;
-  error?: string;
-  /** The execution provider in use (`cpu` when `cuda` was asked for and is unavailable). */
-  device: Device;
-  deviceFallback?: string;
-  inputs: string[];
-  synthetic: boolean;
-  /** Longest pair the model's position table takes. */
-  modelMaxTokens?: number;
-  tokenizer?: PairTokenizer;
-  model?: PairScorer;
-  queue?: BatchQueue;
-  takesTypeIds: boolean;
-  /** Requests that picked this runtime and are not answered yet (tokenizing, queued or running). */
-  inFlight: number;
-  idleWaiters: (() => void)[];
-  closed?: Promise<void>;
-}
-
-interface VersionSlot {
-  name: string;
-  /** The runtime taking traffic when ready; else the one that failed. */
-  active?: Runtime;
-  /** A runtime loading beside `active`, to take over once warm. */
-  next?: Runtime;
-  /** Runtimes taken out of traffic and finishing their in-flight requests. */
-  readonly draining: Set<Runtime>;
-  /** Its config at the last reconcile; also describes a removed version while it drains. */
-  config: VersionConfig;
-  reconciled?: VersionConfig;
-  /** Why the newest load failed (cleared by a successful one). */
-  error?: string;
-  /** The spec whose load failed: moves of the fallback monitor do not retry it, applies do. */
-  failedSpec?: RuntimeSpec;
-  /** Where the fallback monitor wants it; read only when configured `cuda`. */
-  placement: PlacementDevice;
-  placementReason?: string;
-  /** The version_info series last set, removed when state or device change. */
-  published?: { device: Device; state: VersionState };
-}
-
-const WARM_UP = { query: 'warm-up query', document: 'a short warm-up document' };
-
 export class RerankEngine implements Reranker {
   /** Resolves when every enabled version is ready or failed. */
   readonly loaded: Promise<void>;
@@ -147,13 +93,10 @@ export class RerankEngine implements Reranker {
   readonly #metrics: ServerMetrics;
   readonly #logger: Logger;
   readonly #random: () => number;
-  readonly #options: RerankEngineOptions;
-  readonly #loadModel: (options: LoadOnnxModelOptions) => Promise<PairScorer>;
+  readonly #maxPaddingRatio: number;
   readonly #versions = new Map<string, VersionSlot>();
-  /** Sessions loaded and not yet closed. */
-  readonly #live = new Set<PairScorer>();
-  /** Parsed tokenizers, shared by runtimes of the same file and reused when a version comes back. */
-  readonly #tokenizers = new TokenizerCache();
+  /** What every runtime loads with; its tokenizer cache keeps tokenizers for versions that come back. */
+  readonly #runtimes: RuntimeContext;
   /** Requests accepted and not yet answered: shutdown waits for them. */
   readonly #inFlight = new Set<Promise<unknown>>();
   /** Reconciles run one after another on this chain. */
@@ -167,12 +110,26 @@ export class RerankEngine implements Reranker {
   #closing: Promise<void> | undefined;
 
   private constructor(options: RerankEngineOptions) {
-    this.#options = options;
     this.#loaded = options.loaded;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#random = options.random ?? Math.random;
-    this.#loadModel = options.loadModel ?? loadOnnxModel;
+    this.#maxPaddingRatio = options.maxPaddingRatio ?? DEFAULT_MAX_PADDING_RATIO;
+    this.#runtimes = {
+      loadModel: options.loadModel ?? loadOnnxModel,
+      modelThread: options.modelThread ?? 'worker',
+      intraOpNumThreads: options.intraOpNumThreads,
+      tokenizers: new TokenizerCache(),
+      sessions: new Set(),
+      config: () => this.#loaded.config,
+      limits: () => this.#limits(),
+      metrics: this.#metrics,
+      logger: this.#logger,
+      onCrash: (runtime) => {
+        const slot = this.#versions.get(runtime.version);
+        if (slot) this.#publish(slot);
+      },
+    };
     this.#ensureSlots(options.loaded.config);
     this.loaded = this.#schedule(true).then((report) => {
       this.#started = true;
@@ -249,12 +206,13 @@ export class RerankEngine implements Reranker {
 
   /** Sessions loaded and not yet freed (each a worker thread, unless sessions run on the main thread). */
   liveSessions(): number {
-    return this.#live.size;
+    return this.#runtimes.sessions.size;
   }
 
   /** Parsed tokenizers held, and how many of them no version uses (kept for reuse, bounded). */
   tokenizers(): { held: number; idle: number } {
-    return { held: this.#tokenizers.size, idle: this.#tokenizers.idle };
+    const { tokenizers } = this.#runtimes;
+    return { held: tokenizers.size, idle: tokenizers.idle };
   }
 
   rerank(request: RerankRequest): Promise<RerankOutcome> {
@@ -292,27 +250,26 @@ export class RerankEngine implements Reranker {
     const slot = this.#versions.get(choice.version);
     const runtime = slot?.active;
     if (!runtime || runtime.state !== 'ready') {
-      const why = slot ? (slot.error ?? runtime?.error ?? this.#versionState(slot, config)) : 'not configured';
+      const why = slot ? (slot.error ?? runtime?.error ?? versionState(slot, config)) : 'not configured';
       throw new RerankError('unavailable', `version ${choice.version} cannot serve (${why})`);
     }
     // Counted from the pick on, in the same turn: a retiring runtime closes only once this is back to 0.
-    runtime.inFlight += 1;
+    runtime.enter();
     try {
       return await this.#score(runtime, config, request, choice);
     } finally {
-      runtime.inFlight -= 1;
-      if (runtime.inFlight === 0) for (const resolve of runtime.idleWaiters.splice(0)) resolve();
+      runtime.leave();
     }
   }
 
   async #score(runtime: Runtime, config: RerankConfig, request: RerankRequest, choice: VersionChoice): Promise<RerankOutcome> {
-    const { tokenizer, queue } = runtime as Required<Pick<Runtime, 'tokenizer' | 'queue'>>;
+    const { tokenizer, queue } = runtime.parts();
     // Refuse before tokenizing when the queue is already too full: the work would be thrown away.
     queue.checkRoom(request.documents.length);
 
     const tokenizeStarted = performance.now();
     const pairs = await tokenizer.encodePairs(request.query, request.documents, {
-      maxLength: maxLengthOf(runtime, config),
+      maxLength: runtime.maxLength(config),
       truncate: request.truncate ?? true,
       withTypeIds: runtime.takesTypeIds,
     });
@@ -334,25 +291,13 @@ export class RerankEngine implements Reranker {
   }
 
   info(): EngineInfo {
-    const { config, hash } = this.#loaded;
-    const serving = config.serving;
-    const info: EngineInfo = {
-      defaultVersion: config.defaultVersion,
-      configHash: hash,
-      appliedAt: this.#appliedAt.toISOString(),
-      versions: [...this.#versions.values()].map((slot) => this.#versionInfo(slot, config)),
-      limits: {
-        maxLength: serving.maxLength,
-        maxBatchTokens: serving.maxBatchTokens,
-        maxBatchSize: serving.maxBatchSize,
-        maxQueuedPairs: serving.maxQueuedPairs,
-        maxDocuments: serving.maxDocuments,
-        maxBodyBytes: serving.maxBodyBytes,
-      },
-    };
-    const servingDefault = this.#effectiveDefault(config);
-    if (servingDefault !== config.defaultVersion) info.servingDefault = servingDefault;
-    return info;
+    return engineInfo({
+      loaded: this.#loaded,
+      appliedAt: this.#appliedAt,
+      slots: this.#versions.values(),
+      servingDefault: this.#effectiveDefault(this.#loaded.config),
+      gpuFreeMb: this.#monitor?.lastReading?.freeMb,
+    });
   }
 
   /** Startup loading is done and the version answering default traffic serves. */
@@ -372,12 +317,10 @@ export class RerankEngine implements Reranker {
         for (const runtime of [slot.active, slot.next, ...slot.draining]) if (runtime) retiring.push(this.#retire(slot, runtime));
       }
       await Promise.all(retiring);
-      this.#tokenizers.clear();
+      this.#runtimes.tokenizers.clear();
     })();
     return this.#closing;
   }
-
-  // --- version choice ---
 
   #servable(name: string): boolean {
     return this.#versions.get(name)?.active?.state === 'ready';
@@ -399,12 +342,10 @@ export class RerankEngine implements Reranker {
     return candidates.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  // --- version work ---
-
   #ensureSlots(config: RerankConfig): void {
     for (const [name, version] of Object.entries(config.versions)) {
       if (this.#versions.has(name)) continue;
-      const slot: VersionSlot = { name, config: version, draining: new Set(), placement: 'cuda' };
+      const slot = newSlot(name, version);
       this.#versions.set(name, slot);
       this.#publish(slot);
     }
@@ -468,7 +409,7 @@ export class RerankEngine implements Reranker {
     if (!version?.enabled) {
       const active = slot.active;
       if (!active) {
-        this.#forgetIfRemoved(slot);
+        await this.#forgetIfGone(slot);
         return { name, action: version === undefined && previous !== undefined ? 'unloaded' : knobs };
       }
       if (this.#standIn === name) {
@@ -480,12 +421,12 @@ export class RerankEngine implements Reranker {
       slot.failedSpec = undefined;
       this.#publish(slot);
       await this.#retire(slot, active);
-      this.#forgetIfRemoved(slot);
+      await this.#forgetIfGone(slot);
       this.#logger.info({ version: name }, version ? 'version disabled: drained and unloaded' : 'version removed: drained and unloaded');
       return { name, action: 'unloaded' };
     }
 
-    const wanted: RuntimeSpec = { model: version.model, device: version.device === 'cuda' ? slot.placement : 'cpu' };
+    const wanted: RuntimeSpec = { model: version.model, device: wantedDevice(slot, version) };
     const active = slot.active;
     const serving = active?.state === 'ready';
     if (serving && sameSpec(active.spec, wanted)) {
@@ -496,10 +437,10 @@ export class RerankEngine implements Reranker {
     }
     if (!retryFailed && slot.failedSpec && sameSpec(slot.failedSpec, wanted)) return { name, action: 'unchanged' };
 
-    const next = newRuntime(name, wanted);
+    const next = new Runtime(name, wanted, this.#runtimes);
     slot.next = next;
     this.#publish(slot);
-    await this.#load(next);
+    await next.load();
     slot.next = undefined;
 
     if (next.state !== 'ready') {
@@ -529,118 +470,27 @@ export class RerankEngine implements Reranker {
     return { name, action: serving ? 'replaced' : 'loaded' };
   }
 
-  #forgetIfRemoved(slot: VersionSlot): void {
-    if (this.#loaded.config.versions[slot.name] || slot.active || slot.next || slot.draining.size > 0) return;
+  /** Drops a version that nothing configures or holds any more, with its metric series: none are left stale. */
+  async #forgetIfGone(slot: VersionSlot): Promise<void> {
+    if (!isGone(slot, this.#loaded.config)) return;
     this.#versions.delete(slot.name);
-    if (slot.published) this.#metrics.versionInfo.remove({ version: slot.name, ...slot.published });
-    // A removed version's series go too, so versions coming and going leave no stale series behind.
-    const m = this.#metrics;
-    const labels = { version: slot.name };
-    for (const metric of [m.requestDuration, m.inferenceDuration, m.tokenizationDuration, m.queueDuration, m.batchSize, m.batchTokens, m.paddingRatio]) metric.remove(labels);
-    for (const metric of [m.queueDepth, m.gpuMemoryUsed]) metric.remove(labels);
-    for (const metric of [m.tokens, m.fallbacks, m.versionLoadFailures]) metric.remove(labels);
-  }
-
-  /** Takes a runtime out of traffic, waits for its in-flight requests, then closes its queue and session. */
-  #retire(slot: VersionSlot, runtime: Runtime): Promise<void> {
-    runtime.closed ??= (async () => {
-      if (runtime.state !== 'failed') runtime.state = 'draining';
-      slot.draining.add(runtime);
-      this.#publish(slot);
-      if (runtime.inFlight > 0) await new Promise<void>((resolve) => runtime.idleWaiters.push(resolve));
-      await runtime.queue?.close();
-      const model = runtime.model;
-      runtime.queue = undefined;
-      if (runtime.tokenizer) this.#tokenizers.release(runtime.tokenizer);
-      runtime.tokenizer = undefined;
-      runtime.model = undefined;
-      if (model) {
-        await model.close().catch((error: unknown) => this.#logger.warn({ version: runtime.version, err: error }, 'closing a session failed'));
-        this.#live.delete(model);
-      }
-      runtime.state = 'closed';
-      slot.draining.delete(runtime);
-      this.#publish(slot);
-    })();
-    return runtime.closed;
-  }
-
-  async #load(runtime: Runtime): Promise<void> {
-    const logger = this.#logger.child({ version: runtime.version });
-    const started = performance.now();
-    const config = this.#loaded.config;
-    try {
-      const files = await modelFiles(runtime.spec.model);
-      const dirConfig = await readModelDirConfig(files.config);
-      runtime.synthetic = dirConfig.synthetic;
-      runtime.modelMaxTokens = dirConfig.maxTokens;
-      // Held by the runtime from here, so the failure path and #retire give it back.
-      const tokenizer = await this.#tokenizers.acquire({ tokenizerPath: files.tokenizer, padId: dirConfig.padTokenId });
-      runtime.tokenizer = tokenizer;
-      const model = await this.#loadModel({
-        modelPath: files.model,
-        device: runtime.spec.device,
-        padId: tokenizer.padId,
-        logger,
-        thread: this.#options.modelThread ?? 'worker',
-        intraOpNumThreads: this.#options.intraOpNumThreads,
-        onCrash: (error) => {
-          logger.error({ err: error }, 'model worker died: version failed');
-          runtime.error = firstLine(error);
-          runtime.state = 'failed';
-          const slot = this.#versions.get(runtime.version);
-          if (slot) this.#publish(slot);
-        },
-      });
-      this.#live.add(model);
-      runtime.model = model;
-      runtime.device = model.description.device;
-      if (model.description.fallbackReason !== undefined) runtime.deviceFallback = model.description.fallbackReason;
-      runtime.inputs = model.description.inputs;
-      runtime.takesTypeIds = model.description.takesTypeIds;
-
-      // Warm-up: the first run pays for ORT's allocations and kernel choices; a client should not.
-      const maxLength = maxLengthOf(runtime, config);
-      const warm = await tokenizer.encodePair(WARM_UP.query, WARM_UP.document, { maxLength, withTypeIds: runtime.takesTypeIds });
-      await model.run([warm]);
-      if (config.serving.warmup === 'full') await model.run(fullBudgetBatch(warm, maxLength, this.#limits()));
-
-      runtime.queue = new BatchQueue({
-        version: runtime.version,
-        model,
-        limits: () => this.#limits(),
-        metrics: this.#metrics,
-        logger,
-      });
-      runtime.state = 'ready';
-      logger.info(
-        {
-          model: files.model,
-          device: runtime.device,
-          inputs: runtime.inputs,
-          logits: model.description.logits,
-          maxLength,
-          synthetic: runtime.synthetic,
-          seconds: round((performance.now() - started) / 1000),
-        },
-        'version ready',
-      );
-      if (runtime.modelMaxTokens !== undefined && runtime.modelMaxTokens < config.serving.maxLength) {
-        logger.warn({ maxLength: config.serving.maxLength, modelMaxTokens: runtime.modelMaxTokens }, 'maxLength is over what the model takes: pairs are cut to the model limit');
-      }
-    } catch (error) {
-      runtime.error = firstLine(error);
-      logger.error({ model: runtime.spec.model, device: runtime.spec.device, err: error }, 'version failed to load');
-      const model = runtime.model;
-      runtime.model = undefined;
-      if (runtime.tokenizer) this.#tokenizers.release(runtime.tokenizer);
-      runtime.tokenizer = undefined;
-      if (model) {
-        await model.close().catch(() => undefined);
-        this.#live.delete(model);
-      }
-      runtime.state = 'failed';
+    await this.#metrics.forgetVersion(slot.name);
+    // Configured again while its series went: its version_info series goes back up.
+    const back = this.#versions.get(slot.name);
+    if (back) {
+      back.published = undefined;
+      this.#publish(back);
     }
+  }
+
+  /** Takes a runtime out of traffic, waits for its in-flight requests, then frees it. */
+  async #retire(slot: VersionSlot, runtime: Runtime): Promise<void> {
+    const closed = runtime.close();
+    slot.draining.add(runtime);
+    this.#publish(slot);
+    await closed;
+    slot.draining.delete(runtime);
+    this.#publish(slot);
   }
 
   #limits(): QueueLimits {
@@ -649,11 +499,9 @@ export class RerankEngine implements Reranker {
       maxBatchTokens: serving.maxBatchTokens,
       maxBatchSize: serving.maxBatchSize,
       maxQueuedPairs: serving.maxQueuedPairs,
-      maxPaddingRatio: this.#options.maxPaddingRatio ?? DEFAULT_MAX_PADDING_RATIO,
+      maxPaddingRatio: this.#maxPaddingRatio,
     };
   }
-
-  // --- GPU fallback ---
 
   #gpuVersions(): GpuVersion[] {
     const versions: GpuVersion[] = [];
@@ -675,115 +523,14 @@ export class RerankEngine implements Reranker {
     if (result?.action === 'failed') this.#logger.error({ version: name, device, error: result.error }, 'placement move failed: the version stays where it was');
   }
 
-  // --- reporting ---
-
   #logReport(message: string, report: ApplyReport): void {
     const changed = report.versions.filter((v) => v.action !== 'unchanged');
     this.#logger.info({ configHash: report.configHash, versions: changed, servingDefault: report.servingDefault }, message);
   }
 
-  #versionState(slot: VersionSlot, config: RerankConfig): VersionState {
-    const active = slot.active;
-    if (!config.versions[slot.name]?.enabled) return active || slot.next || slot.draining.size > 0 ? 'draining' : 'disabled';
-    if (active?.state === 'ready') return 'ready';
-    if (active?.state === 'failed' && !slot.next) return 'failed';
-    return 'loading';
-  }
-
-  /** Keeps `reranker_version_info` at one series per version, with its state and the device in use. */
   #publish(slot: VersionSlot): void {
-    const config = this.#loaded.config;
-    const state = this.#versionState(slot, config);
-    const device = (slot.active ?? slot.next)?.device ?? wantedDevice(slot, config.versions[slot.name] ?? slot.config);
-    const previous = slot.published;
-    if (previous?.state === state && previous.device === device) return;
-    const gauge = this.#metrics.versionInfo;
-    if (previous) gauge.remove({ version: slot.name, ...previous });
-    gauge.set({ version: slot.name, device, state }, 1);
-    slot.published = { device, state };
+    publishVersionInfo(this.#metrics, slot, this.#loaded.config);
   }
-
-  #versionInfo(slot: VersionSlot, config: RerankConfig): VersionInfo {
-    const version = config.versions[slot.name] ?? slot.config;
-    const state = this.#versionState(slot, config);
-    const runtime = slot.active ?? slot.next;
-    let queuedPairs = 0;
-    let inFlight = 0;
-    for (const r of [slot.active, ...slot.draining]) {
-      if (!r) continue;
-      queuedPairs += r.queue?.pendingPairs ?? 0;
-      inFlight += r.inFlight;
-    }
-    const info: VersionInfo = {
-      name: slot.name,
-      state,
-      enabled: config.versions[slot.name]?.enabled ?? false,
-      description: version.description,
-      device: runtime?.device ?? wantedDevice(slot, version),
-      weight: version.weight,
-      modelPath: runtime?.spec.model ?? version.model,
-      inputs: runtime?.inputs ?? [],
-      synthetic: runtime?.synthetic ?? false,
-      queuedPairs,
-      inFlight,
-      placement: { configured: version.device, wanted: wantedDevice(slot, version) },
-    };
-    const error = slot.error ?? runtime?.error;
-    if (error !== undefined) info.error = error;
-    if (state === 'ready' && slot.active) info.maxLength = maxLengthOf(slot.active, config);
-    if (runtime?.deviceFallback !== undefined) info.deviceFallback = runtime.deviceFallback;
-    if (info.placement && version.device === 'cuda') {
-      if (slot.placement === 'cpu' && slot.placementReason !== undefined) info.placement.reason = slot.placementReason;
-      const reading = this.#monitor?.lastReading;
-      if (reading) info.placement.gpuFreeMb = reading.freeMb;
-    }
-    return info;
-  }
-}
-
-function newRuntime(version: string, spec: RuntimeSpec): Runtime {
-  return { version, spec, state: 'loading', device: spec.device, inputs: [], synthetic: false, takesTypeIds: false, inFlight: 0, idleWaiters: [] };
-}
-
-function sameSpec(a: RuntimeSpec, b: RuntimeSpec): boolean {
-  return a.model === b.model && a.device === b.device;
-}
-
-function wantedDevice(slot: VersionSlot, version: VersionConfig): Device {
-  return version.device === 'cuda' ? slot.placement : 'cpu';
-}
-
-/** Tokens per pair: the configured maxLength, capped by the model's position table. */
-function maxLengthOf(runtime: Runtime, config: RerankConfig): number {
-  const configured = config.serving.maxLength;
-  return runtime.modelMaxTokens === undefined ? configured : Math.min(configured, runtime.modelMaxTokens);
-}
-
-/**
- * The files of a model directory: model.onnx (or onnx/model.onnx, as Hugging Face repos lay it out),
- * tokenizer.json and config.json. `model` may also name the .onnx file itself.
- */
-async function modelFiles(model: string): Promise<{ model: string; tokenizer: string; config: string }> {
-  const dir = model.endsWith('.onnx') ? path.dirname(model) : model;
-  const candidates = model.endsWith('.onnx') ? [model] : [path.join(dir, 'model.onnx'), path.join(dir, 'onnx', 'model.onnx')];
-  let modelPath: string | undefined;
-  for (const candidate of candidates) {
-    if (await exists(candidate)) {
-      modelPath = candidate;
-      break;
-    }
-  }
-  if (modelPath === undefined) throw new Error(`no model.onnx in ${dir}`);
-  const tokenizer = path.join(dir, 'tokenizer.json');
-  if (!(await exists(tokenizer))) throw new Error(`no tokenizer.json in ${dir}`);
-  return { model: modelPath, tokenizer, config: path.join(dir, 'config.json') };
-}
-
-function exists(file: string): Promise<boolean> {
-  return access(file).then(
-    () => true,
-    () => false,
-  );
 }
 
 function sigmoid(logit: number): number {
@@ -798,18 +545,4 @@ function countTokens(pairs: readonly EncodedPair[]): number {
 
 function cancelled(): RerankError {
   return new RerankError('cancelled', 'the caller went away before its documents were scored');
-}
-
-function round(seconds: number): number {
-  return Math.round(seconds * 1000) / 1000;
-}
-
-/** The largest batch the limits allow: as many pairs of `maxLength` tokens as fit the token budget. */
-function fullBudgetBatch(sample: EncodedPair, maxLength: number, limits: QueueLimits): EncodedPair[] {
-  const width = Math.min(maxLength, limits.maxBatchTokens);
-  const count = Math.max(1, Math.min(limits.maxBatchSize, Math.floor(limits.maxBatchTokens / width)));
-  const ids = new Int32Array(width);
-  for (let i = 0; i < width; i += 1) ids[i] = sample.ids[i % sample.length] as number;
-  const pair: EncodedPair = sample.typeIds ? { ids, typeIds: new Uint8Array(width), length: width } : { ids, length: width };
-  return Array.from({ length: count }, () => pair);
 }

@@ -1,0 +1,252 @@
+import type { RerankConfig } from '../config/schema.ts';
+import type { Logger } from '../logger.ts';
+import type { ServerMetrics } from '../metrics.ts';
+import { BatchQueue, type QueueLimits } from './batch-queue.ts';
+import { modelFiles } from './model-files.ts';
+import { firstLine, type Device, type LoadOnnxModelOptions, type ModelDescription, type PairScorer } from './onnx-model.ts';
+import { readModelDirConfig, type EncodedPair, type ModelDirConfig, type PairTokenizer } from './pair-tokenizer.ts';
+import type { TokenizerCache } from './tokenizer-cache.ts';
+
+/** What a session is loaded from: two runtimes with the same spec are interchangeable. */
+export interface RuntimeSpec {
+  model: string;
+  device: Device;
+}
+
+export function sameSpec(a: RuntimeSpec, b: RuntimeSpec): boolean {
+  return a.model === b.model && a.device === b.device;
+}
+
+export type RuntimeState = 'loading' | 'ready' | 'failed' | 'draining' | 'closed';
+
+/** What the runtimes of one engine share. */
+export interface RuntimeContext {
+  /** `loadOnnxModel` unless a test stands in for it. */
+  loadModel: (options: LoadOnnxModelOptions) => Promise<PairScorer>;
+  modelThread: 'worker' | 'main';
+  intraOpNumThreads: number | undefined;
+  /** Parsed tokenizers, shared by runtimes of the same file. */
+  tokenizers: TokenizerCache;
+  /** Sessions loaded and not yet closed, of every runtime. */
+  sessions: Set<PairScorer>;
+  /** The config in force (maxLength, warm-up), read when a load starts. */
+  config: () => RerankConfig;
+  /** Batch limits, read by the queue before every batch. */
+  limits: () => QueueLimits;
+  metrics: ServerMetrics;
+  logger: Logger;
+  /** A loaded session's worker died: the runtime is `failed` now. */
+  onCrash: (runtime: Runtime) => void;
+}
+
+const WARM_UP = { query: 'warm-up query', document: 'a short warm-up document' };
+
+/**
+ * One model of a version: tokenizer, ONNX session and batch queue. `loading` → `ready` or `failed`
+ * (`load`); a ready one turns `failed` if its worker dies; `close` drains it (`draining`) and frees it
+ * (`closed`). A request counts itself in flight on the runtime it picked (`enter`/`leave`), so that a
+ * runtime is freed only once nothing runs on it.
+ */
+export class Runtime {
+  readonly version: string;
+  readonly spec: RuntimeSpec;
+  readonly #context: RuntimeContext;
+  #state: RuntimeState = 'loading';
+  #error: string | undefined;
+  #dirConfig: ModelDirConfig | undefined;
+  #description: ModelDescription | undefined;
+  #tokenizer: PairTokenizer | undefined;
+  #model: PairScorer | undefined;
+  #queue: BatchQueue | undefined;
+  #inFlight = 0;
+  #idleWaiters: (() => void)[] = [];
+  #closed: Promise<void> | undefined;
+
+  constructor(version: string, spec: RuntimeSpec, context: RuntimeContext) {
+    this.version = version;
+    this.spec = spec;
+    this.#context = context;
+  }
+
+  get state(): RuntimeState {
+    return this.#state;
+  }
+
+  /** Why it failed. */
+  get error(): string | undefined {
+    return this.#error;
+  }
+
+  /** The execution provider in use (`cpu` when `cuda` was asked for and is unavailable). */
+  get device(): Device {
+    return this.#description?.device ?? this.spec.device;
+  }
+
+  /** Why `cuda` was asked for and the session runs on CPU. */
+  get deviceFallback(): string | undefined {
+    return this.#description?.fallbackReason;
+  }
+
+  /** The graph's input names. */
+  get inputs(): string[] {
+    return this.#description?.inputs ?? [];
+  }
+
+  /** The graph takes `token_type_ids`. */
+  get takesTypeIds(): boolean {
+    return this.#description?.takesTypeIds ?? false;
+  }
+
+  /** A generated stand-in model whose scores carry no meaning. */
+  get synthetic(): boolean {
+    return this.#dirConfig?.synthetic ?? false;
+  }
+
+  /** Requests that picked it and are not answered yet (tokenizing, queued or running). */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  get queuedPairs(): number {
+    return this.#queue?.pendingPairs ?? 0;
+  }
+
+  /** Tokens per pair: the configured maxLength, capped by the model's position table. */
+  maxLength(config: RerankConfig): number {
+    const configured = config.serving.maxLength;
+    const modelMax = this.#dirConfig?.maxTokens;
+    return modelMax === undefined ? configured : Math.min(configured, modelMax);
+  }
+
+  /** What a request scores with. Only a ready runtime has them. */
+  parts(): { tokenizer: PairTokenizer; queue: BatchQueue } {
+    const tokenizer = this.#tokenizer;
+    const queue = this.#queue;
+    if (this.#state !== 'ready' || !tokenizer || !queue) throw new Error(`the runtime of version ${this.version} is ${this.#state}, not ready`);
+    return { tokenizer, queue };
+  }
+
+  /** A request picked it: counted in flight until `leave()`. */
+  enter(): void {
+    this.#inFlight += 1;
+  }
+
+  leave(): void {
+    this.#inFlight -= 1;
+    if (this.#inFlight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+
+  /** Resolves once no request is in flight on it. */
+  idle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /**
+   * Loads tokenizer and session and warms the session up. Never throws: it ends `ready`, or `failed` with
+   * `error` set and what it had taken given back.
+   */
+  async load(): Promise<void> {
+    const context = this.#context;
+    const logger = context.logger.child({ version: this.version });
+    const started = performance.now();
+    const config = context.config();
+    try {
+      const files = await modelFiles(this.spec.model);
+      const dirConfig = await readModelDirConfig(files.config);
+      this.#dirConfig = dirConfig;
+      // Held from here, so a failure below gives it back.
+      const tokenizer = await context.tokenizers.acquire({ tokenizerPath: files.tokenizer, padId: dirConfig.padTokenId });
+      this.#tokenizer = tokenizer;
+      const model = await context.loadModel({
+        modelPath: files.model,
+        device: this.spec.device,
+        padId: tokenizer.padId,
+        logger,
+        thread: context.modelThread,
+        intraOpNumThreads: context.intraOpNumThreads,
+        onCrash: (error) => {
+          logger.error({ err: error }, 'model worker died: version failed');
+          this.#error = firstLine(error);
+          this.#state = 'failed';
+          context.onCrash(this);
+        },
+      });
+      context.sessions.add(model);
+      this.#model = model;
+      this.#description = model.description;
+
+      // Warm-up: the first run pays for ORT's allocations and kernel choices; a client should not.
+      const maxLength = this.maxLength(config);
+      const warm = await tokenizer.encodePair(WARM_UP.query, WARM_UP.document, { maxLength, withTypeIds: this.takesTypeIds });
+      await model.run([warm]);
+      if (config.serving.warmup === 'full') await model.run(fullBudgetBatch(warm, maxLength, context.limits()));
+
+      this.#queue = new BatchQueue({ version: this.version, model, limits: context.limits, metrics: context.metrics, logger });
+      this.#state = 'ready';
+      logger.info(
+        {
+          model: files.model,
+          device: this.device,
+          inputs: this.inputs,
+          logits: model.description.logits,
+          maxLength,
+          synthetic: this.synthetic,
+          seconds: round((performance.now() - started) / 1000),
+        },
+        'version ready',
+      );
+      if (dirConfig.maxTokens !== undefined && dirConfig.maxTokens < config.serving.maxLength) {
+        logger.warn({ maxLength: config.serving.maxLength, modelMaxTokens: dirConfig.maxTokens }, 'maxLength is over what the model takes: pairs are cut to the model limit');
+      }
+    } catch (error) {
+      this.#error = firstLine(error);
+      logger.error({ model: this.spec.model, device: this.spec.device, err: error }, 'version failed to load');
+      await this.#free();
+      this.#state = 'failed';
+    }
+  }
+
+  /**
+   * Takes it out of service (`draining`, unless it failed), waits for the requests in flight on it, then
+   * frees its queue, tokenizer and session (`closed`). Runs once: later calls share the first.
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      if (this.#state !== 'failed') this.#state = 'draining';
+      await this.idle();
+      await this.#free();
+      this.#state = 'closed';
+    })();
+    return this.#closed;
+  }
+
+  /** Gives back what it holds; what a failed load took, or all of it on close. */
+  async #free(): Promise<void> {
+    await this.#queue?.close();
+    this.#queue = undefined;
+    const tokenizer = this.#tokenizer;
+    const model = this.#model;
+    this.#tokenizer = undefined;
+    this.#model = undefined;
+    if (tokenizer) this.#context.tokenizers.release(tokenizer);
+    if (model) {
+      await model.close().catch((error: unknown) => this.#context.logger.warn({ version: this.version, err: error }, 'closing a session failed'));
+      this.#context.sessions.delete(model);
+    }
+  }
+}
+
+/** The largest batch the limits allow: as many pairs of `maxLength` tokens as fit the token budget. */
+function fullBudgetBatch(sample: EncodedPair, maxLength: number, limits: QueueLimits): EncodedPair[] {
+  const width = Math.min(maxLength, limits.maxBatchTokens);
+  const count = Math.max(1, Math.min(limits.maxBatchSize, Math.floor(limits.maxBatchTokens / width)));
+  const ids = new Int32Array(width);
+  for (let i = 0; i < width; i += 1) ids[i] = sample.ids[i % sample.length] as number;
+  const pair: EncodedPair = sample.typeIds ? { ids, typeIds: new Uint8Array(width), length: width } : { ids, length: width };
+  return Array.from({ length: count }, () => pair);
+}
+
+function round(seconds: number): number {
+  return Math.round(seconds * 1000) / 1000;
+}
