@@ -105,9 +105,9 @@ describe('Dockerfiles', () => {
     assert.ok(final.some(([op, a]) => op === 'EXPOSE' && a === '8081'));
   });
 
-  test('.dockerignore keeps node_modules, .git, tests and local models out of the build context', () => {
+  test('.dockerignore keeps node_modules, .git, tests and every model directory (only the catalogue) out of the build context', () => {
     const lines = read('.dockerignore').split('\n').map((l) => l.trim());
-    for (const entry of ['node_modules', '.git', 'test', 'models/local', 'charts']) assert.ok(lines.includes(entry), entry);
+    for (const entry of ['node_modules', '.git', 'test', 'models/*', '!models/catalog.yaml', 'charts']) assert.ok(lines.includes(entry), entry);
     for (const needed of ['server', 'operator', 'config', 'package.json', 'package-lock.json']) assert.ok(!lines.includes(needed), needed);
   });
 });
