@@ -10,8 +10,9 @@ import type { EncodedPair } from './pair-tokenizer.ts';
  *
  * `session.run` in onnxruntime-node is synchronous on the calling thread (the binding only defers it with
  * setImmediate), and a batch can take seconds on CPU. So by default the session lives in a worker thread
- * (`OnnxModel`) and the event loop stays free for HTTP, tokenization and packing while a batch runs.
- * `OnnxSession` is the same session used in-thread; the worker runs one.
+ * (`WorkerThreadModel`) and the event loop stays free for HTTP, tokenization and packing while a batch
+ * runs; `MainThreadModel` runs it on the main thread instead. Each runs one `OnnxSession`, the ORT
+ * session itself.
  */
 
 export type Device = 'cpu' | 'cuda';
@@ -200,7 +201,7 @@ function describeGraph(session: InferenceSession, device: Device, fallbackReason
   return description;
 }
 
-/** One ORT session used on the calling thread. Concurrent runs are serialized. */
+/** One ORT session, run on the thread that holds it: a model worker's, or the main one. Concurrent runs are serialized. */
 export class OnnxSession {
   readonly description: ModelDescription;
   readonly #session: InferenceSession;
@@ -283,7 +284,7 @@ export class OnnxSession {
   }
 }
 
-// Messages between OnnxModel and onnx-worker.ts.
+// Messages between WorkerThreadModel and onnx-worker.ts.
 export type WorkerRequest = { type: 'run'; id: number; batch: FlatBatch } | { type: 'close' };
 export type WorkerReply =
   | { type: 'loaded'; description: ModelDescription }
@@ -301,7 +302,7 @@ export interface LoadOnnxModelOptions extends OnnxModelOptions {
 
 /** Load a model; with `cuda` wanted and unavailable, it logs why and serves on CPU (see `description.device`). */
 export async function loadOnnxModel(options: LoadOnnxModelOptions): Promise<PairScorer> {
-  const model = options.thread === 'main' ? await InThreadModel.load(options) : await OnnxModel.load(options, options.onCrash);
+  const model = options.thread === 'main' ? await MainThreadModel.load(options) : await WorkerThreadModel.load(options, options.onCrash);
   const { description } = model;
   if (description.fallbackReason !== undefined) {
     options.logger.warn({ model: options.modelPath, reason: description.fallbackReason }, 'cuda unavailable: serving on CPU');
@@ -309,13 +310,14 @@ export async function loadOnnxModel(options: LoadOnnxModelOptions): Promise<Pair
   return model;
 }
 
-class InThreadModel implements PairScorer {
+/** An ONNX session on the main thread: each batch blocks the event loop while it runs. */
+class MainThreadModel implements PairScorer {
   readonly #session: OnnxSession;
   constructor(session: OnnxSession) {
     this.#session = session;
   }
-  static async load(options: OnnxModelOptions): Promise<InThreadModel> {
-    return new InThreadModel(await OnnxSession.load(options));
+  static async load(options: OnnxModelOptions): Promise<MainThreadModel> {
+    return new MainThreadModel(await OnnxSession.load(options));
   }
   get description(): ModelDescription {
     return this.#session.description;
@@ -333,8 +335,8 @@ interface PendingRun {
   reject: (error: Error) => void;
 }
 
-/** An ONNX session in a worker thread. */
-export class OnnxModel implements PairScorer {
+/** An ONNX session in a worker thread of its own (onnx-worker.ts). */
+export class WorkerThreadModel implements PairScorer {
   readonly description: ModelDescription;
   readonly #worker: Worker;
   readonly #pending = new Map<number, PendingRun>();
@@ -353,7 +355,7 @@ export class OnnxModel implements PairScorer {
     worker.on('exit', (code) => this.#fail(new Error(`model worker exited (code ${code})`)));
   }
 
-  static async load(options: OnnxModelOptions, onCrash?: (error: Error) => void): Promise<OnnxModel> {
+  static async load(options: OnnxModelOptions, onCrash?: (error: Error) => void): Promise<WorkerThreadModel> {
     const worker = new Worker(new URL(import.meta.url.endsWith('.ts') ? './onnx-worker.ts' : './onnx-worker.js', import.meta.url), {
       workerData: {
         modelPath: options.modelPath,
@@ -389,7 +391,7 @@ export class OnnxModel implements PairScorer {
       await worker.terminate();
       throw error;
     });
-    return new OnnxModel(worker, description, onCrash);
+    return new WorkerThreadModel(worker, description, onCrash);
   }
 
   run(pairs: readonly EncodedPair[]): Promise<BatchRunResult> {

@@ -1,10 +1,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { OnnxSession, firstLine, type OnnxModelOptions, type WorkerReply, type WorkerRequest } from './onnx-model.ts';
 
-/** The worker side of OnnxModel: loads one session, then runs batches one at a time, in arrival order. */
+/** The worker side of WorkerThreadModel: loads one session, then runs batches one at a time, in arrival order. */
 
 const port = parentPort;
-if (!port) throw new Error('onnx-worker.ts runs as a worker thread (started by OnnxModel)');
+if (!port) throw new Error('onnx-worker.ts runs as a worker thread (started by WorkerThreadModel)');
 const reply = (message: WorkerReply) => port.postMessage(message);
 
 let session: OnnxSession;
