@@ -1,5 +1,5 @@
 import { describeRef, isApiError, refOf, type KubeClient, type KubeObject, type StatusCause } from './kube.ts';
-import { FIELD_MANAGER } from './names.ts';
+import { FIELD_MANAGER, REPLICAS_HANDOVER_MANAGER } from './names.ts';
 
 /** A field of a child that another manager declared by server-side apply, and who. */
 export interface FieldOwner {
@@ -40,8 +40,34 @@ export async function applyChild(kube: KubeClient, object: KubeObject): Promise<
     if (!isApiError(error, 409) || error.causes.length === 0) throw error;
     const owners = error.causes.map(ownerOf).filter((o): o is FieldOwner => o !== undefined);
     const live = await kube.get(refOf(object));
-    const applied = owners.filter((o) => live?.metadata.managedFields?.some((m) => m.manager === o.manager && m.operation === 'Apply'));
+    // The handover manager is the operator's own (see handOverReplicas): never a standing claim against it.
+    const applied = owners.filter(
+      (o) => o.manager !== REPLICAS_HANDOVER_MANAGER && live?.metadata.managedFields?.some((m) => m.manager === o.manager && m.operation === 'Apply'),
+    );
     if (applied.length > 0) throw new FieldConflict(object, applied);
     return kube.apply(object, FIELD_MANAGER, { force: true });
   }
+}
+
+type Scalable = KubeObject & { spec?: { replicas?: number } };
+
+/**
+ * Before the operator first applies a Deployment without spec.replicas (an autoscaler took it over),
+ * the field it owned is handed to a second manager at its live value. Server-side apply removes a
+ * field its only applier stops sending, and the Deployment's default would put it back at 1 pod until
+ * the autoscaler scales up again; co-owned, it keeps its value, and the autoscaler's first write of
+ * the scale takes it over (an Update moves ownership). This is the handover the Kubernetes docs give
+ * for moving a Deployment to an HPA with server-side apply.
+ */
+export async function handOverReplicas(kube: KubeClient, desired: KubeObject, live: Scalable | undefined): Promise<void> {
+  if (desired.kind !== 'Deployment' || (desired as Scalable).spec?.replicas !== undefined) return;
+  const replicas = live?.spec?.replicas;
+  if (replicas === undefined || !live?.metadata.managedFields?.some((m) => m.manager === FIELD_MANAGER && m.operation === 'Apply' && ownsReplicas(m.fieldsV1))) return;
+  const { apiVersion, kind, metadata } = desired;
+  await kube.apply({ apiVersion, kind, metadata: { name: metadata.name, namespace: metadata.namespace }, spec: { replicas } }, REPLICAS_HANDOVER_MANAGER, { force: true });
+}
+
+function ownsReplicas(fieldsV1: unknown): boolean {
+  const spec = (fieldsV1 as { 'f:spec'?: Record<string, unknown> } | undefined)?.['f:spec'];
+  return spec !== undefined && 'f:replicas' in spec;
 }

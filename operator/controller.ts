@@ -22,7 +22,11 @@ export interface ControllerOptions {
   queue?: WorkQueue;
 }
 
-const WATCHED_CHILDREN: readonly KindRef[] = [KINDS.deployment, KINDS.service, KINDS.configMap, KINDS.pod, KINDS.httpRoute];
+// ScaledObjects are not watched: KEDA is an add-on that most clusters lack, and the periodic resync
+// repairs one edited by hand. HPAs are, so their status (scaling limited) reaches status soon.
+const WATCHED_CHILDREN: readonly KindRef[] = [
+  KINDS.deployment, KINDS.service, KINDS.configMap, KINDS.pod, KINDS.horizontalPodAutoscaler, KINDS.podDisruptionBudget, KINDS.httpRoute,
+];
 
 export const keyString = (key: Key) => `${key.namespace}/${key.name}`;
 export function parseKey(key: string): Key {

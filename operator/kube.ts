@@ -159,9 +159,20 @@ export const KINDS = {
   pod: { apiVersion: 'v1', kind: 'Pod' },
   deployment: { apiVersion: 'apps/v1', kind: 'Deployment' },
   httpRoute: { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute' },
+  horizontalPodAutoscaler: { apiVersion: 'autoscaling/v2', kind: 'HorizontalPodAutoscaler' },
+  podDisruptionBudget: { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' },
+  scaledObject: { apiVersion: 'keda.sh/v1alpha1', kind: 'ScaledObject' },
   lease: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease' },
   rerankerConfig: { apiVersion: 'rerank.dev/v1alpha1', kind: 'RerankerConfig' },
 } as const satisfies Record<string, KindRef>;
 
 /** The kinds the operator creates and prunes, in apply order (config before the pods that mount it). */
-export const OWNED_KINDS: readonly KindRef[] = [KINDS.configMap, KINDS.service, KINDS.deployment, KINDS.httpRoute];
+export const OWNED_KINDS: readonly KindRef[] = [
+  KINDS.configMap, KINDS.service, KINDS.deployment, KINDS.horizontalPodAutoscaler, KINDS.scaledObject, KINDS.podDisruptionBudget, KINDS.httpRoute,
+];
+
+/**
+ * Owned kinds that come with an add-on's CRDs (Gateway API, KEDA): a cluster without the add-on has no
+ * such kind, and so nothing of it to list, watch or prune.
+ */
+export const ADD_ON_KINDS: readonly KindRef[] = [KINDS.httpRoute, KINDS.scaledObject];

@@ -3,6 +3,8 @@ import { API_VERSION, KIND } from './crd/spec.ts';
 /** The one field manager every server-side apply of this operator uses. */
 export const FIELD_MANAGER = 'rerank-operator';
 export const MANAGED_BY = 'rerank-operator';
+/** Holds an autoscaled Deployment's replicas for a moment while the operator lets go of them (operator/apply.ts handOverReplicas). */
+export const REPLICAS_HANDOVER_MANAGER = 'rerank-operator-handover';
 
 export const LABEL = {
   name: 'app.kubernetes.io/name',

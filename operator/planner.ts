@@ -2,6 +2,7 @@ import type { RerankerConfig } from './crd/spec.ts';
 import type { KubeObject } from './kube.ts';
 import { checkModelSources } from './plan/model-source.ts';
 import { httpRoute } from './plan/routing.ts';
+import { autoscaler, planScaling, podDisruptionBudget, type ScalingPlan } from './plan/scaling.ts';
 import { poolsOf, renderServingConfig, type RenderedConfig } from './plan/serving-config.ts';
 import { configMap, routerDeployment, routerService, versionDeployment, versionService, type Images } from './plan/workloads.ts';
 import { weightsInEffect, type Availability, type WeightPlan } from './weights.ts';
@@ -13,6 +14,7 @@ export interface Plan {
   objects: KubeObject[];
   weights: WeightPlan;
   config: RenderedConfig;
+  scaling: ScalingPlan;
 }
 
 /**
@@ -35,12 +37,18 @@ export function planWithWeights(rrc: RerankerConfig, images: Images, weights: We
     for (const pool of poolsOf(version)) objects.push(versionService(rrc, version, pool));
   }
   if (rrc.spec.routing.mode === 'router') objects.push(routerService(rrc));
+  const scaling = planScaling(rrc.spec);
   for (const version of enabled) {
-    for (const pool of poolsOf(version)) objects.push(versionDeployment(rrc, version, pool, images));
+    for (const pool of poolsOf(version)) {
+      objects.push(versionDeployment(rrc, version, pool, images));
+      const bounds = scaling.bounds[version.name]?.[pool];
+      if (bounds) objects.push(autoscaler(rrc, version, pool, bounds));
+      objects.push(podDisruptionBudget(rrc, version, pool));
+    }
   }
   if (rrc.spec.routing.mode === 'router') objects.push(routerDeployment(rrc, images));
   else objects.push(httpRoute(rrc, weights));
-  return { objects, weights, config };
+  return { objects, weights, config, scaling };
 }
 
 export function planDesiredObjects(rrc: RerankerConfig, images: Images, availability: Availability): KubeObject[] {

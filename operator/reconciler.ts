@@ -2,12 +2,13 @@ import { parseRerankerConfig, SpecError } from './crd/parse.ts';
 import { KIND, type RerankerConfig, type RerankerConfigObject, type RerankerConfigStatus } from './crd/spec.ts';
 import type { Clock } from './clock.ts';
 import type { ResourceMetrics } from './metrics.ts';
-import { describeRef, isApiError, KINDS, OWNED_KINDS, refOf, type KubeClient, type KubeObject, type ObjectRef } from './kube.ts';
+import { ADD_ON_KINDS, describeRef, isApiError, KINDS, OWNED_KINDS, refOf, type KubeClient, type KubeObject, type ObjectRef } from './kube.ts';
 import { ANNOTATION, LABEL, names, ownerSelector, type Pool } from './names.ts';
 import type { Logger } from 'pino';
-import { applyChild, FieldConflict } from './apply.ts';
+import { applyChild, FieldConflict, handOverReplicas } from './apply.ts';
 import { FailureReporter, messageOf } from './failures.ts';
 import { Problems } from './problems.ts';
+import { scalingObservations } from './plan/scaling.ts';
 import { planWithWeights, PlanError, type Images, type Plan } from './planner.ts';
 import type { PodConfigReader } from './pod-config.ts';
 import { computeStatus, invalidSpecConditions, setConditions, unobservedConditions, type ConditionValue, type Observation, type VersionObservation } from './status.ts';
@@ -88,6 +89,7 @@ export class Reconciler {
     const conflicts: string[] = [];
     for (const child of desired.objects) {
       try {
+        await handOverReplicas(kube, child, deployments?.find((d) => d.kind === child.kind && d.metadata.name === child.metadata.name));
         await applyChild(kube, child);
       } catch (error) {
         if (error instanceof FieldConflict) conflicts.push(error.message);
@@ -96,6 +98,7 @@ export class Reconciler {
     }
     await this.#prune(rrc, desired, problems);
     const versions = await this.#observePods(rrc, desired, deployments ?? [], problems);
+    const hpas = Object.keys(desired.scaling.bounds).length ? await this.#listOwned(rrc, KINDS.horizontalPodAutoscaler, problems) : [];
 
     const observation: Observation = {
       generation: object.metadata.generation ?? 0,
@@ -105,6 +108,7 @@ export class Reconciler {
       configHash: desired.config.fullHash,
       errors: problems.list,
       conflicts,
+      scaling: scalingObservations(rrc.spec, desired.scaling, hpas ?? []),
     };
     const status = computeStatus(observation, object.status, this.#deps.clock.now());
     this.#deps.metrics?.recordResource(key, status, versions);
@@ -123,7 +127,7 @@ export class Reconciler {
       // Only what this resource controls: a same-named owner label on someone else's object is not enough.
       return list.items.filter((item) => item.metadata.ownerReferences?.some((o) => o.kind === KIND && o.uid === rrc.metadata.uid && o.controller));
     } catch (error) {
-      // A cluster without the Gateway API has no HTTPRoute kind: nothing of that kind can be owned.
+      // A cluster without the add-on (Gateway API, KEDA) has no such kind: nothing of it can be owned.
       if (optional && isApiError(error, 404)) return [];
       problems.add(`list ${kind.kind} ${rrc.metadata.namespace}/${ownerSelector(rrc.metadata.name)}`, error);
       return undefined;
@@ -133,8 +137,9 @@ export class Reconciler {
   async #prune(rrc: RerankerConfig, desired: Plan, problems: Problems): Promise<void> {
     const wanted = new Set(desired.objects.map((o) => `${o.kind}/${o.metadata.name}`));
     for (const kind of OWNED_KINDS) {
-      const gatewayWanted = desired.objects.some((o) => o.kind === KINDS.httpRoute.kind);
-      const owned = await this.#listOwned(rrc, kind, problems, kind === KINDS.httpRoute && !gatewayWanted);
+      // An add-on kind nothing here wants may not exist in this cluster at all (no Gateway API, no KEDA).
+      const optional = ADD_ON_KINDS.includes(kind) && !desired.objects.some((o) => o.kind === kind.kind);
+      const owned = await this.#listOwned(rrc, kind, problems, optional);
       for (const object of owned ?? []) {
         if (wanted.has(`${object.kind}/${object.metadata.name}`)) continue;
         await problems.attempt(`prune ${describeRef(refOf(object))}`, () => this.#deps.kube.delete(refOf(object)));
@@ -157,7 +162,8 @@ export class Reconciler {
       if (!seen || !pool) continue;
       const live = deployments.find((d) => d.metadata.name === object.metadata.name);
       seen.pools[pool] = {
-        desired: (object.spec as { replicas: number }).replicas,
+        // An autoscaled Deployment is planned without replicas: what the autoscaler set is what is wanted.
+        desired: (object.spec as { replicas?: number }).replicas ?? live?.spec?.replicas ?? 0,
         ready: live?.status?.readyReplicas ?? 0,
         updated: live?.status?.updatedReplicas ?? 0,
         current: live !== undefined && (live.status?.observedGeneration ?? 0) >= (live.metadata.generation ?? 0),

@@ -30,6 +30,14 @@ export interface Observation {
   errors: string[];
   /** Fields of children that another manager applied, left to it (see operator/apply.ts). */
   conflicts?: string[];
+  /** Per autoscaled version: what bounds it, and whether the GPU budget holds its scale-out now. */
+  scaling?: Record<string, ScalingObservation>;
+}
+
+export interface ScalingObservation {
+  message: string;
+  /** The autoscaler wants more pods than the maximum spec.gpuBudget left it. */
+  heldByBudget: boolean;
 }
 
 /** A condition without its transition time; setConditions supplies it. */
@@ -101,7 +109,9 @@ export function readyCondition(o: Observation): ConditionValue {
   if (o.errors.length > 0) return cond('Ready', false, 'ReconcileFailed', o.errors.join('; '));
   const notReady = enabledVersions(o).filter((v) => o.weights.versions[v.name]?.target === 'none').map((v) => v.name);
   if (notReady.length > 0) return cond('Ready', false, 'VersionsNotReady', `no ready endpoints: ${notReady.join(', ')}`);
-  return cond('Ready', true, 'Ready', `${enabledVersions(o).length} version(s) serving`);
+  const held = Object.entries(o.scaling ?? {}).filter(([, s]) => s.heldByBudget).map(([name, s]) => `${name}: ${s.message}`);
+  const limits = held.length ? `; scale-out held by the GPU budget, not the metric: ${held.join('; ')}` : '';
+  return cond('Ready', true, 'Ready', `${enabledVersions(o).length} version(s) serving${limits}`);
 }
 
 /** For a spec the operator cannot act on: nothing applied, nothing Ready. */
@@ -145,13 +155,15 @@ export function computeStatus(o: Observation, previous: RerankerConfigStatus | u
     const routing = o.weights.versions[v.name];
     const status: VersionStatus = {
       name: v.name,
-      replicas: v.enabled ? v.replicas : 0,
+      replicas: v.enabled ? (v.autoscaling ? (seen?.pools.gpu?.desired ?? 0) : v.replicas) : 0,
       readyReplicas: seen?.pools.gpu?.ready ?? 0,
       weight: routing?.weight ?? 0,
       device: routing?.target === 'gpu' ? ((v.resources?.gpu?.count ?? 0) > 0 ? 'cuda' : 'cpu') : routing?.target === 'cpu' ? 'cpu' : 'none',
     };
     if (seen?.pools.cpu) status.fallbackReadyReplicas = seen.pools.cpu.ready;
     if (seen) status.configApplied = `${seen.appliedPods}/${seen.readyPods}`;
+    const scaling = o.scaling?.[v.name];
+    if (scaling) status.scaling = scaling.message;
     return status;
   });
   const { applied, ready } = podsApplied(o);

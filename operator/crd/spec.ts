@@ -470,7 +470,10 @@ export const ConditionSchema = z.strictObject({
 
 export const VersionStatusSchema = z.strictObject({
   name: z.string().meta({ description: 'Version name, as in spec.versions.' }),
-  replicas: z.number().int().meta({ description: 'Main pods wanted: spec replicas, 0 for a disabled version.' }),
+  replicas: z
+    .number()
+    .int()
+    .meta({ description: "Main pods wanted: spec replicas, or for an autoscaled version what its autoscaler set; 0 for a disabled version." }),
   readyReplicas: z.number().int().meta({ description: 'Ready main pods.' }),
   fallbackReadyReplicas: z.number().int().optional().meta({ description: 'Ready CPU fallback pods; absent when the version runs none.' }),
   weight: z
@@ -485,6 +488,14 @@ export const VersionStatusSchema = z.strictObject({
     .enum(['cuda', 'cpu', 'none'])
     .meta({ description: 'Where its traffic goes: cuda (its GPU pods), cpu (its CPU-only or CPU fallback pods) or none (nothing ready, or disabled).' }),
   configApplied: z.string().optional().meta({ description: 'Ready pods of this version running their current config, as "n/m".' }),
+  scaling: z
+    .string()
+    .optional()
+    .meta({
+      description:
+        'For an autoscaled version: its bounds and autoscaler, whether spec.gpuBudget cut maxReplicas, and whether the budget, ' +
+        'not the metric, is what holds scale-out now (the HPA wants more pods than the capped maximum).',
+    }),
 });
 
 export const RerankerConfigStatusSchema = z.strictObject({

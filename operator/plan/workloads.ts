@@ -44,6 +44,12 @@ function metadata(rrc: RerankerConfig, name: string, labels: Record<string, stri
   };
 }
 
+/** Metadata of an object that serves one version pool's Deployment (its HPA, ScaledObject, PodDisruptionBudget): the Deployment's name and labels. */
+export function poolMetadata(rrc: RerankerConfig, version: VersionSpec, pool: Pool) {
+  const owner = rrc.metadata.name;
+  return metadata(rrc, names.deployment(owner, version.name, pool), { ...versionSelector(owner, version.name, pool), [LABEL.component]: 'server' });
+}
+
 export function versionSelector(owner: string, version: string, pool: Pool): Record<string, string> {
   return { [LABEL.owner]: owner, [LABEL.version]: version, [LABEL.pool]: pool };
 }
@@ -54,6 +60,29 @@ const probes = {
   // Loading and warming a model can take minutes; liveness waits for the first /healthz.
   startupProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, failureThreshold: 120 },
 };
+
+/**
+ * Shutdown, matched to the server's drain (server/serve.ts close()): on SIGTERM it stops accepting
+ * connections, finishes every request in flight, then frees its sessions. The preStop sleep comes
+ * first, so that endpoint controllers, kube-proxy, the router and gateways stop sending new requests
+ * to a pod that is going away before it stops listening (they learn of it through the API, a few
+ * seconds late). What is left of the grace period is the drain: a queue of a few thousand pairs on a
+ * CPU pod takes tens of seconds. kubelet starts counting the grace period before preStop.
+ */
+export const PRESTOP_SLEEP_SECONDS = 10;
+export const DRAIN_SECONDS = 50;
+
+/** Pods of one Deployment spread over nodes and zones; soft, so scale-out never waits for a node in another zone. */
+function topologySpread(selector: Record<string, string>) {
+  return ['kubernetes.io/hostname', 'topology.kubernetes.io/zone'].map((topologyKey) => ({
+    maxSkew: 1,
+    topologyKey,
+    whenUnsatisfiable: 'ScheduleAnyway',
+    labelSelector: { matchLabels: selector },
+    // Only the pods of the current rollout count: old ReplicaSet pods on their way out do not skew it.
+    matchLabelKeys: ['pod-template-hash'],
+  }));
+}
 
 /** `pvc://<claim>/<path>` is read from the claim mounted read-only at /mnt/pvc/<claim>. */
 export function pvcClaimOf(source: string): string | undefined {
@@ -94,7 +123,7 @@ export function versionDeployment(rrc: RerankerConfig, version: VersionSpec, poo
   const podSpec: Record<string, unknown> = {
     securityContext: podSecurity,
     automountServiceAccountToken: false,
-    terminationGracePeriodSeconds: 60,
+    terminationGracePeriodSeconds: PRESTOP_SLEEP_SECONDS + DRAIN_SECONDS,
     initContainers: [
       {
         name: 'model',
@@ -123,6 +152,7 @@ export function versionDeployment(rrc: RerankerConfig, version: VersionSpec, poo
         args: ['start', '--config', `${CONFIG_DIR}/${names.versionConfigKey(version.name, pool)}`, '--port', String(SERVER_PORT)],
         ports: [{ name: 'http', containerPort: SERVER_PORT, protocol: 'TCP' }],
         ...probes,
+        lifecycle: { preStop: { sleep: { seconds: PRESTOP_SLEEP_SECONDS } } },
         resources: { ...(Object.keys(requests).length ? { requests } : {}), ...(Object.keys(limits).length ? { limits } : {}) },
         securityContext: containerSecurity,
         volumeMounts: [
@@ -142,13 +172,17 @@ export function versionDeployment(rrc: RerankerConfig, version: VersionSpec, poo
   };
   if (pool === 'gpu' && version.nodeSelector) podSpec.nodeSelector = version.nodeSelector;
   if (pool === 'gpu' && version.tolerations) podSpec.tolerations = version.tolerations;
+  if (version.priorityClassName) podSpec.priorityClassName = version.priorityClassName;
   const replicas = pool === 'gpu' ? version.replicas : (version.cpuFallback?.replicas ?? 0);
+  if (Math.max(replicas, version.autoscaling?.maxReplicas ?? 0) > 1) podSpec.topologySpreadConstraints = topologySpread(selector);
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
     metadata: metadata(rrc, names.deployment(owner, version.name, pool), labels),
     spec: {
-      replicas,
+      // An autoscaled Deployment's replica count is the autoscaler's: the operator's apply leaves the
+      // field out, so it neither owns nor resets it (server-side apply field ownership).
+      ...(version.autoscaling ? {} : { replicas }),
       selector: { matchLabels: selector },
       // GPUs are scarce: a new pod may not find a free one until the old one goes.
       strategy: gpus > 0 ? { type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } } : { type: 'RollingUpdate' },

@@ -5,13 +5,20 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dump, load } from 'js-yaml';
 import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Service } from 'kubernetes-models/v1';
 import { parseConfig } from '../../server/config/load.ts';
 import type { KubeObject } from '../../operator/kube.ts';
 import { plan, planDesiredObjects } from '../../operator/planner.ts';
 import { RouterConfigSchema } from '../../server/config/router-schema.ts';
 import type { Availability } from '../../operator/weights.ts';
-import { IMAGES, example } from './support/examples.ts';
+import { IMAGES, example, readExample } from './support/examples.ts';
+import { ACCEPTED, specWith } from './support/cel-cases.ts';
+import { parseRerankerConfig } from '../../operator/crd/parse.ts';
+
+/** The seed example with the autoscaling case of the CRD tests: HPA on CPU for v2-m3, KEDA scale-to-zero on the queue for v1. */
+const autoscaledSeed = () => parseRerankerConfig({ ...readExample('seed'), metadata: { name: 'rerankers', namespace: 'rag', uid: 'uid-seed', generation: 1 }, spec: specWith(ACCEPTED.autoscaling.mutate) as any });
 
 const allReady: Availability = { 'v2-m3': { primary: 2, fallback: 1 }, 'v2-gemma': { primary: 1, fallback: 0 }, v1: { primary: 1, fallback: 0 } };
 
@@ -41,12 +48,19 @@ describe('planDesiredObjects', () => {
     golden('router', planDesiredObjects(example('router'), IMAGES, { stable: { primary: 2, fallback: 0 }, candidate: { primary: 1, fallback: 0 } }));
   });
 
+  test('golden: the seed example autoscaled (an HPA on CPU for v2-m3 and its CPU fallback, KEDA on the queue for v1), with PDBs', () => {
+    golden('seed-autoscaling', planDesiredObjects(autoscaledSeed(), IMAGES, allReady));
+  });
+
   test('every object validates against the Kubernetes and Gateway API schemas', () => {
     const objects = [
       ...planDesiredObjects(example('seed'), IMAGES, allReady),
       ...planDesiredObjects(example('router'), IMAGES, {}),
+      ...planDesiredObjects(autoscaledSeed(), IMAGES, allReady).filter((o) => o.kind !== 'ScaledObject'),
     ];
-    const models: Record<string, new (data: any) => { validate(): void }> = { Deployment, Service, ConfigMap, HTTPRoute };
+    const models: Record<string, new (data: any) => { validate(): void }> = {
+      Deployment, Service, ConfigMap, HTTPRoute, HorizontalPodAutoscaler, PodDisruptionBudget,
+    };
     for (const object of objects) {
       const Model = models[object.kind];
       assert.ok(Model, `no schema model for ${object.kind}`);
@@ -62,7 +76,10 @@ describe('planDesiredObjects', () => {
       [
         'ConfigMap/rerankers-config',
         'Service/rerankers-v2-m3', 'Service/rerankers-v2-m3-cpu', 'Service/rerankers-v2-gemma', 'Service/rerankers-v1',
-        'Deployment/rerankers-v2-m3', 'Deployment/rerankers-v2-m3-cpu', 'Deployment/rerankers-v2-gemma', 'Deployment/rerankers-v1',
+        'Deployment/rerankers-v2-m3', 'PodDisruptionBudget/rerankers-v2-m3',
+        'Deployment/rerankers-v2-m3-cpu', 'PodDisruptionBudget/rerankers-v2-m3-cpu',
+        'Deployment/rerankers-v2-gemma', 'PodDisruptionBudget/rerankers-v2-gemma',
+        'Deployment/rerankers-v1', 'PodDisruptionBudget/rerankers-v1',
         'HTTPRoute/rerankers',
       ],
     );

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { load } from 'js-yaml';
 import { pino } from 'pino';
 import { Controller } from '../../operator/controller.ts';
-import { OWNED_KINDS, type KubeClient, type KubeObject, type KindRef } from '../../operator/kube.ts';
+import { KINDS, OWNED_KINDS, type KubeClient, type KubeObject, type KindRef } from '../../operator/kube.ts';
 import { LeaderElector } from '../../operator/leader.ts';
 import { LEASE_NAME } from '../../operator/run.ts';
 import { Reconciler } from '../../operator/reconciler.ts';
@@ -17,7 +17,10 @@ interface Rule { apiGroups: string[]; resources: string[]; verbs: string[]; reso
 const rules = (file: string) => load(readFileSync(new URL(file, chart), 'utf8')) as Rule[];
 const triples = (list: Rule[]) => new Set(list.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}`)))));
 
-const PLURAL: Record<string, string> = { ConfigMap: 'configmaps', Service: 'services', Pod: 'pods', Deployment: 'deployments', HTTPRoute: 'httproutes', Lease: 'leases', RerankerConfig: 'rerankerconfigs' };
+const PLURAL: Record<string, string> = {
+  ConfigMap: 'configmaps', Service: 'services', Pod: 'pods', Deployment: 'deployments', HTTPRoute: 'httproutes', Lease: 'leases', RerankerConfig: 'rerankerconfigs',
+  HorizontalPodAutoscaler: 'horizontalpodautoscalers', PodDisruptionBudget: 'poddisruptionbudgets', ScaledObject: 'scaledobjects',
+};
 const resourceOf = (kind: KindRef) => `${kind.apiVersion.includes('/') ? kind.apiVersion.split('/')[0] : ''}/${PLURAL[kind.kind] ?? kind.kind}`;
 
 /** A KubeClient that records the (group/resource, verb) every call needs, as the apiserver authorizes it. */
@@ -44,6 +47,8 @@ function recording(inner: KubeClient, seen: Set<string>): KubeClient {
  *  rerankerconfigs list/watch   controller.ts informer on RerankerConfig (informer.ts list + watch)
  *  rerankerconfigs/status patch reconciler.ts #writeStatus (kube-client.ts patchNamespacedCustomObjectStatus)
  *  configmaps/services/deployments/httproutes list/watch  controller.ts WATCHED_CHILDREN informers; reconciler.ts #listOwned
+ *  horizontalpodautoscalers/poddisruptionbudgets list/watch  the same: watched children, listed to prune
+ *  scaledobjects list           reconciler.ts #listOwned to prune (not watched: KEDA is an add-on; the resync repairs)
  *  ... create/patch             reconciler.ts kube.apply (server-side apply)
  *  ... get                      apply.ts applyChild: who holds a field when an apply conflicts
  *  ... delete                   reconciler.ts #prune
@@ -57,7 +62,9 @@ const OPERATOR = [
   'rerank.dev/rerankerconfigs:get', 'rerank.dev/rerankerconfigs:list', 'rerank.dev/rerankerconfigs:watch',
   'rerank.dev/rerankerconfigs/status:patch',
   OWNER_FINALIZERS,
-  ...['/configmaps', '/services', 'apps/deployments', 'gateway.networking.k8s.io/httproutes'].flatMap((r) => ['get', 'list', 'watch', 'create', 'patch', 'delete'].map((v) => `${r}:${v}`)),
+  ...['/configmaps', '/services', 'apps/deployments', 'gateway.networking.k8s.io/httproutes', 'autoscaling/horizontalpodautoscalers', 'policy/poddisruptionbudgets']
+    .flatMap((r) => ['get', 'list', 'watch', 'create', 'patch', 'delete'].map((v) => `${r}:${v}`)),
+  ...['get', 'list', 'create', 'patch', 'delete'].map((v) => `keda.sh/scaledobjects:${v}`),
   '/pods:list', '/pods:watch', '/pods:patch',
   '/events:create',
 ];
@@ -76,12 +83,18 @@ test('running the controller, reconciler and leader election makes only calls th
   const kube = recording(fake, seen);
   const clock = new FakeClock();
   for (const name of ['seed', 'router']) await fake.create(readExample(name) as unknown as KubeObject);
+  // Autoscaled: an HPA for one version, a KEDA ScaledObject for the other.
+  const autoscaled = readExample('router');
+  autoscaled.metadata.name = 'rerankers-autoscaled';
+  autoscaled.spec.versions[0]!.autoscaling = { maxReplicas: 4, target: 70 };
+  autoscaled.spec.versions[1]!.autoscaling = { maxReplicas: 2, metric: 'queue', target: 32, engine: 'keda', prometheusAddress: 'http://prometheus:9090' };
+  await fake.create(autoscaled as unknown as KubeObject);
   const reconciler = new Reconciler({ kube, podConfig: new FakePodConfigReader(fake), clock, images: IMAGES });
   const controller = new Controller({ kube, reconciler, clock, logger: pino({ level: 'silent' }), namespace: 'rag' });
   await controller.start();
   // A hand edit took a field: the apply conflicts, the operator reads who holds it (get), then forces.
   fake.fail('apply', 'ConfigMap', 409, { causes: [{ message: 'conflict with "kubectl-edit" using v1: .data', field: '.data' }] });
-  for (const name of ['rerankers', 'rerankers-lite']) {
+  for (const name of ['rerankers', 'rerankers-lite', 'rerankers-autoscaled']) {
     await reconciler.reconcile({ namespace: 'rag', name });
     fake.settleDeployments();
     await reconciler.reconcile({ namespace: 'rag', name });
@@ -110,5 +123,8 @@ test('running the controller, reconciler and leader election makes only calls th
   assert.ok(seen.has('/configmaps:get'));
   assert.deepEqual([...granted].filter((t) => !seen.has(t) && !prunable.has(t)).sort(), [], 'grants no exercised call needs');
   // Every kind the operator owns or watches is in the rules.
-  for (const kind of OWNED_KINDS) for (const verb of ['get', 'list', 'watch', 'create', 'patch', 'delete']) assert.ok(granted.has(`${resourceOf(kind)}:${verb}`), `${kind.kind} ${verb}`);
+  for (const kind of OWNED_KINDS) {
+    const verbs = ['get', 'list', 'create', 'patch', 'delete', ...(kind === KINDS.scaledObject ? [] : ['watch'])];
+    for (const verb of verbs) assert.ok(granted.has(`${resourceOf(kind)}:${verb}`), `${kind.kind} ${verb}`);
+  }
 });
