@@ -23,11 +23,29 @@ export const STATUS_BY_KIND: Readonly<Record<RerankErrorKind, number>> = {
   model: 500,
 };
 
-/** A path that exists, asked with a method it does not serve. HTTP-only, so not a RerankError kind. */
-export class MethodNotAllowedError extends Error {
+/**
+ * A failure of HTTP itself, not of the core (a method a path does not serve, an upstream that did not
+ * answer), so not a RerankError kind: it carries its own status, `error_type` and headers. The caller is
+ * not at fault, nor is this server's code: it is answered without a stack in the log.
+ */
+export class HttpError extends Error {
+  readonly status: number;
+  readonly errorType: string;
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(status: number, errorType: string, message: string, options: { headers?: Record<string, string>; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? {} : { cause: options.cause });
+    this.name = 'HttpError';
+    this.status = status;
+    this.errorType = errorType;
+    this.headers = options.headers ?? {};
+  }
+}
+
+/** A path that exists, asked with a method it does not serve. */
+export class MethodNotAllowedError extends HttpError {
   readonly allowed: readonly string[];
   constructor(method: string, path: string, allowed: readonly string[]) {
-    super(`method ${method} is not allowed on ${path}; allowed: ${allowed.join(', ')}`);
+    super(405, 'method_not_allowed', `method ${method} is not allowed on ${path}; allowed: ${allowed.join(', ')}`, { headers: { Allow: allowed.join(', ') } });
     this.name = 'MethodNotAllowedError';
     this.allowed = allowed;
   }
@@ -56,13 +74,8 @@ export function errorResponse(error: unknown): ErrorResponse {
     if (error.field !== undefined) body.field = error.field;
     return { status, body, headers, serverFault: status >= 500 };
   }
-  if (error instanceof MethodNotAllowedError) {
-    return {
-      status: 405,
-      body: { error: error.message, error_type: 'method_not_allowed' },
-      headers: { Allow: error.allowed.join(', ') },
-      serverFault: false,
-    };
+  if (error instanceof HttpError) {
+    return { status: error.status, body: { error: error.message, error_type: error.errorType }, headers: { ...error.headers }, serverFault: false };
   }
   return { status: 500, body: { error: 'internal server error', error_type: 'internal' }, headers: {}, serverFault: true };
 }

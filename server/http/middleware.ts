@@ -3,7 +3,7 @@ import { bodyParser } from '@koa/bodyparser';
 import type { Context, Middleware, Next } from 'koa';
 import { RerankError, isRerankError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { ServerMetrics } from '../metrics.ts';
+import type { HttpMetrics } from '../metrics.ts';
 import { errorResponse } from './errors.ts';
 
 /** What the middleware keep on `ctx.state` for the layers below them. */
@@ -23,6 +23,19 @@ export interface HttpState {
 
 export function httpState(ctx: Context): HttpState {
   return ctx.state as HttpState;
+}
+
+/**
+ * Aborted when the connection closes before the response was sent, so the work for it (the core's, or
+ * the upstream request) is dropped. The reason is a `cancelled` RerankError.
+ */
+export function abortOnClientGone(ctx: Context): AbortSignal {
+  const controller = new AbortController();
+  const res = ctx.res;
+  const gone = () => controller.abort(new RerankError('cancelled', 'the client went away'));
+  if (res.destroyed && !res.writableEnded) gone();
+  else res.once('close', () => !res.writableEnded && gone());
+  return controller.signal;
 }
 
 const REQUEST_ID_HEADER = 'X-Request-Id';
@@ -76,7 +89,7 @@ export function accessLog(): Middleware {
 }
 
 /** http_request_duration_seconds{method,route,status}: what canary analysis reads. */
-export function httpMetrics(metrics: ServerMetrics): Middleware {
+export function httpMetrics(metrics: HttpMetrics): Middleware {
   return async (ctx, next) => {
     try {
       await next();

@@ -34,6 +34,8 @@ export interface RouteSpec {
   rerank: boolean;
   /** Error bodies also carry `detail` (Jina clients read it). */
   errorDetail: boolean;
+  /** A body's `model` field names the version when no header does and it names a configured one (Cohere, Jina). */
+  modelVersion: boolean;
   /** JSON request body. */
   request?: z.ZodType;
   responses: Readonly<Record<number, RouteResponse>>;
@@ -56,6 +58,7 @@ export const ROUTES = [
     guarded: true,
     rerank: true,
     errorDetail: false,
+    modelVersion: false,
     request: TeiRerankRequestSchema,
     responses: teiResponses,
     errors: RERANK_ERRORS,
@@ -69,6 +72,7 @@ export const ROUTES = [
     guarded: true,
     rerank: true,
     errorDetail: false,
+    modelVersion: false,
     request: TeiRerankRequestSchema,
     responses: teiResponses,
     errors: RERANK_ERRORS,
@@ -82,6 +86,7 @@ export const ROUTES = [
     guarded: true,
     rerank: true,
     errorDetail: true,
+    modelVersion: true,
     request: CohereRerankRequestSchema,
     responses: cohereResponses,
     errors: RERANK_ERRORS,
@@ -95,6 +100,7 @@ export const ROUTES = [
     guarded: true,
     rerank: true,
     errorDetail: true,
+    modelVersion: true,
     request: CohereRerankRequestSchema,
     responses: cohereResponses,
     errors: RERANK_ERRORS,
@@ -108,6 +114,7 @@ export const ROUTES = [
     guarded: false,
     rerank: false,
     errorDetail: false,
+    modelVersion: false,
     responses: { 200: { description: 'Alive.', schema: HealthResponseSchema } },
     errors: [],
   },
@@ -120,6 +127,7 @@ export const ROUTES = [
     guarded: false,
     rerank: false,
     errorDetail: false,
+    modelVersion: false,
     responses: {
       200: { description: 'Ready for traffic.', schema: HealthResponseSchema },
       503: { description: 'Still loading.', schema: HealthResponseSchema },
@@ -135,6 +143,7 @@ export const ROUTES = [
     guarded: true,
     rerank: false,
     errorDetail: false,
+    modelVersion: false,
     responses: { 200: { description: 'Server and model information.', schema: InfoResponseSchema } },
     errors: [401],
   },
@@ -147,6 +156,7 @@ export const ROUTES = [
     guarded: false,
     rerank: false,
     errorDetail: false,
+    modelVersion: false,
     responses: { 200: { description: 'The applied config.', schema: ConfigStatusResponseSchema } },
     errors: [],
   },
@@ -159,6 +169,7 @@ export const ROUTES = [
     guarded: false,
     rerank: false,
     errorDetail: false,
+    modelVersion: false,
     responses: { 200: { description: 'Prometheus text exposition format.', contentType: 'text/plain' } },
     errors: [],
   },
@@ -171,6 +182,7 @@ export const ROUTES = [
     guarded: false,
     rerank: false,
     errorDetail: false,
+    modelVersion: false,
     responses: { 200: { description: 'OpenAPI 3.1 document.', schema: OpenApiResponseSchema } },
     errors: [],
   },

@@ -1,20 +1,19 @@
 import type { IncomingMessage } from 'node:http';
-import Router, { type RouterMiddleware } from '@koa/router';
-import Koa, { type Context, type Middleware } from 'koa';
+import type Koa from 'koa';
+import type { Middleware } from 'koa';
 import type { RerankConfig } from '../config/schema.ts';
 import { ServingConfigSchema } from '../config/schema.ts';
 import { RerankError } from '../errors.ts';
-import { MethodNotAllowedError, statusForError } from '../http/errors.ts';
-import { accessLog, errorHandler, httpMetrics, httpState, requestId } from '../http/middleware.ts';
+import { configStatus, healthz, metricsText, readyz } from '../http/apis/ops.ts';
+import { statusForError } from '../http/errors.ts';
+import { abortOnClientGone, httpState } from '../http/middleware.ts';
+import { ROUTES, type OperationId } from '../http/routes.ts';
+import { createShellApp, routerFromTable } from '../http/shell.ts';
+import { headerVersion, pathVersion, stickyKey, VERSION_HEADER } from '../http/version-request.ts';
 import type { Logger } from '../logger.ts';
 import type { RouterMetrics } from './metrics.ts';
-import { STATUS_BY_UPSTREAM_FAILURE, UpstreamFailure, createAgents, endToEndHeaders, forward, readBody, type Agents } from './proxy.ts';
+import { createAgents, endToEndHeaders, forward, readBody, UpstreamFailure, type Agents } from './proxy.ts';
 import { routeRequest, upstreamUrl, type RoutingTable } from './routing-table.ts';
-
-/** Header the pods read the version from; the router sets it on every upstream request to the version it chose. */
-export const VERSION_HEADER = 'X-Rerank-Version';
-/** A user or session id: keeps its requests on one version while the weights stay the same. */
-export const STICKY_KEY_HEADER = 'X-Rerank-Sticky-Key';
 
 /** What the app routes by; RoutingFiles in production, a plain object in tests. */
 export interface RoutingSource {
@@ -38,66 +37,25 @@ export interface RouterAppDeps {
 
 const DEFAULT_MAX_BODY_BYTES = ServingConfigSchema.parse({}).maxBodyBytes;
 
-/** The rerank routes the router proxies: the server's own, so clients need not know a router is in front. */
-const RERANK_ROUTES = [
-  { name: 'rerank', path: '/rerank', modelField: false },
-  { name: 'rerankVersion', path: '/rerank/:version', modelField: false },
-  { name: 'rerankV1', path: '/v1/rerank', modelField: true },
-  { name: 'rerankV2', path: '/v2/rerank', modelField: true },
-] as const;
-
 /**
- * The router's HTTP app, not listening. The server's request id, access log, metrics and error
- * middleware, then the proxied rerank routes and the operations routes.
+ * The router's HTTP app, not listening: the server's HTTP shell around the server's own rerank routes,
+ * proxied (so clients need not know a router is in front), and the operations routes it shares.
  */
 export function createRouterApp(deps: RouterAppDeps): Koa {
-  const app = new Koa();
-  app.use(requestId(deps.logger));
-  app.use(accessLog());
-  app.use(httpMetrics(deps.metrics.forHttpMiddleware()));
-  app.use(errorHandler());
-  app.use(upstreamErrors());
-  app.use(versionEndpoints(deps.routing));
-  app.use(createRoutes(deps).routes());
-  app.use(unrouted());
-  // Errors past the error middleware (an upstream or a client socket failing mid-response): log, never crash.
-  app.on('error', (error: unknown) => {
-    deps.logger.warn({ err: error }, 'response failed');
-  });
-  return app;
-}
-
-function createRoutes(deps: RouterAppDeps): Router {
   const agents = deps.agents ?? createAgents();
-  const router = new Router();
-  const count = countRouted(deps.metrics);
-  const withDetail: Middleware = (ctx, next) => {
-    httpState(ctx).errorDetail = true;
-    return next();
+  const handlers: Partial<Record<OperationId, Middleware>> = {
+    healthz: healthz(),
+    readyz: readyz(deps.routing),
+    config: configStatus(() => deps.routing.status()),
+    metrics: metricsText(deps.metrics),
   };
-  for (const route of RERANK_ROUTES) {
-    const chain: Middleware[] = [count];
-    if (route.modelField) chain.push(withDetail);
-    chain.push(proxyHandler(deps, agents, route.modelField));
-    router.register(route.path, ['POST'], chain as RouterMiddleware[], { name: route.name });
-  }
-  router.get('/healthz', (ctx) => {
-    ctx.body = { status: 'ok' };
+  for (const route of ROUTES) if (route.rerank) handlers[route.operationId] = proxyHandler(deps, agents, route.modelVersion);
+  return createShellApp({
+    logger: deps.logger,
+    metrics: deps.metrics,
+    router: routerFromTable({ handlers, countRerank: countRouted(deps.metrics) }),
+    endpoints: () => deps.routing.table?.endpoints,
   });
-  router.get('/readyz', (ctx) => {
-    const ready = deps.routing.isReady();
-    ctx.status = ready ? 200 : 503;
-    ctx.body = { status: ready ? 'ready' : 'not_ready' };
-  });
-  router.get('/config', (ctx) => {
-    ctx.body = deps.routing.status();
-  });
-  router.get('/metrics', async (ctx) => {
-    const text = await deps.metrics.registry.metrics();
-    ctx.type = deps.metrics.registry.contentType;
-    ctx.body = text;
-  });
-  return router;
 }
 
 function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean): Middleware {
@@ -106,11 +64,15 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
     const table = deps.routing.table;
     if (!table) throw new RerankError('unavailable', 'the router has no routing table yet (config.yaml or router.yaml not loaded)', { retryAfterSeconds: 1 });
     const body = await readBody(ctx.req, deps.routing.config?.serving.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
-    const pathVersion = (ctx as Context & { params?: Record<string, string> }).params?.version;
+    const named = pathVersion(ctx);
     const route = routeRequest(table, {
-      pathVersion,
-      headerVersion: ctx.get(table.headerName).trim() || (modelField ? modelVersion(body, table) : undefined),
-      stickyKey: ctx.get(STICKY_KEY_HEADER) || undefined,
+      pathVersion: named,
+      headerVersion: headerVersion(ctx, {
+        headerName: table.headerName,
+        model: modelField ? modelOf(body) : undefined,
+        isVersion: (name) => table.versions.some((v) => v.name === name),
+      }),
+      stickyKey: stickyKey(ctx),
       random,
     });
     const { version } = route.choice;
@@ -120,7 +82,7 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
       throw new RerankError('unavailable', `version ${version} has no upstream in router.yaml`, { retryAfterSeconds: 1 });
     }
     // A named version that fell back is asked for by the name of the one that answers.
-    const path = pathVersion === undefined ? ctx.path : `/rerank/${encodeURIComponent(version)}`;
+    const path = named === undefined ? ctx.path : `/rerank/${encodeURIComponent(version)}`;
     const url = upstreamUrl(route.upstream, ctx.querystring ? `${path}?${ctx.querystring}` : path);
     const headers = endToEndHeaders(ctx.req.headers, ['host', 'content-length', 'expect', 'x-request-id', VERSION_HEADER.toLowerCase()]);
     headers['content-length'] = String(body.length);
@@ -138,7 +100,7 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
         headers,
         body,
         timeoutMs: typeof deps.upstreamTimeoutMs === 'function' ? deps.upstreamTimeoutMs() : deps.upstreamTimeoutMs,
-        signal: clientGone(ctx),
+        signal: abortOnClientGone(ctx),
         version,
         agents,
       });
@@ -166,11 +128,8 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
 
 const EMPTY_STATUSES = new Set([204, 205, 304]);
 
-/**
- * A Cohere/Jina body's `model` names the version when it is one config.yaml knows, as in the server
- * (header first, then `model`). A body that is not JSON is the pod's to refuse.
- */
-function modelVersion(body: Buffer, table: RoutingTable): string | undefined {
+/** A Cohere/Jina body's `model`, which names the version when it is one config.yaml knows. A body that is not JSON is the pod's to refuse. */
+function modelOf(body: Buffer): string | undefined {
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
@@ -178,16 +137,7 @@ function modelVersion(body: Buffer, table: RoutingTable): string | undefined {
     return undefined;
   }
   const model = parsed !== null && typeof parsed === 'object' ? (parsed as Record<string, unknown>).model : undefined;
-  return typeof model === 'string' && table.versions.some((v) => v.name === model) ? model : undefined;
-}
-
-/** Aborts when the connection closes before the response was sent, so the upstream request is dropped. */
-function clientGone(ctx: Context): AbortSignal {
-  const controller = new AbortController();
-  const res = ctx.res;
-  if (res.destroyed && !res.writableEnded) controller.abort();
-  else res.once('close', () => !res.writableEnded && controller.abort());
-  return controller.signal;
+  return typeof model === 'string' ? model : undefined;
 }
 
 /** reranker_router_requests_total{version,status}, refusals before a version was chosen under `none`. */
@@ -197,46 +147,8 @@ function countRouted(metrics: RouterMetrics): Middleware {
       await next();
       metrics.requests.inc({ version: httpState(ctx).version ?? 'none', status: String(ctx.status) });
     } catch (error) {
-      const status = error instanceof UpstreamFailure ? STATUS_BY_UPSTREAM_FAILURE[error.kind] : statusForError(error);
-      metrics.requests.inc({ version: httpState(ctx).version ?? 'none', status: String(status) });
+      metrics.requests.inc({ version: httpState(ctx).version ?? 'none', status: String(statusForError(error)) });
       throw error;
     }
-  };
-}
-
-/** An upstream that gave no response: 502 or 504 with the server's JSON error body. Other errors go on to errorHandler. */
-function upstreamErrors(): Middleware {
-  return async (ctx, next) => {
-    try {
-      await next();
-    } catch (error) {
-      if (!(error instanceof UpstreamFailure)) throw error;
-      const errorType = error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable';
-      ctx.status = STATUS_BY_UPSTREAM_FAILURE[error.kind];
-      ctx.body = httpState(ctx).errorDetail ? { error: error.message, error_type: errorType, detail: error.message } : { error: error.message, error_type: errorType };
-    }
-  };
-}
-
-/** A version's own `endpoint` path is `/rerank/{version}`, as in the server: rewritten before routing. */
-function versionEndpoints(routing: RoutingSource): Middleware {
-  return (ctx, next) => {
-    const version = ctx.method === 'POST' ? routing.table?.endpoints.get(ctx.path) : undefined;
-    if (version !== undefined) ctx.path = `/rerank/${encodeURIComponent(version)}`;
-    return next();
-  };
-}
-
-/** Past the routes: 405 when the path exists under other methods, else 404; both as JSON errors. */
-function unrouted(): Middleware {
-  return (ctx) => {
-    const matched = (ctx as Context & { matched?: Array<{ path: string | RegExp; methods: string[] }> }).matched ?? [];
-    const allowed = [...new Set(matched.flatMap((layer) => layer.methods))];
-    const first = matched[0];
-    if (first && allowed.length > 0) {
-      httpState(ctx).route = String(first.path);
-      throw new MethodNotAllowedError(ctx.method, ctx.path, allowed);
-    }
-    throw new RerankError('not_found', `no route for ${ctx.method} ${ctx.path}`);
   };
 }

@@ -1,5 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { LATENCY_BUCKETS, type ServerMetrics } from '../metrics.ts';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Histogram } from 'prom-client';
+import { httpRequestDurationHistogram, type HttpMetrics, type HttpRequestLabels } from '../metrics.ts';
 
 export type UpstreamFailureKind = 'refused' | 'reset' | 'timeout' | 'unresolved' | 'other';
 
@@ -10,9 +10,9 @@ export type RouterFile = 'config' | 'router';
  * The router's metrics. `http_request_duration_seconds` has the server's name, labels and buckets, so
  * one canary query reads the router and the pods alike.
  */
-export class RouterMetrics {
+export class RouterMetrics implements HttpMetrics {
   readonly registry: Registry;
-  readonly httpRequestDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly httpRequestDuration: Histogram<HttpRequestLabels>;
   readonly requests: Counter<'version' | 'status'>;
   readonly upstreamErrors: Counter<'version' | 'kind'>;
   readonly configReloads: Counter<'file' | 'result'>;
@@ -23,13 +23,10 @@ export class RouterMetrics {
     this.registry = registry;
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
     const registers = [registry];
-    this.httpRequestDuration = new Histogram({
-      name: 'http_request_duration_seconds',
-      help: 'HTTP request duration by method, route and status code (until the upstream response headers, for proxied requests).',
-      labelNames: ['method', 'route', 'status'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
+    this.httpRequestDuration = httpRequestDurationHistogram(
+      registry,
+      'HTTP request duration by method, route and status code (until the upstream response headers, for proxied requests).',
+    );
     this.requests = new Counter({
       name: 'reranker_router_requests_total',
       help: 'Rerank requests the router handled, by chosen version and HTTP status (the upstream\'s, or the router\'s own on failure).',
@@ -54,12 +51,5 @@ export class RouterMetrics {
       labelNames: ['file', 'hash'],
       registers,
     });
-  }
-
-  /** The part of ServerMetrics the shared HTTP middleware (httpMetrics) reads. */
-  forHttpMiddleware(): ServerMetrics {
-    const shared: Pick<ServerMetrics, 'httpRequestDuration'> = { httpRequestDuration: this.httpRequestDuration };
-    // httpMetrics takes a ServerMetrics but reads only httpRequestDuration.
-    return shared as ServerMetrics;
   }
 }

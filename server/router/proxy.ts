@@ -1,6 +1,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { RerankError } from '../errors.ts';
+import { HttpError } from '../http/errors.ts';
 import type { UpstreamFailureKind } from './metrics.ts';
 
 /**
@@ -10,18 +11,6 @@ import type { UpstreamFailureKind } from './metrics.ts';
  * sent again on a fresh connection.
  */
 
-/** The upstream gave no response. The router's error middleware maps the kind to 502 or 504. */
-export class UpstreamFailure extends Error {
-  readonly kind: UpstreamFailureKind;
-  readonly version: string;
-  constructor(kind: UpstreamFailureKind, version: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'UpstreamFailure';
-    this.kind = kind;
-    this.version = version;
-  }
-}
-
 /** The one place an upstream failure becomes a status: no answer → 502, too slow → 504. */
 export const STATUS_BY_UPSTREAM_FAILURE: Readonly<Record<UpstreamFailureKind, number>> = {
   refused: 502,
@@ -30,6 +19,18 @@ export const STATUS_BY_UPSTREAM_FAILURE: Readonly<Record<UpstreamFailureKind, nu
   other: 502,
   timeout: 504,
 };
+
+/** The upstream gave no response: answered 502 (`upstream_unavailable`) or 504 (`upstream_timeout`) by the error middleware. */
+export class UpstreamFailure extends HttpError {
+  readonly kind: UpstreamFailureKind;
+  readonly version: string;
+  constructor(kind: UpstreamFailureKind, version: string, message: string, options: { cause?: unknown } = {}) {
+    super(STATUS_BY_UPSTREAM_FAILURE[kind], kind === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable', message, options);
+    this.name = 'UpstreamFailure';
+    this.kind = kind;
+    this.version = version;
+  }
+}
 
 export interface Agents {
   http: http.Agent;

@@ -1,6 +1,7 @@
 import type { RouterConfig } from '../config/router-schema.ts';
 import type { RerankConfig } from '../config/schema.ts';
 import { chooseVersion, type VersionChoice } from '../engine/version-choice.ts';
+import { versionEndpoints } from '../http/version-request.ts';
 
 /**
  * What the router routes by, built from the two files it reads: config.yaml says which versions exist,
@@ -27,13 +28,11 @@ export interface RoutedVersion {
 
 export function buildRoutingTable(config: RerankConfig, router: RouterConfig): RoutingTable {
   const { upstreams } = router.router;
-  const endpoints = new Map<string, string>();
   const versions = Object.entries(config.versions).map(([name, version]): RoutedVersion => {
-    if (version.endpoint !== undefined) endpoints.set(version.endpoint, name);
     const upstream = Object.hasOwn(upstreams, name) ? upstreams[name] : undefined;
     return { name, enabled: version.enabled, weight: version.weight, ...(upstream !== undefined ? { upstream } : {}) };
   });
-  return { defaultVersion: config.defaultVersion, headerName: router.router.headerName, versions, endpoints };
+  return { defaultVersion: config.defaultVersion, headerName: router.router.headerName, versions, endpoints: versionEndpoints(config) };
 }
 
 /** Versions router.yaml names that config.yaml does not: they get no traffic. */

@@ -1,7 +1,7 @@
 import type { Middleware } from 'koa';
 import type { Reranker } from '../../engine/types.ts';
 import { RerankError } from '../../errors.ts';
-import type { ServerMetrics } from '../../metrics.ts';
+import type { HttpMetrics } from '../../metrics.ts';
 import { buildOpenApiDocument, packageVersion } from '../openapi.ts';
 
 /** Extra fields for /info, e.g. notices that a version serves a synthetic model. */
@@ -16,9 +16,10 @@ export function healthz(): Middleware {
   };
 }
 
-export function readyz(reranker: Reranker): Middleware {
+/** 200 once `source` is ready for traffic (a reranker's versions loaded, a router's files read), else 503. */
+export function readyz(source: Pick<Reranker, 'isReady'>): Middleware {
   return (ctx) => {
-    const ready = reranker.isReady();
+    const ready = source.isReady();
     ctx.status = ready ? 200 : 503;
     ctx.body = { status: ready ? 'ready' : 'not_ready' };
   };
@@ -39,7 +40,7 @@ export function configStatus(status: (() => unknown) | undefined): Middleware {
   };
 }
 
-export function metricsText(metrics: ServerMetrics): Middleware {
+export function metricsText(metrics: HttpMetrics): Middleware {
   return async (ctx) => {
     const text = await metrics.registry.metrics();
     ctx.type = metrics.registry.contentType;

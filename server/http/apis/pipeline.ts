@@ -6,7 +6,8 @@ import { rankResults, type RankedResult } from '../../engine/rank.ts';
 import type { Reranker, RerankOutcome } from '../../engine/types.ts';
 import type { ServerMetrics } from '../../metrics.ts';
 import { statusForError, validationError } from '../errors.ts';
-import { httpState } from '../middleware.ts';
+import { abortOnClientGone, httpState } from '../middleware.ts';
+import { headerVersion, pathVersion, stickyKey, VERSION_HEADER } from '../version-request.ts';
 
 /**
  * The one rerank pipeline every API shares: validate → call the core → rank → shape. An adapter only
@@ -45,15 +46,6 @@ export interface PipelineDeps {
   reranker: Reranker;
   metrics: ServerMetrics;
   serving: () => ServingConfig;
-}
-
-const VERSION_HEADER = 'X-Rerank-Version';
-/** A caller's key (a user or session id): the same key lands on the same version while weights hold. */
-export const STICKY_KEY_HEADER = 'X-Rerank-Sticky-Key';
-
-function stickyKey(ctx: Context): { stickyKey?: string } {
-  const key = ctx.get(STICKY_KEY_HEADER).trim();
-  return key ? { stickyKey: key } : {};
 }
 
 export function rerankHandler<Parsed>(deps: PipelineDeps, adapter: RerankAdapter<Parsed>): Middleware {
@@ -100,15 +92,15 @@ async function runPipeline<Parsed>(ctx: Context, deps: PipelineDeps, adapter: Re
   if (!parsed.success) throw validationError(parsed.error);
   const call = adapter.toCall(parsed.data);
 
-  const params = (ctx as Context & { params?: Record<string, string> }).params ?? {};
+  const key = stickyKey(ctx);
   const outcome = await deps.reranker
     .rerank({
       query: call.query,
       documents: call.documents,
       truncate: call.truncate,
-      pathVersion: params.version,
-      headerVersion: headerVersion(ctx, deps.reranker, call.model),
-      ...stickyKey(ctx),
+      pathVersion: pathVersion(ctx),
+      headerVersion: headerVersion(ctx, { model: call.model, isVersion: (name) => deps.reranker.info().versions.some((version) => version.name === name) }),
+      ...(key === undefined ? {} : { stickyKey: key }),
       signal: abortOnClientGone(ctx),
     })
     .catch((error: unknown) => {
@@ -145,33 +137,6 @@ function assertWellFormed(outcome: RerankOutcome, documents: number): void {
   if (!outcome.scores.every(Number.isFinite) || !outcome.logits.every(Number.isFinite)) {
     throw new Error('core answered a non-finite score');
   }
-}
-
-/**
- * Precedence: path version (passed separately) > X-Rerank-Version header > a `model` field naming a
- * configured version. The header is this server's own routing signal (a gateway may set it to pin a
- * canary); `model` is usually a client library's hard-coded model id, so it only counts when it names a
- * version here and nothing more explicit did.
- */
-function headerVersion(ctx: Context, reranker: Reranker, model: string | undefined): string | undefined {
-  const header = ctx.get(VERSION_HEADER).trim();
-  if (header) return header;
-  if (model && reranker.info().versions.some((version) => version.name === model)) return model;
-  return undefined;
-}
-
-/** Aborts when the connection closes before the response was sent, so the core can skip the work. */
-function abortOnClientGone(ctx: Context): AbortSignal {
-  const controller = new AbortController();
-  const res = ctx.res;
-  if (res.destroyed && !res.writableEnded) {
-    controller.abort(new RerankError('cancelled', 'the client went away'));
-  } else {
-    res.once('close', () => {
-      if (!res.writableEnded) controller.abort(new RerankError('cancelled', 'the client went away'));
-    });
-  }
-  return controller.signal;
 }
 
 /** TEI's timing headers, whole milliseconds. */
