@@ -1,13 +1,11 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { once } from 'node:events';
 import { createApp } from './http/app.ts';
 import { resolveApiKey } from './http/auth.ts';
+import { listen } from './http/listen.ts';
+import { versionEndpoints } from './http/version-request.ts';
 import { RerankEngine } from './engine/engine.ts';
 import type { LoadedConfig } from './config/load.ts';
 import { ConfigReloader } from './config/reloader.ts';
 import type { WatchMode } from './config/watcher.ts';
-import type { RerankConfig } from './config/schema.ts';
 import { NvidiaSmiProbe } from './gpu/probe.ts';
 import { ServerMetrics } from './metrics.ts';
 import type { Logger } from './logger.ts';
@@ -81,37 +79,9 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     configStatus: () => reloader.status(),
     endpoints: () => versionEndpoints(engine.config),
   });
-  const server = http.createServer(app.callback());
-  // Rerank runs can take seconds under load; keep Node's defaults from cutting them short.
-  server.requestTimeout = 0;
-  server.listen(options.port, options.host);
-  await once(server, 'listening');
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${host}:${address.port}`;
+  const { url, close } = await listen(app, { port: options.port, host: options.host, logger, stop: () => reloader.stop(), release: () => engine.close() });
   logger.info({ url, configHash: options.loaded.hash, source: options.loaded.source }, 'listening');
-
-  let closing: Promise<void> | undefined;
-  const close = () => {
-    closing ??= (async () => {
-      logger.info('shutting down: no new connections, finishing in-flight requests');
-      reloader.stop();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      await closed;
-      await engine.close();
-      logger.info('shut down');
-    })();
-    return closing;
-  };
   return { url, engine, reloader, close };
-}
-
-/** Path → version for every version with its own `endpoint`. */
-function versionEndpoints(config: RerankConfig): Map<string, string> {
-  const endpoints = new Map<string, string>();
-  for (const [name, version] of Object.entries(config.versions)) if (version.endpoint) endpoints.set(version.endpoint, name);
-  return endpoints;
 }
 
 export const SYNTHETIC_NOTICE =

@@ -1,5 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import type { WatchMode } from '../config/watcher.ts';
+import { closeOnSignals } from '../http/listen.ts';
 import { createLogger } from '../logger.ts';
 import { startRouter } from './start.ts';
 
@@ -56,18 +57,6 @@ export function addRouterCommand(program: Command): Command {
         watchMode: opts.watch as WatchMode,
         pollIntervalMs: opts.pollInterval,
       });
-      const shutdown = (signal: string) => {
-        logger.info({ signal }, 'signal received');
-        running.close().then(
-          () => process.exit(0),
-          (error: unknown) => {
-            logger.error({ err: error }, 'shutdown failed');
-            process.exit(1);
-          },
-        );
-      };
-      process.once('SIGTERM', () => shutdown('SIGTERM'));
-      process.once('SIGINT', () => shutdown('SIGINT'));
-      process.on('SIGHUP', () => void running.routing.forceReload());
+      closeOnSignals(running.close, logger, () => void running.routing.forceReload());
     });
 }

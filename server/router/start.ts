@@ -1,7 +1,5 @@
-import http from 'node:http';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import type { WatchMode } from '../config/watcher.ts';
+import { listen } from '../http/listen.ts';
 import type { Logger } from '../logger.ts';
 import { createRouterApp } from './app.ts';
 import { RouterMetrics } from './metrics.ts';
@@ -63,29 +61,16 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
     agents,
     ...(options.random ? { random: options.random } : {}),
   });
-  const server = http.createServer(app.callback());
-  // The upstream timeout bounds a proxied request; Node's own request timeout would cut slow reranks short.
-  server.requestTimeout = 0;
-  server.listen(options.port, options.host);
-  await once(server, 'listening');
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${host}:${address.port}`;
-  logger.info({ url, ready: routing.isReady(), configFile: options.configFile, routerFile: options.routerFile }, 'router listening');
-
-  let closing: Promise<void> | undefined;
-  const close = () => {
-    closing ??= (async () => {
-      logger.info('shutting down: no new connections, finishing in-flight requests');
-      routing.stop();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      await closed;
+  const { url, close } = await listen(app, {
+    port: options.port,
+    host: options.host,
+    logger,
+    stop: () => routing.stop(),
+    release: () => {
       agents.http.destroy();
       agents.https.destroy();
-      logger.info('shut down');
-    })();
-    return closing;
-  };
+    },
+  });
+  logger.info({ url, ready: routing.isReady(), configFile: options.configFile, routerFile: options.routerFile }, 'router listening');
   return { url, routing, metrics, close };
 }
