@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { apiSchemas, ErrorBodySchema } from './apis/schemas.ts';
 import { openApiPath, ROUTES, type RouteSpec } from './routes.ts';
+import { VERSION_HEADER } from './version-request.ts';
 import { PACKAGE_ROOT } from '../package-root.ts';
 
 /** The server's package version, read once. */
@@ -108,7 +109,7 @@ function operation(route: RouteSpec, render: { input: SchemaRenderer; output: Sc
   }
   if (route.rerank) {
     parameters.push({
-      name: 'X-Rerank-Version',
+      name: VERSION_HEADER,
       in: 'header',
       required: false,
       schema: { type: 'string' },
@@ -155,7 +156,7 @@ function operation(route: RouteSpec, render: { input: SchemaRenderer; output: Sc
 function rerankHeaders(): Record<string, unknown> {
   const ms = (description: string) => ({ schema: { type: 'integer' }, description: `${description}, milliseconds.` });
   return {
-    'X-Rerank-Version': { schema: { type: 'string' }, description: 'The version that answered.' },
+    [VERSION_HEADER]: { schema: { type: 'string' }, description: 'The version that answered.' },
     'x-total-time': ms('Time in the server'),
     'x-tokenization-time': ms('Tokenization time'),
     'x-queue-time': ms('Time queued for a batch'),
