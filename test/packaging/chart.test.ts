@@ -140,10 +140,13 @@ describe('Helm chart', () => {
     assert.equal(values.metricsPort, 8081, "the operator's default OPERATOR_PORT");
   });
 
-  test('templates: RBAC, Service, ServiceMonitor behind serviceMonitor.enabled, dashboards behind dashboards.enabled, NOTES', () => {
+  test('templates: RBAC, Service, ServiceMonitor behind serviceMonitor.enabled, alerts behind alerts.enabled, dashboards behind dashboards.enabled, NOTES', () => {
     const templates = readdirSync(new URL('templates/', chart)).sort();
-    assert.deepEqual(templates, ['NOTES.txt', '_helpers.tpl', 'dashboards.yaml', 'deployment.yaml', 'rbac.yaml', 'service.yaml', 'serviceaccount.yaml', 'servicemonitor.yaml']);
+    assert.deepEqual(templates, [
+      'NOTES.txt', '_helpers.tpl', 'dashboards.yaml', 'deployment.yaml', 'prometheusrule.yaml', 'rbac.yaml', 'service.yaml', 'serviceaccount.yaml', 'servicemonitor.yaml',
+    ]);
     assert.match(read(new URL('templates/servicemonitor.yaml', chart)), /^\{\{- if \.Values\.serviceMonitor\.enabled \}\}/);
+    assert.match(read(new URL('templates/prometheusrule.yaml', chart)), /^\{\{- if \.Values\.alerts\.enabled \}\}/);
     assert.match(read(new URL('templates/dashboards.yaml', chart)), /^\{\{- if \.Values\.dashboards\.enabled \}\}/);
     assert.deepEqual([values.dashboards].map((d) => [(d as Record<string, string>).label, (d as Record<string, string>).labelValue]), [['grafana_dashboard', '1']]);
     const notes = read(new URL('templates/NOTES.txt', chart));

@@ -2,8 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { OperatorMetrics } from '../../operator/metrics.ts';
-import { ServerMetrics } from '../../server/metrics.ts';
-import { RouterMetrics } from '../../server/router/metrics.ts';
+import { parsePromQL, registeredNames } from './promql.ts';
 
 const dir = new URL('../../charts/rerank-operator/dashboards/', import.meta.url);
 
@@ -11,36 +10,13 @@ interface Target { expr?: string }
 interface Panel { id: number; title: string; type: string; targets?: Target[]; panels?: Panel[] }
 interface Dashboard { uid: string; title: string; panels: Panel[]; templating?: { list: Array<{ query?: string | { query?: string } }> } }
 
-async function registeredNames(): Promise<Set<string>> {
-  const registries = [
-    new ServerMetrics({ defaultMetrics: false }).registry,
-    new RouterMetrics({ defaultMetrics: false }).registry,
-    new OperatorMetrics({ defaultMetrics: false }).registry,
-  ];
-  const names = new Set<string>();
-  for (const registry of registries) for (const metric of await registry.getMetricsAsJSON()) names.add(metric.name);
-  return names;
+/** A panel query as Prometheus receives it: Grafana's interval variables filled in ($namespace and the like sit in label matcher strings). */
+function asSent(expr: string): string {
+  return expr.replace(/\$__(rate_interval|interval|range)\b/g, '5m');
 }
 
-const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan']);
-
-/** Metric names a PromQL expression reads: strings, label matchers, grouping clauses, ranges and function names removed. */
-export function metricNames(expr: string): string[] {
-  const stripped = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, ' ')
-    .replace(/\{[^}]*\}/g, ' ')
-    .replace(/\[[^\]]*\]/g, ' ')
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ')
-    .replace(/\$\w+/g, ' ');
-  const names: string[] = [];
-  for (const match of stripped.matchAll(/[A-Za-z_:][\w:]*/g)) {
-    const name = match[0];
-    const after = stripped.slice(match.index + name.length).trimStart();
-    if (after.startsWith('(') || KEYWORDS.has(name.toLowerCase())) continue;
-    names.push(name.replace(/_(bucket|sum|count)$/, ''));
-  }
-  return names;
-}
+/** Metric names a panel query reads, from Prometheus' own grammar. */
+const metricNames = (expr: string) => parsePromQL(asSent(expr)).metrics;
 
 function dashboards(): Array<[string, Dashboard]> {
   return readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => [f, JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as Dashboard]);
@@ -64,9 +40,10 @@ function expressions(dashboard: Dashboard): Array<[string, string]> {
 }
 
 describe('Grafana dashboards', () => {
-  test('the PromQL name extractor', () => {
+  test('metric names come from the parsed query: label values, grouping labels and functions are not metrics', () => {
     assert.deepEqual(metricNames('histogram_quantile(0.99, sum by (le, version) (rate(http_request_duration_seconds_bucket{route=~"/rerank.*", status!~"2.."}[$__rate_interval])))'), ['http_request_duration_seconds']);
     assert.deepEqual(metricNames('sum(rate(a_total[5m])) / ignoring (version) group_left sum(b_sum) or vector(0)'), ['a_total', 'b']);
+    assert.notDeepEqual(parsePromQL('sum(rate(a_total[5m])').errors, [], 'an unclosed parenthesis is an error');
   });
 
   test('there are Serving and Rollout dashboards, each with unique uid, panel ids and queries', () => {
@@ -80,11 +57,12 @@ describe('Grafana dashboards', () => {
     }
   });
 
-  test('every metric a panel queries is one the server, router or operator registers', async () => {
+  test('every panel query parses as PromQL, and every metric it reads is one the server, router or operator registers', async () => {
     const known = await registeredNames();
     const unknown: string[] = [];
     for (const [file, dashboard] of dashboards()) {
       for (const [title, expr] of expressions(dashboard)) {
+        assert.deepEqual(parsePromQL(asSent(expr)).errors, [], `${file}: ${title}: ${expr} does not parse`);
         const names = metricNames(expr);
         assert.ok(names.length > 0, `${file}: ${title}: no metric in ${expr}`);
         for (const name of names) if (!known.has(name)) unknown.push(`${file}: ${title}: ${name}`);
