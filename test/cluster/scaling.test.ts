@@ -108,6 +108,18 @@ describe('autoscaling on a real API server', { skip: clusterSkip, timeout: 240_0
     assert.match(status.versions[0].scaling, /^1-5 pods, HPA on cpu \(target 70\)$/);
   });
 
+  test('engine keda on a cluster without KEDA: the ScaledObject cannot be applied, and Degraded says so; everything else is applied', async () => {
+    const r = new Resources(cluster, await cluster.namespace('rrc-keda'));
+    await r.apply(resource(r.namespace, { minReplicas: 1, maxReplicas: 3, metric: 'queue', target: 32, engine: 'keda', prometheusAddress: 'http://prometheus:9090' }));
+    const degraded = await eventually('Degraded naming the ScaledObject', async () => {
+      const c = await r.condition(NAME, 'Degraded');
+      return c?.status === 'True' && /ScaledObject/.test(c.message) ? c : undefined;
+    });
+    assert.equal(degraded.reason, 'ReconcileFailed');
+    assert.equal((await r.get('deployment', DEPLOYMENT)).spec.replicas, 1, 'applied without replicas: the Deployment default, for KEDA to take over');
+    assert.ok(await r.get('pdb', DEPLOYMENT));
+  });
+
   test('without autoscaling the spec\'s replicas are enforced as before: the HPA is pruned and a scale is undone', async () => {
     const r = new Resources(cluster, await cluster.namespace('rrc-fixed'));
     await r.apply(resource(r.namespace, { minReplicas: 1, maxReplicas: 5, target: 70 }));
