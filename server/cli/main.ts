@@ -1,25 +1,39 @@
 #!/usr/bin/env node
+import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfigFile, readConfigFile } from '../config/load.ts';
 import type { WatchMode } from '../config/watcher.ts';
 import { createLogger } from '../logger.ts';
-import { prepareLocalModels, writeDefaultConfig } from './local-mode.ts';
-import { serve } from '../serve.ts';
+import { chooseLocalConfig, prepareLocalModels, writeDefaultConfig } from './local-mode.ts';
 import { buildOpenApiDocument } from '../http/openapi.ts';
-import { fetchInfo, scoreWith, type RemoteOptions } from './remote.ts';
+import { fetchInfo, RemoteError, scoreWith, type RemoteOptions } from './remote.ts';
 import { renderTable } from './table.ts';
 import { addRouterCommand } from '../router/cli.ts';
 import { addModelsCommand } from '../models/cli.ts';
+import { INSTALLED, PACKAGE_ROOT } from '../package-root.ts';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const LOCAL_CONFIG = path.join(repoRoot, 'config/local.yaml');
+export const LOCAL_CONFIG = path.join(PACKAGE_ROOT, 'config/local.yaml');
+
+/** A failure the CLI reports as one line on stderr (exit 1), without a stack trace. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+}
 
 function parsePositive(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
   return n;
+}
+
+function parseUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
+  } catch {
+    throw new InvalidArgumentError('must be an http:// or https:// URL, e.g. http://127.0.0.1:8080');
+  }
+  return value;
 }
 
 function parsePort(value: string): number {
@@ -43,11 +57,17 @@ export function buildCli(): Command {
     .option('--watch <mode>', 'how the config file is watched: auto (directory events + polling), events, poll', 'auto')
     .option('--poll-interval <ms>', 'content-hash polling interval', parsePositive, 2000)
     .action(async (opts: { config?: string; local?: boolean; port?: number; host: string; watch: string; pollInterval: number }) => {
-      const configFile = opts.config ?? (opts.local ? LOCAL_CONFIG : undefined);
-      if (!configFile) return program.error('start: give --config FILE, or --local for the local default config');
+      if (!opts.config && !opts.local) return program.error('start: give --config FILE, or --local for the local default config');
       if (!['auto', 'events', 'poll'].includes(opts.watch)) return program.error(`start: --watch must be auto, events or poll`);
-      const port = opts.port ?? (process.env.PORT ? parsePort(process.env.PORT) : 8080);
-      await start({ configFile, port, host: opts.host, local: Boolean(opts.local), watchMode: opts.watch as WatchMode, pollIntervalMs: opts.pollInterval });
+      let port = opts.port;
+      if (port === undefined) {
+        try {
+          port = process.env.PORT ? parsePort(process.env.PORT) : 8080;
+        } catch (error) {
+          return program.error(`start: $PORT (${process.env.PORT}) ${(error as Error).message}`);
+        }
+      }
+      await start({ config: opts.config, port, host: opts.host, local: Boolean(opts.local), watchMode: opts.watch as WatchMode, pollIntervalMs: opts.pollInterval });
     });
 
   program
@@ -63,14 +83,16 @@ export function buildCli(): Command {
         process.stdout.write(`${loaded.source}: ok (hash ${loaded.hash}; versions: ${versions})\n`);
       } catch (error) {
         if (!(error instanceof ConfigError)) throw error;
-        process.stderr.write(`${error.message.split(':')[0]}:\n${error.issues.map((i) => `  - ${i}\n`).join('')}`);
+        const unreadable = error.issues.length === 1 && error.issues[0]?.startsWith('(file): ');
+        if (unreadable) process.stderr.write(`check-config: cannot read ${path.resolve(file)} (${describeFileError(error.issues[0]!.slice(8))})\n`);
+        else process.stderr.write(`${error.message.split(':')[0]}:\n${error.issues.map((i) => `  - ${i}\n`).join('')}`);
         process.exitCode = 1;
       }
     });
 
   const remote = (command: Command) =>
     command
-      .option('--url <url>', 'the running server', `http://127.0.0.1:${process.env.PORT ?? 8080}`)
+      .option('--url <url>', 'the running server', parseUrl, `http://127.0.0.1:${process.env.PORT ?? 8080}`)
       .option('--api-key <key>', 'bearer token (default: $RERANK_API_KEY)');
   const remoteOptions = (opts: { url: string; apiKey?: string }): RemoteOptions => {
     const apiKey = opts.apiKey ?? process.env.RERANK_API_KEY;
@@ -97,10 +119,10 @@ export function buildCli(): Command {
   program
     .command('export')
     .description('print the OpenAPI 3.1 document of the server\'s routes')
-    .option('--format <format>', 'openapi', 'openapi')
+    .option('--format <format>', `what to print; supported: ${EXPORT_FORMATS}`, 'openapi')
     .option('--version <name>', 'document only the routes of this version (/rerank/<name>)')
-    .action((opts: { format: string; version?: string }) => {
-      if (opts.format !== 'openapi') return program.error(`export: unknown format "${opts.format}" (openapi)`);
+    .action((opts: { format: string; version?: string }, command: Command) => {
+      if (opts.format !== 'openapi') return command.error(`export: unknown format "${opts.format}"; supported formats: ${EXPORT_FORMATS}`);
       const document = buildOpenApiDocument();
       if (opts.version) pinVersion(document, opts.version);
       process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
@@ -133,6 +155,18 @@ export function buildCli(): Command {
   return program;
 }
 
+const EXPORT_FORMATS = 'openapi (the OpenAPI 3.1 document, as JSON)';
+
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EISDIR: 'a directory, not a file',
+};
+
+function describeFileError(code: string): string {
+  return FILE_ERRORS[code] ? `${code}: ${FILE_ERRORS[code]}` : code;
+}
+
 /** 1-based rank of document `i` among the scores (best = 1). */
 function rankOf(scores: readonly number[], i: number): number {
   const own = scores[i] ?? Number.NaN;
@@ -154,7 +188,8 @@ function pinVersion(document: Record<string, unknown>, version: string): void {
 }
 
 interface StartOptions {
-  configFile: string;
+  /** --config; absent with --local alone (the package's local config). */
+  config: string | undefined;
   port: number;
   host: string;
   local: boolean;
@@ -162,16 +197,62 @@ interface StartOptions {
   pollIntervalMs: number;
 }
 
+/**
+ * Fails with one line naming the port when the address cannot be listened on. Run before anything
+ * else (models take long to load), so a port in use is said at once. The probe closes before the
+ * server listens; losing that race ends the same way, later.
+ */
+async function checkListen(port: number, host: string): Promise<void> {
+  if (port === 0) return;
+  const probe = net.createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ port, host, exclusive: true }, () => resolve());
+    });
+  } catch (error) {
+    throw new CliError(listenErrorMessage(error as NodeJS.ErrnoException, port, host));
+  }
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
+
+function listenErrorMessage(error: NodeJS.ErrnoException, port: number, host: string): string {
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return `start: port ${port} is already in use on ${host} (EADDRINUSE): stop what listens there, or pass another --port`;
+    case 'EACCES':
+      return `start: not allowed to listen on port ${port} (EACCES): ports below 1024 need privileges; pass another --port`;
+    case 'EADDRNOTAVAIL':
+      return `start: cannot listen on ${host}:${port}: ${host} is not an address of this machine (EADDRNOTAVAIL); check --host`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `start: cannot listen on ${host}:${port}: the host name does not resolve (${error.code}); check --host`;
+    default:
+      return `start: cannot listen on ${host}:${port}: ${error.message}`;
+  }
+}
+
 async function start(options: StartOptions): Promise<void> {
+  await checkListen(options.port, options.host);
   const bootLogger = createLogger('info');
   let local = options.local;
-  if (await writeDefaultConfig(options.configFile)) {
-    bootLogger.warn({ file: options.configFile }, 'config file absent: wrote a default one (a generated stand-in model) and serving it');
+  let configFile = options.config;
+  if (!configFile) {
+    const choice = await chooseLocalConfig(LOCAL_CONFIG, { installed: INSTALLED });
+    configFile = choice.file;
+    if (choice.copiedBecause) {
+      bootLogger.info(
+        { file: configFile, from: LOCAL_CONFIG, models: path.join(path.dirname(path.dirname(configFile)), 'models') },
+        `local mode: ${choice.copiedBecause}, so serving a copy of its config/local.yaml from the user cache directory; the stand-in model is generated beside it`,
+      );
+    }
+  } else if (await writeDefaultConfig(configFile)) {
+    bootLogger.warn({ file: configFile }, 'config file absent: wrote a default one (a generated stand-in model) and serving it');
     local = true;
   }
   let loaded, configText;
   try {
-    ({ loaded, text: configText } = await readConfigFile(options.configFile));
+    ({ loaded, text: configText } = await readConfigFile(configFile));
   } catch (error) {
     if (error instanceof ConfigError) {
       bootLogger.fatal({ issues: error.issues }, error.message);
@@ -181,8 +262,10 @@ async function start(options: StartOptions): Promise<void> {
   }
   const logger = createLogger(loaded.config.serving.logLevel);
   if (local) await prepareLocalModels(loaded, logger);
+  // Loaded here, not at the top: the server (Koa, ONNX Runtime, tokenizers) is what `start` needs, not `status` or `--help`.
+  const { serve } = await import('../serve.ts');
   const running = await serve({
-    configFile: options.configFile,
+    configFile,
     loaded,
     configText,
     port: options.port,
@@ -206,6 +289,33 @@ async function start(options: StartOptions): Promise<void> {
   process.on('SIGHUP', () => void running.reloader.forceReload());
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  await buildCli().parseAsync(process.argv);
+/** One line, no stack trace: what a failed command prints on stderr ($RERANK_DEBUG=1 adds the stack). */
+function failureLine(error: unknown): string {
+  if (error instanceof CliError || error instanceof RemoteError) return error.message;
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('\n')[0] ?? message;
 }
+
+/** Runs the CLI: a failed command prints one line on stderr and exits 1; output cut short by a closed pipe (`| head`) too. */
+export async function runCli(argv: string[]): Promise<void> {
+  const fail = (line: string) => {
+    process.stderr.write(`rerank-server: ${line}\n`, () => process.exit(1));
+    setTimeout(() => process.exit(1), 1000).unref();
+  };
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') fail('output closed before it was all written (EPIPE)');
+    else fail(`cannot write the output: ${error.message}`);
+  });
+  // Nothing is left to tell when stderr itself is gone.
+  process.stderr.on('error', () => process.exit(1));
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (error) {
+    if (process.env.RERANK_DEBUG) process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+    fail(failureLine(error));
+  }
+}
+
+// import.meta.main: Node resolves the entry point's real path, so a symlinked bin (npm's
+// node_modules/.bin, `npm link`, a global install) still counts as running this file.
+if (import.meta.main) await runCli(process.argv);

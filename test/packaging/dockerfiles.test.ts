@@ -78,7 +78,8 @@ describe('Dockerfiles', () => {
       assert.ok(final.some(([op, a]) => op === 'COPY' && a === 'server ./server'));
     }
     const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
-    assert.equal(pkg.bin['rerank-server'], 'server/cli/main.ts');
+    // The images run the sources; the npm package's bin is the build of the same file (test/cli-installed.test.ts).
+    assert.equal(pkg.bin['rerank-server'], 'dist/server/cli/main.js');
   });
 
   test('the server images carry no operator/: all that rerank-server loads is under server/', () => {
