@@ -1,6 +1,6 @@
 import { createApp } from './http/app.ts';
 import { resolveApiKey } from './http/auth.ts';
-import { listen } from './http/listen.ts';
+import { listen, type Listening, type ListenOptions } from './http/listen.ts';
 import { versionEndpoints } from './http/version-request.ts';
 import { RerankEngine } from './engine/engine.ts';
 import type { LoadedConfig } from './config/load.ts';
@@ -8,17 +8,13 @@ import { ConfigReloader } from './config/reloader.ts';
 import type { WatchMode } from './config/watcher.ts';
 import { NvidiaSmiProbe } from './gpu/probe.ts';
 import { ServerMetrics } from './metrics.ts';
-import type { Logger } from './logger.ts';
 
-export interface ServeOptions {
+export interface ServeOptions extends Pick<ListenOptions, 'port' | 'host' | 'logger'> {
   /** The config file: watched and hot-reloaded. */
   configFile: string;
   loaded: LoadedConfig;
   /** The file's text as loaded. */
   configText: string;
-  port: number;
-  host: string;
-  logger: Logger;
   env?: NodeJS.ProcessEnv;
   /** How the config file is watched (default `auto`: directory events, with polling as the safety net). */
   watchMode?: WatchMode;
@@ -27,12 +23,10 @@ export interface ServeOptions {
   random?: () => number;
 }
 
-export interface RunningServer {
-  url: string;
+/** `close()` releases the models once the requests in flight are answered. */
+export interface RunningServer extends Listening {
   engine: RerankEngine;
   reloader: ConfigReloader;
-  /** Stop accepting, finish in-flight requests, release the models. */
-  close(): Promise<void>;
 }
 
 /** Load the models, then listen. Resolves once the port is bound and the enabled versions are loaded. */
@@ -79,9 +73,9 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     configStatus: () => reloader.status(),
     endpoints: () => versionEndpoints(engine.config),
   });
-  const { url, close } = await listen(app, { port: options.port, host: options.host, logger, stop: () => reloader.stop(), release: () => engine.close() });
-  logger.info({ url, configHash: options.loaded.hash, source: options.loaded.source }, 'listening');
-  return { url, engine, reloader, close };
+  const listening = await listen(app, { port: options.port, host: options.host, logger, stop: () => reloader.stop(), release: () => engine.close() });
+  logger.info({ url: listening.url, configHash: options.loaded.hash, source: options.loaded.source }, 'listening');
+  return { ...listening, engine, reloader };
 }
 
 export const SYNTHETIC_NOTICE =

@@ -1,19 +1,15 @@
 import type { WatchMode } from '../config/watcher.ts';
-import { listen } from '../http/listen.ts';
-import type { Logger } from '../logger.ts';
+import { listen, type Listening, type ListenOptions } from '../http/listen.ts';
 import { createRouterApp } from './app.ts';
 import { RouterMetrics } from './metrics.ts';
 import { createAgents } from './proxy.ts';
 import { RoutingFiles } from './routing-files.ts';
 
-export interface RouterOptions {
+export interface RouterOptions extends Pick<ListenOptions, 'port' | 'host' | 'logger'> {
   /** config.yaml: versions, weights, defaultVersion. Watched and hot-reloaded. */
   configFile: string;
   /** router.yaml: headerName, upstreams. Watched and hot-reloaded. */
   routerFile: string;
-  port: number;
-  host: string;
-  logger: Logger;
   /** Until an upstream's response headers arrive; past it the request is answered 504. */
   upstreamTimeoutMs: number;
   watchMode?: WatchMode;
@@ -23,12 +19,10 @@ export interface RouterOptions {
   random?: () => number;
 }
 
-export interface RunningRouter {
-  url: string;
+/** `close()` closes the upstream connections once the requests in flight are answered. */
+export interface RunningRouter extends Listening {
   routing: RoutingFiles;
   metrics: RouterMetrics;
-  /** Stop accepting, finish in-flight requests, close the upstream connections. */
-  close(): Promise<void>;
 }
 
 /**
@@ -61,7 +55,7 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
     agents,
     ...(options.random ? { random: options.random } : {}),
   });
-  const { url, close } = await listen(app, {
+  const listening = await listen(app, {
     port: options.port,
     host: options.host,
     logger,
@@ -71,6 +65,6 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
       agents.https.destroy();
     },
   });
-  logger.info({ url, ready: routing.isReady(), configFile: options.configFile, routerFile: options.routerFile }, 'router listening');
-  return { url, routing, metrics, close };
+  logger.info({ url: listening.url, ready: routing.isReady(), configFile: options.configFile, routerFile: options.routerFile }, 'router listening');
+  return { ...listening, routing, metrics };
 }
