@@ -1,6 +1,8 @@
 #!/usr/bin/env node
+import { realpathSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfigFile, readConfigFile } from '../config/load.ts';
 import type { WatchMode } from '../config/watcher.ts';
@@ -316,6 +318,18 @@ export async function runCli(argv: string[]): Promise<void> {
   }
 }
 
-// import.meta.main: Node resolves the entry point's real path, so a symlinked bin (npm's
-// node_modules/.bin, `npm link`, a global install) still counts as running this file.
-if (import.meta.main) await runCli(process.argv);
+/**
+ * Whether this module is the program Node runs. Node resolves the entry point's real path, so a
+ * symlinked bin (npm's node_modules/.bin, npx, `npm link`, a global install) still counts; Node before
+ * 22.18 has no import.meta.main, and the real paths are compared instead.
+ */
+function isMain(): boolean {
+  if (typeof import.meta.main === 'boolean') return import.meta.main;
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) await runCli(process.argv);
