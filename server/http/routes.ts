@@ -45,66 +45,33 @@ export interface RouteSpec {
 
 const RERANK_ERRORS = [400, 401, 413, 422, 429, 499, 500, 503] as const;
 
-const teiResponses = { 200: { description: 'Results, best first.', schema: TeiRerankResponseSchema } };
-const cohereResponses = { 200: { description: 'Results, best first.', schema: CohereRerankResponseSchema } };
+/** What the four rerank routes share: POST, guarded, counted; the TEI ones and the Cohere/Jina ones differ in body and errors. */
+const rerankRoute = { method: 'POST', tag: 'rerank', guarded: true, rerank: true, errors: RERANK_ERRORS } as const;
+const teiRoute = {
+  ...rerankRoute,
+  errorDetail: false,
+  modelVersion: false,
+  request: TeiRerankRequestSchema,
+  responses: { 200: { description: 'Results, best first.', schema: TeiRerankResponseSchema } },
+} as const;
+const cohereRoute = {
+  ...rerankRoute,
+  errorDetail: true,
+  modelVersion: true,
+  request: CohereRerankRequestSchema,
+  responses: { 200: { description: 'Results, best first.', schema: CohereRerankResponseSchema } },
+} as const;
 
 export const ROUTES = [
-  {
-    operationId: 'rerank',
-    method: 'POST',
-    path: '/rerank',
-    summary: 'Rerank texts against a query (text-embeddings-inference API).',
-    tag: 'rerank',
-    guarded: true,
-    rerank: true,
-    errorDetail: false,
-    modelVersion: false,
-    request: TeiRerankRequestSchema,
-    responses: teiResponses,
-    errors: RERANK_ERRORS,
-  },
+  { operationId: 'rerank', path: '/rerank', summary: 'Rerank texts against a query (text-embeddings-inference API).', ...teiRoute },
   {
     operationId: 'rerankVersion',
-    method: 'POST',
     path: '/rerank/:version',
     summary: 'Rerank with a named version (text-embeddings-inference API). An unknown or disabled version is answered by the default one; X-Rerank-Version says which.',
-    tag: 'rerank',
-    guarded: true,
-    rerank: true,
-    errorDetail: false,
-    modelVersion: false,
-    request: TeiRerankRequestSchema,
-    responses: teiResponses,
-    errors: RERANK_ERRORS,
+    ...teiRoute,
   },
-  {
-    operationId: 'rerankV1',
-    method: 'POST',
-    path: '/v1/rerank',
-    summary: 'Rerank documents (Cohere v1 and Jina API).',
-    tag: 'rerank',
-    guarded: true,
-    rerank: true,
-    errorDetail: true,
-    modelVersion: true,
-    request: CohereRerankRequestSchema,
-    responses: cohereResponses,
-    errors: RERANK_ERRORS,
-  },
-  {
-    operationId: 'rerankV2',
-    method: 'POST',
-    path: '/v2/rerank',
-    summary: 'Rerank documents (Cohere v2 API).',
-    tag: 'rerank',
-    guarded: true,
-    rerank: true,
-    errorDetail: true,
-    modelVersion: true,
-    request: CohereRerankRequestSchema,
-    responses: cohereResponses,
-    errors: RERANK_ERRORS,
-  },
+  { operationId: 'rerankV1', path: '/v1/rerank', summary: 'Rerank documents (Cohere v1 and Jina API).', ...cohereRoute },
+  { operationId: 'rerankV2', path: '/v2/rerank', summary: 'Rerank documents (Cohere v2 API).', ...cohereRoute },
   {
     operationId: 'healthz',
     method: 'GET',
