@@ -8,6 +8,7 @@ import { ConfigError, loadConfigFile, readConfigFile } from '../config/load.ts';
 import type { WatchMode } from '../config/watcher.ts';
 import { createLogger } from '../logger.ts';
 import { chooseLocalConfig, prepareLocalModels, writeDefaultConfig } from './local-mode.ts';
+import { closeOnSignals } from '../http/listen.ts';
 import { buildOpenApiDocument } from '../http/openapi.ts';
 import { fetchInfo, RemoteError, scoreWith, type RemoteOptions } from './remote.ts';
 import { renderTable } from './table.ts';
@@ -276,19 +277,7 @@ async function start(options: StartOptions): Promise<void> {
     watchMode: options.watchMode,
     pollIntervalMs: options.pollIntervalMs,
   });
-  const shutdown = (signal: string) => {
-    logger.info({ signal }, 'signal received');
-    running.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGHUP', () => void running.reloader.forceReload());
+  closeOnSignals(running.close, logger, () => void running.reloader.forceReload());
 }
 
 /** One line, no stack trace: what a failed command prints on stderr ($RERANK_DEBUG=1 adds the stack). */
