@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { after, before } from 'node:test';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ROOT } from './harness.ts';
+import { installCrd, installGatewayApi, ROOT, startCluster, type Cluster } from './harness.ts';
 
 /**
  * `npm run operator` as its own process (node operator/main.ts), the way the chart's Deployment runs
@@ -111,4 +112,37 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
     await sleep(everyMs);
   }
+}
+
+/**
+ * For a describe block: the shared API server with the CRD (and the Gateway API CRDs when asked), and
+ * one operator process that leads through a Lease in a namespace of its own. Started before the
+ * block's tests, stopped after them; read `cluster` and `operator` inside the tests.
+ */
+export function leadingOperator(options: { gatewayApi?: boolean } = {}): { readonly cluster: Cluster; readonly operator: OperatorProcess } {
+  let cluster: Cluster | undefined;
+  let operator: OperatorProcess | undefined;
+  before(async () => {
+    cluster = await startCluster();
+    await installCrd(cluster);
+    if (options.gatewayApi) await installGatewayApi(cluster);
+    const leaseNamespace = await cluster.namespace('rerank-system');
+    const started = await startOperator({ kubeconfig: cluster.kubeconfig, env: { POD_NAMESPACE: leaseNamespace } });
+    operator = started;
+    await eventually('the operator to lead and list everything', async () => (await started.readyz()).body === 'ok: leading\n');
+  });
+  after(async () => {
+    await operator?.stop();
+    await cluster?.cleanup();
+  });
+  return {
+    get cluster() {
+      if (!cluster) throw new Error('no cluster: read it inside a test');
+      return cluster;
+    },
+    get operator() {
+      if (!operator) throw new Error('no operator: read it inside a test');
+      return operator;
+    },
+  };
 }

@@ -1,11 +1,11 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- objects read back from kubectl as JSON */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseRerankerConfig } from '../../operator/crd/parse.ts';
 import { plan } from '../../operator/planner.ts';
-import { clusterSkip, installCrd, installGatewayApi, startCluster, type Cluster } from './harness.ts';
-import { eventually, startOperator, type OperatorProcess } from './operator-process.ts';
+import { clusterSkip } from './harness.ts';
+import { eventually, leadingOperator } from './operator-process.ts';
 import { examples, Resources } from './resources.ts';
 
 /**
@@ -15,26 +15,11 @@ import { examples, Resources } from './resources.ts';
  * here, so pods stay Pending unless a test reports them ready through their status subresource.
  */
 describe('operator on a real API server', { skip: clusterSkip, timeout: 240_000 }, () => {
-  let cluster: Cluster;
-  let operator: OperatorProcess;
-
-  before(async () => {
-    cluster = await startCluster();
-    await installCrd(cluster);
-    await installGatewayApi(cluster);
-    const leaseNamespace = await cluster.namespace('rerank-system');
-    operator = await startOperator({ kubeconfig: cluster.kubeconfig, env: { POD_NAMESPACE: leaseNamespace } });
-    await eventually('the operator to lead and list everything', async () => (await operator.readyz()).body === 'ok: leading\n');
-  });
-
-  after(async () => {
-    await operator?.stop();
-    await cluster?.cleanup();
-  });
+  const env = leadingOperator({ gatewayApi: true });
 
   /** Create `object` in a fresh namespace and wait until the operator has written status for its generation. */
   async function created(prefix: string, object: any): Promise<Resources> {
-    const r = new Resources(cluster, await cluster.namespace(prefix));
+    const r = new Resources(env.cluster, await env.cluster.namespace(prefix));
     object.metadata.namespace = r.namespace;
     await r.apply(object);
     await reconciledGeneration(r, object.metadata.name);
@@ -197,11 +182,11 @@ describe('operator on a real API server', { skip: clusterSkip, timeout: 240_000 
   });
 
   test('API errors are counted and every list/watch is healthy in /metrics and /readyz', async () => {
-    const metrics = await operator.metrics();
+    const metrics = await env.operator.metrics();
     assert.match(metrics, /rerank_operator_leader 1/);
     assert.match(metrics, /rerank_operator_reconciles_total\{outcome="(done|requeue)"\} [1-9]/);
     // The conflict test above drew 409s from non-forced applies: counted by verb, kind and code.
     assert.match(metrics, /rerank_operator_api_errors_total\{verb="apply",kind="ConfigMap",code="409"\} [1-9]/);
-    assert.deepEqual(await operator.readyz(), { status: 200, body: 'ok: leading\n' });
+    assert.deepEqual(await env.operator.readyz(), { status: 200, body: 'ok: leading\n' });
   });
 });

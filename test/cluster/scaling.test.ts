@@ -1,8 +1,8 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- objects read back from kubectl as JSON */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clusterSkip, installCrd, startCluster, type Cluster } from './harness.ts';
-import { eventually, startOperator, type OperatorProcess } from './operator-process.ts';
+import { clusterSkip } from './harness.ts';
+import { eventually, leadingOperator } from './operator-process.ts';
 import { Resources } from './resources.ts';
 
 /**
@@ -12,21 +12,7 @@ import { Resources } from './resources.ts';
  * ownership keeps the operator and an autoscaler from writing the replica count in turn.
  */
 describe('autoscaling on a real API server', { skip: clusterSkip, timeout: 240_000 }, () => {
-  let cluster: Cluster;
-  let operator: OperatorProcess;
-
-  before(async () => {
-    cluster = await startCluster();
-    await installCrd(cluster);
-    const leaseNamespace = await cluster.namespace('rerank-system');
-    operator = await startOperator({ kubeconfig: cluster.kubeconfig, env: { POD_NAMESPACE: leaseNamespace } });
-    await eventually('the operator to lead and list everything', async () => (await operator.readyz()).body === 'ok: leading\n');
-  });
-
-  after(async () => {
-    await operator?.stop();
-    await cluster?.cleanup();
-  });
+  const env = leadingOperator();
 
   const NAME = 'scaled';
   const DEPLOYMENT = `${NAME}-stable`;
@@ -52,7 +38,7 @@ describe('autoscaling on a real API server', { skip: clusterSkip, timeout: 240_0
   }
 
   const reconciles = async () => {
-    const text = await operator.metrics();
+    const text = await env.operator.metrics();
     return [...text.matchAll(/^rerank_operator_reconciles_total\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
   };
   /** Whether `manager`'s entry in the Deployment's managedFields owns spec.replicas. */
@@ -66,7 +52,7 @@ describe('autoscaling on a real API server', { skip: clusterSkip, timeout: 240_0
     });
 
   test('an autoscaled version: the HPA and PDB are accepted; the operator lets go of replicas and never writes them back over the autoscaler', async () => {
-    const r = new Resources(cluster, await cluster.namespace('rrc-scale'));
+    const r = new Resources(env.cluster, await env.cluster.namespace('rrc-scale'));
     await r.apply(resource(r.namespace));
     const fixed = await settled(r, 2);
     assert.ok(ownsReplicas(fixed, 'rerank-operator'), 'without autoscaling the operator applies replicas');
@@ -109,7 +95,7 @@ describe('autoscaling on a real API server', { skip: clusterSkip, timeout: 240_0
   });
 
   test('engine keda on a cluster without KEDA: the ScaledObject cannot be applied, and Degraded says so; everything else is applied', async () => {
-    const r = new Resources(cluster, await cluster.namespace('rrc-keda'));
+    const r = new Resources(env.cluster, await env.cluster.namespace('rrc-keda'));
     await r.apply(resource(r.namespace, { minReplicas: 1, maxReplicas: 3, metric: 'queue', target: 32, engine: 'keda', prometheusAddress: 'http://prometheus:9090' }));
     const degraded = await eventually('Degraded naming the ScaledObject', async () => {
       const c = await r.condition(NAME, 'Degraded');
@@ -121,7 +107,7 @@ describe('autoscaling on a real API server', { skip: clusterSkip, timeout: 240_0
   });
 
   test('without autoscaling the spec\'s replicas are enforced as before: the HPA is pruned and a scale is undone', async () => {
-    const r = new Resources(cluster, await cluster.namespace('rrc-fixed'));
+    const r = new Resources(env.cluster, await env.cluster.namespace('rrc-fixed'));
     await r.apply(resource(r.namespace, { minReplicas: 1, maxReplicas: 5, target: 70 }));
     await eventually('the HPA', async () => r.get('hpa', DEPLOYMENT));
     await r.kubectl(['scale', 'deployment', DEPLOYMENT, '--replicas=4']);
