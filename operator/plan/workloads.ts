@@ -62,7 +62,7 @@ const probes = {
 };
 
 /**
- * Shutdown, matched to the server's drain (server/serve.ts close()): on SIGTERM it stops accepting
+ * Shutdown, matched to the server's drain (server/http/listen.ts close()): on SIGTERM it stops accepting
  * connections, finishes every request in flight, then frees its sessions. The preStop sleep comes
  * first, so that endpoint controllers, kube-proxy, the router and gateways stop sending new requests
  * to a pod that is going away before it stops listening (they learn of it through the API, a few
