@@ -16,15 +16,9 @@ export function failureKind(error: unknown): string {
   return error instanceof Error ? error.name : typeof error;
 }
 
-/** An error's message with the messages of its causes that it does not already include ("fetch failed: connect ECONNREFUSED ..."). */
-export function messageOf(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  let message = error.message;
-  for (let e: unknown = error.cause, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
-    if (!message.includes(e.message)) message = `${message}: ${e.message}`;
-  }
-  return message;
-}
+import { messageOf } from '../server/errors.ts';
+
+export { messageOf };
 
 export interface FailureState {
   /** What failed last, with its message; undefined once it works again. */

@@ -1,3 +1,5 @@
+import type { z } from 'zod';
+
 /**
  * The one error type of the serving core. Every failure a caller can see is a RerankError with a kind;
  * the HTTP layer maps the kind to a status code in one place (http/error-middleware.ts).
@@ -37,4 +39,36 @@ export class RerankError extends Error {
 
 export function isRerankError(error: unknown): error is RerankError {
   return error instanceof RerankError;
+}
+
+/** The caller went away before the work ran: nothing to answer, nothing to count as a failure. */
+export function cancelled(reason = 'the caller went away before its documents were scored'): RerankError {
+  return new RerankError('cancelled', reason);
+}
+
+/** An error's message, or its first line (onnxruntime's messages carry a stack of native frames). */
+export function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('\n')[0] ?? message;
+}
+
+/** An error's message with the messages of its causes that it does not already include ("fetch failed: connect ECONNREFUSED ..."). */
+export function messageOf(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  let message = error.message;
+  for (let e: unknown = error.cause, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (!message.includes(e.message)) message = `${message}: ${e.message}`;
+  }
+  return message;
+}
+
+/** zod issues as `path.to.field: why` lines (a bad record key, e.g. a version name, says why the name is wrong). */
+export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((issue) => {
+    const where = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
+    if (issue.code === 'invalid_key') {
+      return `${where}: version name ${issue.issues.map((inner) => inner.message).join('; ')}`;
+    }
+    return `${where}: ${issue.message}`;
+  });
 }

@@ -2,8 +2,11 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { load as parseYaml } from 'js-yaml';
-import type { z } from 'zod';
+import { formatIssues } from '../errors.ts';
 import { RerankConfigSchema, type RerankConfig } from './schema.ts';
+
+/** Re-exported: the server's config code and its users name it from here. */
+export { formatIssues };
 
 /** A config file that failed to parse or validate; `issues` name the path of each bad key. */
 export class ConfigError extends Error {
@@ -23,16 +26,6 @@ export interface LoadedConfig {
   source: string;
 }
 
-export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
-  return issues.map((issue) => {
-    const where = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
-    // A bad record key (a version name) says why the name is wrong, not just that it is.
-    if (issue.code === 'invalid_key') {
-      return `${where}: version name ${issue.issues.map((inner) => inner.message).join('; ')}`;
-    }
-    return `${where}: ${issue.message}`;
-  });
-}
 
 /**
  * Parse and validate config text. Relative model paths resolve against `baseDir` (the config file's

@@ -1,4 +1,4 @@
-import { RerankError } from '../errors.ts';
+import { cancelled, RerankError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { compareByLength, packSorted, type PackLimits, type PendingPair } from './batch-packer.ts';
@@ -346,9 +346,6 @@ export class BatchQueue {
   }
 }
 
-function cancelled(): RerankError {
-  return new RerankError('cancelled', 'the caller went away before its documents were scored');
-}
 
 /** Index of `entry` in a list sorted by `compareByLength` (it is there). */
 function lowerBound(sorted: readonly Entry[], entry: Entry): number {

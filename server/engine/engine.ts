@@ -1,6 +1,6 @@
 import type { LoadedConfig } from '../config/load.ts';
 import type { RerankConfig } from '../config/schema.ts';
-import { RerankError } from '../errors.ts';
+import { cancelled, RerankError } from '../errors.ts';
 import { DEFAULT_FALLBACK_INTERVAL_MS, FallbackMonitor, type GpuVersion } from '../gpu/fallback-monitor.ts';
 import type { GpuProbe, PlacementDevice } from '../gpu/probe.ts';
 import type { Logger } from '../logger.ts';
@@ -339,7 +339,8 @@ export class RerankEngine implements Reranker {
     for (const [name, version] of Object.entries(config.versions)) {
       candidates.push({ name, enabled: version.enabled, ready: this.#servable(name), weight: version.weight });
     }
-    return candidates.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    // chooseVersion puts them in name order itself: it owns the order the weighted draw walks.
+    return candidates;
   }
 
   #ensureSlots(config: RerankConfig): void {
@@ -543,6 +544,3 @@ function countTokens(pairs: readonly EncodedPair[]): number {
   return tokens;
 }
 
-function cancelled(): RerankError {
-  return new RerankError('cancelled', 'the caller went away before its documents were scored');
-}

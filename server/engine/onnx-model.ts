@@ -1,3 +1,4 @@
+import { firstLine } from '../errors.ts';
 import { endianness } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
@@ -436,7 +437,3 @@ export class WorkerThreadModel implements PairScorer {
   }
 }
 
-export function firstLine(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.split('\n')[0] ?? message;
-}

@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { OnnxSession, firstLine, type OnnxModelOptions, type WorkerReply, type WorkerRequest } from './onnx-model.ts';
+import { firstLine } from '../errors.ts';
+import { OnnxSession, type OnnxModelOptions, type WorkerReply, type WorkerRequest } from './onnx-model.ts';
 
 /** The worker side of WorkerThreadModel: loads one session, then runs batches one at a time, in arrival order. */
 

@@ -3,7 +3,8 @@ import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { BatchQueue, type QueueLimits } from './batch-queue.ts';
 import { modelFiles } from './model-files.ts';
-import { firstLine, type Device, type LoadOnnxModelOptions, type ModelDescription, type PairScorer } from './onnx-model.ts';
+import { firstLine } from '../errors.ts';
+import { type Device, type LoadOnnxModelOptions, type ModelDescription, type PairScorer } from './onnx-model.ts';
 import { readModelDirConfig, type EncodedPair, type ModelDirConfig, type PairTokenizer } from './pair-tokenizer.ts';
 import type { TokenizerCache } from './tokenizer-cache.ts';
 

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { load } from 'js-yaml';
 import { z } from 'zod';
+import { formatIssues } from '../errors.ts';
 import { PACKAGE_ROOT } from '../package-root.ts';
 
 /** The catalogue shipped with the project; `RERANK_MODEL_CATALOG` points elsewhere. */
@@ -66,7 +67,7 @@ export class CatalogError extends Error {
 export function parseCatalog(text: string, source = 'catalog'): Catalog {
   const parsed = CatalogSchema.safeParse(load(text));
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    const issues = formatIssues(parsed.error.issues);
     throw new CatalogError(`${source}: invalid model catalogue:\n  - ${issues.join('\n  - ')}`);
   }
   return parsed.data;
@@ -76,7 +77,6 @@ export async function loadCatalog(file = process.env.RERANK_MODEL_CATALOG ?? DEF
   return parseCatalog(await readFile(file, 'utf8'), file);
 }
 
-/** The entry a catalogue id (`BAAI/bge-reranker-base`) or an hf:// source of the same repo names. */
 /**
  * The entry an id names: its full id (`BAAI/bge-reranker-v2-m3`) or hf:// source, or its short name
  * (`bge-reranker-v2-m3`) when exactly one entry has it. A short name that several entries share is an

@@ -1,6 +1,6 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import { RerankError } from '../errors.ts';
+import { cancelled, RerankError } from '../errors.ts';
 import { HttpError } from '../http/errors.ts';
 import type { UpstreamFailureKind } from './metrics.ts';
 
@@ -73,7 +73,7 @@ function attempt(request: ForwardRequest, deadline: number): Promise<IncomingMes
   const { url, version } = request;
   const where = `${url.protocol}//${url.host}`;
   return new Promise((resolve, reject) => {
-    if (request.signal.aborted) return reject(cancelled());
+    if (request.signal.aborted) return reject(cancelled('the client went away before the upstream answered'));
     const lib = url.protocol === 'https:' ? https : http;
     const agent = url.protocol === 'https:' ? request.agents.https : request.agents.http;
     const req = lib.request(url, { method: request.method, headers: request.headers, agent });
@@ -92,7 +92,7 @@ function attempt(request: ForwardRequest, deadline: number): Promise<IncomingMes
       req.destroy(failure);
     }, timeoutMs);
     const onAbort = () => {
-      settle(() => reject(cancelled()));
+      settle(() => reject(cancelled('the client went away before the upstream answered')));
       req.destroy();
     };
     request.signal.addEventListener('abort', onAbort, { once: true });
@@ -108,9 +108,6 @@ function attempt(request: ForwardRequest, deadline: number): Promise<IncomingMes
   });
 }
 
-function cancelled(): RerankError {
-  return new RerankError('cancelled', 'the client went away before the upstream answered');
-}
 
 function classify(error: NodeJS.ErrnoException): UpstreamFailureKind {
   switch (error.code) {
