@@ -16,7 +16,7 @@ export interface VersionObservation {
   /** Ready pods of the version, and how many of them report the config hash they should run. */
   readyPods: number;
   appliedPods: number;
-  /** Ready pods whose GET /config failed, each "pod: why". */
+  /** Ready pods whose GET /config/hash failed, each "pod: why". */
   unanswered?: string[];
 }
 
@@ -69,7 +69,7 @@ export function configAppliedCondition(o: Observation): ConditionValue {
   if (ready === 0) return cond('ConfigApplied', false, 'NoReadyPods', `no ready pods to run config ${o.configHash}`);
   if (applied < ready) {
     const unanswered = Object.values(o.versions).flatMap((v) => v.unanswered ?? []);
-    const why = unanswered.length ? `; no answer to GET /config from ${unanswered.slice(0, 3).join('; ')}${unanswered.length > 3 ? ` and ${unanswered.length - 3} more` : ''}` : '';
+    const why = unanswered.length ? `; no answer to GET /config/hash from ${unanswered.slice(0, 3).join('; ')}${unanswered.length > 3 ? ` and ${unanswered.length - 3} more` : ''}` : '';
     return cond('ConfigApplied', false, 'Rollout', `${applied}/${ready} ready pods run config ${o.configHash}${why}`);
   }
   return cond('ConfigApplied', true, 'Applied', `${applied}/${ready} ready pods run config ${o.configHash}`);

@@ -9,7 +9,7 @@ import { servingPool, type WeightPlan } from '../weights.ts';
 export interface RenderedFile {
   key: string;
   text: string;
-  /** configHash of the file as the server will load it: what its pods report on GET /config. */
+  /** configHash of the file as the server will load it: what its pods report on GET /config/hash. */
   hash: string;
 }
 

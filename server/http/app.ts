@@ -5,7 +5,7 @@ import type { Reranker } from '../engine/types.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { cohereAdapter } from './apis/cohere.ts';
-import { configStatus, healthz, info, metricsText, openapi, readyz, type InfoExtras } from './apis/ops.ts';
+import { configHash, configStatus, healthz, info, metricsText, openapi, readyz, type InfoExtras } from './apis/ops.ts';
 import { countRerankRequests, rerankHandler } from './apis/pipeline.ts';
 import { teiAdapter } from './apis/tei.ts';
 import { requireApiKey } from './auth.ts';
@@ -21,12 +21,12 @@ export interface AppDeps {
   logger: Logger;
   /** Read per request: the config can change at runtime. */
   serving: () => ServingConfig;
-  /** The API key guarding the rerank routes and /info; undefined (or absent) leaves them open. */
+  /** The API key guarding the rerank routes, /info and /config; undefined (or absent) leaves them open. */
   apiKey?: () => string | undefined;
   /** Extra fields for /info, e.g. `notices`. */
   info?: InfoExtras | (() => InfoExtras);
-  /** GET /config: the config in force, from the config reloader. */
-  configStatus?: () => unknown;
+  /** GET /config: the config in force, from the config reloader (GET /config/hash shows its hash alone). */
+  configStatus?: () => { hash: string; appliedAt: string };
   /** Extra paths that serve one version (a version's `endpoint`), read per request: path → version. */
   endpoints?: () => ReadonlyMap<string, string>;
 }
@@ -50,6 +50,7 @@ export function createRouter(deps: AppDeps): Router {
     readyz: readyz(deps.reranker),
     info: info(deps.reranker, deps.info),
     config: configStatus(deps.configStatus),
+    configHash: configHash(deps.configStatus),
     metrics: metricsText(deps.metrics),
     openapi: openapi(),
   };

@@ -5,6 +5,7 @@ import type { RerankConfig } from '../config/schema.ts';
 import { ServingConfigSchema } from '../config/schema.ts';
 import { RerankError } from '../errors.ts';
 import { configStatus, healthz, metricsText, readyz } from '../http/apis/ops.ts';
+import { requireApiKey } from '../http/auth.ts';
 import { statusForError } from '../http/errors.ts';
 import { abortOnClientGone, httpState } from '../http/middleware.ts';
 import { ROUTES, type OperationId } from '../http/routes.ts';
@@ -33,6 +34,11 @@ export interface RouterAppDeps {
   random?: () => number;
   /** Keep-alive agents to the upstreams; made here when absent (close them with `destroy()`). */
   agents?: Agents;
+  /**
+   * The API key guarding the router's own guarded routes (/config), read per request; undefined (or
+   * absent) leaves them open. Rerank requests pass through with their Authorization: the pods check it.
+   */
+  apiKey?: () => string | undefined;
 }
 
 const DEFAULT_MAX_BODY_BYTES = ServingConfigSchema.parse({}).maxBodyBytes;
@@ -50,10 +56,11 @@ export function createRouterApp(deps: RouterAppDeps): Koa {
     metrics: metricsText(deps.metrics),
   };
   for (const route of ROUTES) if (route.rerank) handlers[route.operationId] = proxyHandler(deps, agents, route.modelVersion);
+  const guard = deps.apiKey ? requireApiKey(deps.apiKey) : undefined;
   return createShellApp({
     logger: deps.logger,
     metrics: deps.metrics,
-    router: routerFromTable({ handlers, countRerank: countRouted(deps.metrics) }),
+    router: routerFromTable({ handlers, countRerank: countRouted(deps.metrics), extra: (route) => (route.guarded && !route.rerank && guard ? [guard] : []) }),
     endpoints: () => deps.routing.table?.endpoints,
   });
 }

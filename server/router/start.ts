@@ -1,4 +1,5 @@
 import type { WatchMode } from '../config/watcher.ts';
+import { resolveApiKey } from '../http/auth.ts';
 import { listen, type Listening, type ListenOptions } from '../http/listen.ts';
 import { createRouterApp } from './app.ts';
 import { RouterMetrics } from './metrics.ts';
@@ -17,6 +18,8 @@ export interface RouterOptions extends Pick<ListenOptions, 'port' | 'host' | 'lo
   debounceMs?: number;
   metrics?: RouterMetrics;
   random?: () => number;
+  /** Where RERANK_API_KEY (or RERANK_API_KEY_FILE) is read, per request, to guard /config (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** `close()` closes the upstream connections once the requests in flight are answered. */
@@ -53,6 +56,7 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
     logger,
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     agents,
+    apiKey: () => resolveApiKey(options.env ?? process.env),
     ...(options.random ? { random: options.random } : {}),
   });
   const listening = await listen(app, {

@@ -25,7 +25,7 @@ describe('API key', () => {
     assert.equal((await h.get('/info')).status, 200);
   });
 
-  test('with a key, the rerank routes and /info need Authorization: Bearer <key>', async () => {
+  test('with a key, the rerank routes, /info and /config need Authorization: Bearer <key>', async () => {
     h.apiKey = KEY;
     const guarded: Array<[string, unknown]> = [
       ['/rerank', TEI],
@@ -43,16 +43,19 @@ describe('API key', () => {
       assert.equal((await h.post(route, body, { Authorization: `Bearer ${KEY}` })).status, 200, route);
       assert.equal((await h.post(route, body, { Authorization: `bearer ${KEY}` })).status, 200, `${route}: scheme is case-insensitive`);
     }
-    assert.equal((await h.get('/info')).status, 401);
-    assert.equal((await h.get('/info', { Authorization: `Bearer ${KEY}` })).status, 200);
+    for (const route of ['/info', '/config']) {
+      assert.equal((await h.get(route)).status, 401, route);
+      assert.notEqual((await h.get(route, { Authorization: `Bearer ${KEY}` })).status, 401, route);
+    }
     assert.equal(h.reranker.calls.filter((call) => call.documents[0] === 'a').length >= 8, true);
   });
 
-  test('with a key, health, readiness, metrics and the OpenAPI document stay open', async () => {
+  test('with a key, health, readiness, metrics, the OpenAPI document and the config hash stay open', async () => {
     h.apiKey = KEY;
     for (const route of ['/healthz', '/readyz', '/metrics', '/openapi.json']) {
       assert.equal((await h.get(route)).status, 200, route);
     }
+    assert.notEqual((await h.get('/config/hash')).status, 401, '/config/hash');
   });
 
   test('a 401 is counted under its route pattern, not as unmatched', async () => {

@@ -3,13 +3,17 @@ import assert from 'node:assert/strict';
 import { json, startServer } from './harness.ts';
 
 describe('GET /config and version endpoints', () => {
-  test('/config answers what the reloader reports, and is open like /metrics', async () => {
+  test('/config answers what the reloader reports, behind the API key; /config/hash shows only the hash, open', async () => {
     const status = { hash: '0123456789abcdef', source: '/etc/rerank/config.yaml', appliedAt: '2026-11-23T00:00:00.000Z', config: { defaultVersion: 'a' } };
     const h = await startServer({ apiKey: 'k', configStatus: () => status });
     try {
-      const response = await h.get('/config');
+      assert.equal((await h.get('/config')).status, 401);
+      const response = await h.get('/config', { Authorization: 'Bearer k' });
       assert.equal(response.status, 200);
       assert.deepEqual(await json(response), status);
+      const hash = await h.get('/config/hash');
+      assert.equal(hash.status, 200);
+      assert.deepEqual(await json(hash), { hash: status.hash, appliedAt: status.appliedAt });
     } finally {
       await h.close();
     }
@@ -18,9 +22,11 @@ describe('GET /config and version endpoints', () => {
   test('/config is a 404 JSON error on a server without a config file', async () => {
     const h = await startServer();
     try {
-      const response = await h.get('/config');
-      assert.equal(response.status, 404);
-      assert.equal((await json<{ error_type: string }>(response)).error_type, 'not_found');
+      for (const route of ['/config', '/config/hash']) {
+        const response = await h.get(route);
+        assert.equal(response.status, 404, route);
+        assert.equal((await json<{ error_type: string }>(response)).error_type, 'not_found', route);
+      }
     } finally {
       await h.close();
     }

@@ -20,15 +20,32 @@ async function serve(handler: http.RequestListener): Promise<{ port: number; clo
 
 const pod = (ip?: string): KubeObject => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p-0', namespace: 'n' }, status: ip ? { podIP: ip } : {} });
 
-describe('HttpPodConfigReader: GET /config on the pod IP', () => {
-  test('reads {hash, appliedAt} from the pod', async () => {
+describe('HttpPodConfigReader: GET /config/hash on the pod IP', () => {
+  test('reads {hash, appliedAt} from the pod\'s open /config/hash, with no API key', async () => {
     const server = await serve((req, res) => {
-      assert.equal(req.url, '/config');
+      assert.equal(req.url, '/config/hash');
+      assert.equal(req.headers.authorization, undefined);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ hash: 'abc123', appliedAt: '2026-01-01T00:00:00Z' }));
+    });
+    try {
+      assert.deepEqual(await new HttpPodConfigReader({ port: server.port }).read(pod('127.0.0.1')), { hash: 'abc123', appliedAt: '2026-01-01T00:00:00Z' });
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a pod of an older image (no /config/hash: 404) is asked GET /config', async () => {
+    const asked: string[] = [];
+    const server = await serve((req, res) => {
+      asked.push(req.url ?? '');
+      if (req.url !== '/config') return void res.writeHead(404).end('{"error":"no route"}');
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ hash: 'abc123', appliedAt: '2026-01-01T00:00:00Z', config: { defaultVersion: 'a' } }));
     });
     try {
       assert.deepEqual(await new HttpPodConfigReader({ port: server.port }).read(pod('127.0.0.1')), { hash: 'abc123', appliedAt: '2026-01-01T00:00:00Z' });
+      assert.deepEqual(asked, ['/config/hash', '/config']);
     } finally {
       await server.close();
     }

@@ -168,10 +168,10 @@ describe('Reconciler against the fake apiserver', () => {
     assert.deepEqual(await ctx.reconciler.reconcile(key), { outcome: 'done' });
     assert.equal(ctx.condition('ConfigApplied')?.status, 'True');
 
-    // A pod that does not answer GET /config is named in ConfigApplied, with why.
+    // A pod that does not answer GET /config/hash is named in ConfigApplied, with why.
     ctx.podConfig.unreachable.add(gemmaPod.metadata.name);
     await ctx.reconciler.reconcile(key);
-    assert.match(ctx.condition('ConfigApplied')!.message, new RegExp(`^4/5 ready pods run config \\w+; no answer to GET /config from ${gemmaPod.metadata.name}: connect ECONNREFUSED`));
+    assert.match(ctx.condition('ConfigApplied')!.message, new RegExp(`^4/5 ready pods run config \\w+; no answer to GET /config/hash from ${gemmaPod.metadata.name}: connect ECONNREFUSED`));
   });
 
   test('a version without ready endpoints gets no traffic; its weight goes to the others and Degraded says so', async () => {

@@ -175,7 +175,7 @@ export interface RouterHarness {
   close(): Promise<void>;
 }
 
-export async function startRouterHarness(options: { config?: string; router?: string; upstreamTimeoutMs?: number; seed?: number }): Promise<RouterHarness> {
+export async function startRouterHarness(options: { config?: string; router?: string; upstreamTimeoutMs?: number; seed?: number; env?: NodeJS.ProcessEnv }): Promise<RouterHarness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'rerank-router-'));
   const configFile = path.join(dir, 'config.yaml');
   const routerFile = path.join(dir, 'router.yaml');
@@ -200,6 +200,7 @@ export async function startRouterHarness(options: { config?: string; router?: st
     debounceMs: 5,
     metrics: new RouterMetrics({ defaultMetrics: false }),
     random: seededRandom(options.seed ?? 42),
+    env: options.env ?? {},
   });
   return {
     router,

@@ -274,3 +274,23 @@ async function closesAfterFirstRequest() {
   await once(server, 'listening');
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, dropped: () => dropped };
 }
+
+test('with RERANK_API_KEY set, the router guards /config as the server does; rerank requests pass the key on to the pods', async () => {
+  const upstream = await fakeUpstream('A');
+  const h = await startRouterHarness({
+    config: configYaml({ stable: {} }, 'stable', { logLevel: 'warn' }),
+    router: routerYaml({ stable: upstream.url }),
+    env: { RERANK_API_KEY: 'k' },
+  });
+  try {
+    assert.equal((await h.get('/config')).status, 401);
+    assert.equal((await fetch(`${h.url}/config`, { headers: { Authorization: 'Bearer k' } })).status, 200);
+    for (const route of ['/healthz', '/readyz', '/metrics']) assert.equal((await h.get(route)).status, 200, route);
+    const answer = await h.post('/rerank', { query: 'q', texts: ['a'] }, { Authorization: 'Bearer pod-checks-this' });
+    assert.equal(answer.status, 200);
+    assert.equal(upstream.requests.at(-1)?.authorization, 'Bearer pod-checks-this');
+  } finally {
+    await h.close();
+    await upstream.close();
+  }
+});

@@ -40,6 +40,15 @@ export function configStatus(status: (() => unknown) | undefined): Middleware {
   };
 }
 
+/** GET /config/hash: only the hash and when it was applied, for callers without the API key (the operator). */
+export function configHash(status: (() => { hash: string; appliedAt: string }) | undefined): Middleware {
+  return (ctx) => {
+    if (!status) throw new RerankError('not_found', 'this server has no config file to report');
+    const { hash, appliedAt } = status();
+    ctx.body = { hash, appliedAt };
+  };
+}
+
 export function metricsText(metrics: HttpMetrics): Middleware {
   return async (ctx) => {
     const text = await metrics.registry.metrics();

@@ -168,6 +168,8 @@ export const ConfigStatusResponseSchema = z
   })
   .register(apiSchemas, { id: 'ConfigStatus' });
 
+export const ConfigHashResponseSchema = ConfigStatusResponseSchema.pick({ hash: true, appliedAt: true }).register(apiSchemas, { id: 'ConfigHash' });
+
 export const OpenApiResponseSchema = z.looseObject({ openapi: z.string() }).register(apiSchemas, { id: 'OpenApiDocument' });
 
 export type TeiRerankRequest = z.infer<typeof TeiRerankRequestSchema>;

@@ -314,7 +314,7 @@ export class FakeKube implements KubeClient {
 }
 
 /**
- * Pods that answer GET /config. With `refreshOnTouch`, a pod applies the hash the operator touched onto
+ * Pods that answer GET /config/hash. With `refreshOnTouch`, a pod applies the hash the operator touched onto
  * it (kubelet refreshed its volume, the server reloaded); otherwise it keeps what it last applied.
  */
 export class FakePodConfigReader implements PodConfigReader {
