@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { buildCustomResourceDefinition } from '../operator/crd/definition.ts';
 import { API_VERSION, KIND } from '../operator/crd/spec.ts';
 import { OperatorMetrics } from '../operator/metrics.ts';
+import { CONFIG_KEY_ALIASES } from '../server/config/aliases.ts';
 import { RerankConfigSchema } from '../server/config/schema.ts';
 import { ServerMetrics } from '../server/metrics.ts';
 import { RouterMetrics } from '../server/router/metrics.ts';
@@ -52,6 +53,7 @@ export function renderConfigurationDoc(): string {
     '',
     fieldTable(serving.rows),
     ...ruleList(serving.rules),
+    ...aliasTable(),
     `## ${KIND} spec`,
     '',
     `\`apiVersion: ${API_VERSION}\`, \`kind: ${KIND}\` (short name \`rrc\`), from \`operator/crd/spec.ts\`: the`,
@@ -81,6 +83,24 @@ export function renderConfigurationDoc(): string {
     '',
     metrics((options) => new OperatorMetrics(options)),
   ].join('\n');
+}
+
+/** The keys of configs written for the BGE reranker image, and what they stand for. */
+function aliasTable(): string[] {
+  const prefix = { config: '', version: 'versions.<name>.', serving: 'serving.' } as const;
+  const rows = (Object.keys(CONFIG_KEY_ALIASES) as (keyof typeof CONFIG_KEY_ALIASES)[]).flatMap((scope) =>
+    Object.entries(CONFIG_KEY_ALIASES[scope]).map(([alias, key]) => `| \`${prefix[scope]}${alias}\` | \`${prefix[scope]}${key}\` |`),
+  );
+  return [
+    'Configs written for the BGE reranker image are read as they are: these keys stand for the ones above',
+    '(`global_config` for `serving`, wherever `serving.` is written). A key and its alias both set is an error;',
+    "a version's `endpoint: /rerank/<name>` is its own path and changes nothing.",
+    '',
+    '| Alias | Key |',
+    '| --- | --- |',
+    ...rows,
+    '',
+  ];
 }
 
 function ruleList(rules: readonly SchemaRule[]): string[] {

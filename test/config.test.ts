@@ -4,17 +4,12 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfigFile, parseConfig } from '../server/config/load.ts';
+import { configIssues } from './support/config-issues.ts';
 
 const base = { source: 'test.yaml', baseDir: '/srv/config' };
 
 function issuesOf(text: string): string[] {
-  try {
-    parseConfig(text, base);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
-    return error.issues;
-  }
-  assert.fail('config was accepted');
+  return configIssues(text, base);
 }
 
 describe('serving config', () => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { normaliseConfigKeys } from './aliases.ts';
 
 /**
  * The serving config: one source of truth. The server loads it, the CLI checks it, and the operator
@@ -19,7 +20,12 @@ export const VersionConfigSchema = z.strictObject({
   model: z
     .string()
     .min(1, 'must name a model directory')
-    .meta({ description: "Directory holding model.onnx and tokenizer.json; a relative path resolves against the config file's directory." }),
+    .optional()
+    .meta({
+      description:
+        "Model directory (model.onnx + tokenizer.json; model/ + tokenizer/; or a Hugging Face repo's onnx/model.onnx), or the .onnx file; " +
+        "a relative path resolves against the config file's directory. Absent: the directory named like the version, beside the config file.",
+    }),
   device: z
     .enum(['cpu', 'cuda'])
     .default('cpu')
@@ -44,7 +50,11 @@ export const VersionConfigSchema = z.strictObject({
     .string()
     .regex(/^\/[A-Za-z0-9/_.-]*$/, 'must be an absolute URL path')
     .optional()
-    .meta({ description: "Extra path this version answers on (TEI shape), besides /rerank/{version}; not one of the server's own routes." }),
+    .meta({
+      description:
+        "Extra path this version answers on (TEI shape), besides /rerank/{version}; not one of the server's own routes. " +
+        'Its own /rerank/{version} is accepted and changes nothing.',
+    }),
 });
 
 /** Paths of the server's own routes, which a version's `endpoint` may not take. */
@@ -111,7 +121,7 @@ export const ServingConfigSchema = z
   })
   .meta({ description: 'Request limits, batching, warm-up and logging, shared by every version.' });
 
-export const RerankConfigSchema = z
+const RerankConfigObjectSchema = z
   .strictObject({
     defaultVersion: versionName.meta({
       description: 'Version that answers when neither path, header, `model` nor weights pick one; must name an enabled version.',
@@ -127,7 +137,13 @@ export const RerankConfigSchema = z
     for (const [name, v] of Object.entries(config.versions)) {
       if (v.endpoint === undefined) continue;
       const path = ['versions', name, 'endpoint'];
-      if (RESERVED_PATHS.includes(v.endpoint) || v.endpoint.startsWith('/rerank/')) {
+      if (v.endpoint.startsWith('/rerank/')) {
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `"${v.endpoint}" is not this version's path: version ${name} answers on /rerank/${name}; other /rerank/ paths belong to other versions`,
+        });
+      } else if (RESERVED_PATHS.includes(v.endpoint)) {
         ctx.addIssue({ code: 'custom', path, message: `"${v.endpoint}" is one of the server's own routes` });
       }
       const other = endpoints.get(v.endpoint);
@@ -146,8 +162,21 @@ export const RerankConfigSchema = z
     }
   });
 
-export type VersionConfig = z.infer<typeof VersionConfigSchema>;
+/**
+ * The config file. Keys written for the BGE reranker image (`default_version`, `global_config`,
+ * snake_case knobs; see CONFIG_KEY_ALIASES) are renamed first; a version without `model` is read from
+ * the directory named like it (resolved against the config file's directory by the loader).
+ */
+export const RerankConfigSchema = z.preprocess(
+  normaliseConfigKeys,
+  RerankConfigObjectSchema.transform((config) => ({
+    ...config,
+    versions: Object.fromEntries(Object.entries(config.versions).map(([name, version]) => [name, { ...version, model: version.model ?? name }])),
+  })),
+);
+
 export type ServingConfig = z.infer<typeof ServingConfigSchema>;
-export type RerankConfig = z.infer<typeof RerankConfigSchema>;
-/** The config as written by a user, before defaults are filled in. */
-export type RerankConfigInput = z.input<typeof RerankConfigSchema>;
+export type RerankConfig = z.output<typeof RerankConfigSchema>;
+export type VersionConfig = RerankConfig['versions'][string];
+/** The config as written by a user, before defaults are filled in (the schema's own keys, not the aliases). */
+export type RerankConfigInput = z.input<typeof RerankConfigObjectSchema>;
