@@ -61,7 +61,7 @@ async function httpServer(handler: http.RequestListener): Promise<{ url: string;
   };
 }
 
-/** What reaches the server: GET /info (status; compare without --versions asks it too) and POST /rerank/<version> (compare). */
+/** What reaches the server: GET /info (status; compare too, for the versions it may name) and POST /rerank/<version> (compare). */
 const REMOTE_COMMANDS = [['status'], ['compare', '-q', 'q', '-d', 'x', '--versions', 'a']];
 
 const INFO = {
@@ -96,6 +96,22 @@ describe('rerank-server CLI errors', () => {
       assertOneLine(refused!, /401.*refused the API key/);
       assertOneLine(fromEnv!, /401.*refused the API key/);
       assert.deepEqual(seen.filter(Boolean).sort(), ['Bearer from-env', 'Bearer wrong']);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('compare --versions naming versions the server does not have: one line naming them and the configured ones, nothing scored', async () => {
+    const asked: string[] = [];
+    const server = await httpServer((request, response) => {
+      asked.push(`${request.method} ${request.url}`);
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(INFO));
+    });
+    try {
+      const outcome = await runCli(['compare', '-q', 'q', '-d', 'x', '--versions', 'a,typo,nah', '--url', server.url]);
+      assertOneLine(outcome, new RegExp(`^rerank-server: compare --versions: no version "typo", "nah": the configured versions are a \\(on ${server.url.replace(/[.]/g, '\\.')}\\)$`));
+      assert.equal(outcome.code, 1);
+      assert.deepEqual(asked, ['GET /info']);
     } finally {
       await server.close();
     }

@@ -10,6 +10,7 @@ import { createLogger } from '../logger.ts';
 import { chooseLocalConfig, prepareLocalModels, writeDefaultConfig } from './local-mode.ts';
 import { closeOnSignals } from '../http/listen.ts';
 import { buildOpenApiDocument } from '../http/openapi.ts';
+import { unknownVersionsMessage } from '../engine/version-choice.ts';
 import { fetchInfo, RemoteError, scoreWith, type RemoteOptions } from './remote.ts';
 import { renderTable } from './table.ts';
 import { addRouterCommand } from '../router/cli.ts';
@@ -140,9 +141,10 @@ export function buildCli(): Command {
       .option('--versions <a,b>', 'versions to compare (default: every ready version)'),
   ).action(async (opts: { query: string; doc: string[]; versions?: string; url: string; apiKey?: string }) => {
     const options = remoteOptions(opts);
-    const versions = opts.versions
-      ? opts.versions.split(',').map((v) => v.trim()).filter(Boolean)
-      : (await fetchInfo(options)).versions.filter((v) => v.state === 'ready').map((v) => v.name);
+    const info = await fetchInfo(options);
+    const versions = opts.versions ? opts.versions.split(',').map((v) => v.trim()).filter(Boolean) : info.versions.filter((v) => v.state === 'ready').map((v) => v.name);
+    const unknown = versions.filter((name) => !info.versions.some((v) => v.name === name));
+    if (unknown.length > 0) throw new CliError(`compare --versions: ${unknownVersionsMessage(unknown, info.versions)} (on ${opts.url})`);
     const results = await Promise.all(versions.map((version) => scoreWith(options, version, opts.query, opts.doc)));
     const header = ['#', 'DOCUMENT', ...results.map((r) => (r.answeredBy === r.version ? r.version : `${r.version}→${r.answeredBy}`))];
     const rows = opts.doc.map((doc, i) => [

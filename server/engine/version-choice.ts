@@ -1,7 +1,11 @@
+import { RerankError } from '../errors.ts';
+
 /**
  * Which version answers a request: path version, else header version, else a weighted draw among the
- * versions that can serve (canary weights), else the default. A named version that cannot serve
- * (unknown, disabled, still loading or failed) falls back to the default; the choice says so.
+ * versions that can serve (canary weights), else the default. A path that names no configured version
+ * (a typo in `/rerank/{version}`) is refused: not_found, listing the configured ones. Any other named
+ * version that cannot serve (a header naming an unknown version; disabled, still loading or failed)
+ * falls back to the default; the choice says so.
  *
  * The weighted draw is random, or sticky: with a sticky key (a user or session id) the point on the
  * weight line comes from a hash of the key, so one key lands on one version for as long as the
@@ -41,6 +45,10 @@ export interface VersionChoice {
 }
 
 export function chooseVersion(input: VersionChoiceInput): VersionChoice {
+  const path = input.pathVersion;
+  if (path !== undefined && path !== '' && !input.versions.some((v) => v.name === path)) {
+    throw new RerankError('not_found', unknownVersionsMessage([path], input.versions));
+  }
   const servable = (name: string) => input.versions.some((v) => v.name === name && v.enabled && v.ready);
   const named: [VersionChoiceReason, string | undefined][] = [
     ['path', input.pathVersion],
@@ -69,8 +77,15 @@ export function chooseVersion(input: VersionChoiceInput): VersionChoice {
   return { version: input.defaultVersion, reason: 'default' };
 }
 
+/** `no version "typo": the configured versions are a, b (disabled)`: for a path, or a CLI's list, naming versions that do not exist. */
+export function unknownVersionsMessage(unknown: readonly string[], versions: ReadonlyArray<Pick<VersionCandidate, 'name' | 'enabled'>>): string {
+  const named = unknown.map((name) => JSON.stringify(name)).join(', ');
+  const configured = [...versions].sort(byName).map((v) => (v.enabled ? v.name : `${v.name} (disabled)`));
+  return `no version ${named}: the configured versions are ${configured.join(', ') || '(none)'}`;
+}
+
 /** Code-unit order, the same in every process and locale. */
-function byName(a: VersionCandidate, b: VersionCandidate): number {
+function byName(a: Pick<VersionCandidate, 'name'>, b: Pick<VersionCandidate, 'name'>): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 

@@ -116,6 +116,8 @@ describe('RerankEngine', () => {
       assert.equal(outcome.version, 'stable');
       assert.equal(outcome.fallbackFrom, name);
     }
+    assert.equal((await engine.rerank({ query: QUERY, documents: DOCUMENTS, pathVersion: 'broken' })).fallbackFrom, 'broken', 'a configured version on the path falls back');
+    await assert.rejects(engine.rerank({ query: QUERY, documents: DOCUMENTS, pathVersion: 'nope' }), isKind('not_found'));
   });
 
   it('truncates long documents to maxLength, or refuses them with truncate: false', async () => {

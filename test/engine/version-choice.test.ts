@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isRerankError } from '../../server/errors.ts';
 import { chooseVersion, stickyPoint, type VersionCandidate, type VersionChoice, type VersionChoiceInput } from '../../server/engine/version-choice.ts';
 
 const v = (name: string, weight: number, extra: Partial<VersionCandidate> = {}): VersionCandidate => ({
@@ -28,11 +29,6 @@ describe('chooseVersion', () => {
     { name: 'weighted: draw just under the split', input: { random: () => 0.0999 }, expected: { version: 'canary', reason: 'weighted' } },
     { name: 'weighted: draw at the split', input: { random: () => 0.1 }, expected: { version: 'stable', reason: 'weighted' } },
     { name: 'weighted: top draw', input: { random: () => 0.999999 }, expected: { version: 'stable', reason: 'weighted' } },
-    {
-      name: 'unknown path version falls back to the default, header ignored',
-      input: { pathVersion: 'nope', headerVersion: 'canary' },
-      expected: { version: 'stable', reason: 'default', fallbackFrom: 'nope' },
-    },
     {
       name: 'unknown header version falls back to the default',
       input: { headerVersion: 'nope' },
@@ -92,6 +88,14 @@ describe('chooseVersion', () => {
       assert.deepEqual(chooseVersion(input), c.expected);
     });
   }
+
+  it('a path naming no configured version is not_found, listing the configured versions (header ignored)', () => {
+    const versions = [v('stable', 90), v('canary', 10, { enabled: false })];
+    assert.throws(
+      () => chooseVersion({ versions, defaultVersion: 'stable', random: Math.random, pathVersion: 'nope', headerVersion: 'stable' }),
+      (error: unknown) => isRerankError(error) && error.kind === 'not_found' && error.message === 'no version "nope": the configured versions are canary (disabled), stable',
+    );
+  });
 
   it('splits unpinned traffic by weight', () => {
     // mulberry32: a seeded uniform source, so the test is deterministic.

@@ -94,8 +94,15 @@ export function runRoutingSuite(implementation: RoutingImplementation): void {
       assert.equal(await answeredBy(post(target, '/rerank/old')), 'old', 'weight 0 still serves when named');
     });
 
-    test('an unknown or disabled path version is answered by the default, and X-Rerank-Version names the default', async () => {
-      for (const named of ['nope', 'off']) assert.equal(await answeredBy(post(target, `/rerank/${named}`), named), 'stable', named);
+    test('a disabled path version is answered by the default, and X-Rerank-Version names the default', async () => {
+      assert.equal(await answeredBy(post(target, '/rerank/off')), 'stable');
+    });
+
+    test('a path version that is not configured is a 404 listing the configured versions', async () => {
+      const answer = await post(target, '/rerank/nope', { 'X-Rerank-Version': 'canary' });
+      assert.equal(answer.status, 404);
+      const body = (await answer.json()) as { error: string; error_type: string };
+      assert.deepEqual(body, { error: 'no version "nope": the configured versions are canary, custom, off (disabled), old, stable', error_type: 'not_found' });
     });
 
     test('X-Rerank-Version pins a version on every rerank API; an unknown or disabled one gets the default', async () => {
