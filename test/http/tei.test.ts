@@ -96,6 +96,21 @@ describe('TEI API: POST /rerank', () => {
     assert.match(body.error, /Right/);
   });
 
+  test('docs stands for texts (clients of the BGE reranker image): POST /rerank/{version} {query, docs} is answered in the TEI shape', async () => {
+    const docs = ['a', 'a longer passage'];
+    const response = await h.post('/rerank/canary', { query: 'q', docs });
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get('x-rerank-version'), 'canary');
+    const ranks = TeiRerankResponseSchema.parse(await json(response));
+    assert.deepEqual(ranks.map((rank) => rank.index).sort(), [0, 1]);
+    assert.deepEqual(h.reranker.calls[0]?.documents, docs);
+    const both = await h.post('/rerank', { query: 'q', docs, texts: docs });
+    assert.equal(both.status, 400);
+    const body = await json<{ field: string; error: string }>(both);
+    assert.equal(body.field, 'docs');
+    assert.match(body.error, /texts or as docs, not both/);
+  });
+
   test('null for optional fields means unset (Python clients send it)', async () => {
     const response = await h.post('/rerank', {
       query: 'q',

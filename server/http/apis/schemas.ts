@@ -19,28 +19,45 @@ const topN = z.int({ error: 'must be a positive integer' }).min(1, 'must be at l
 
 // ---- TEI: POST /rerank, POST /rerank/{version} ----
 
+/**
+ * Clients of the BGE reranker image send the passages as `docs`: taken for `texts` when `texts` is
+ * absent, refused beside it.
+ */
+function docsAsTexts(body: unknown, ctx: z.RefinementCtx): unknown {
+  if (body === null || typeof body !== 'object' || Array.isArray(body) || !('docs' in body)) return body;
+  const { docs, ...rest } = body as Record<string, unknown>;
+  if ('texts' in rest) {
+    ctx.addIssue({ code: 'custom', path: ['docs'], message: 'give the passages as texts or as docs, not both' });
+    return body;
+  }
+  return { ...rest, texts: docs };
+}
+
 export const TeiRerankRequestSchema = z
-  .object({
-    query: query.describe('The search query.'),
-    texts: z
-      .array(z.string({ error: 'must be a string' }), { error: 'must be an array of strings' })
-      .min(1, 'must not be empty')
-      .describe('Passages to score against the query.'),
-    truncate: z
-      .boolean({ error: 'must be a boolean' })
-      .nullish()
-      .describe('Truncate pairs longer than the model accepts (default true). When false, an over-long pair is a 413.'),
-    truncation_direction: z
-      .enum(['Right', 'right'], { error: 'only "Right" truncation is supported' })
-      .nullish()
-      .describe('Which end of an over-long pair to cut. Only "Right" is supported.'),
-    raw_scores: z
-      .boolean({ error: 'must be a boolean' })
-      .nullish()
-      .describe('Return raw logits instead of sigmoid scores in [0, 1] (default false).'),
-    return_text: z.boolean({ error: 'must be a boolean' }).nullish().describe('Echo each passage in `text` (default false).'),
-    top_k: topN.nullish().describe('Extension: return at most this many results (default: the configured topK, else all).'),
-  })
+  .preprocess(
+    docsAsTexts,
+    z.object({
+      query: query.describe('The search query.'),
+      texts: z
+        .array(z.string({ error: 'must be a string' }), { error: 'must be an array of strings' })
+        .min(1, 'must not be empty')
+        .describe('Passages to score against the query (`docs` is taken in its place, as clients of the BGE reranker image send it).'),
+      truncate: z
+        .boolean({ error: 'must be a boolean' })
+        .nullish()
+        .describe('Truncate pairs longer than the model accepts (default true). When false, an over-long pair is a 413.'),
+      truncation_direction: z
+        .enum(['Right', 'right'], { error: 'only "Right" truncation is supported' })
+        .nullish()
+        .describe('Which end of an over-long pair to cut. Only "Right" is supported.'),
+      raw_scores: z
+        .boolean({ error: 'must be a boolean' })
+        .nullish()
+        .describe('Return raw logits instead of sigmoid scores in [0, 1] (default false).'),
+      return_text: z.boolean({ error: 'must be a boolean' }).nullish().describe('Echo each passage in `text` (default false).'),
+      top_k: topN.nullish().describe('Extension: return at most this many results (default: the configured topK, else all).'),
+    }),
+  )
   .register(apiSchemas, { id: 'TeiRerankRequest' });
 
 export const TeiRankSchema = z.object({
