@@ -68,6 +68,10 @@ const INFO = {
   configHash: '0123456789abcdef',
   defaultVersion: 'a',
   versions: [{ name: 'a', state: 'ready', device: 'cpu', weight: 100, enabled: true, description: 'version a' }],
+  devices: [
+    { device: 'cpu', versions: ['a'] },
+    { device: 'cuda', versions: [], gpus: [{ deviceId: 0, totalMb: 16000, usedMb: 15000, freeMb: 1000 }] },
+  ],
 };
 
 describe('rerank-server CLI errors', () => {
@@ -154,6 +158,7 @@ describe('rerank-server CLI errors', () => {
       assert.equal(whole!.code, 0, whole!.stderr);
       assert.match(whole!.stdout, /config 0123456789abcdef/);
       assert.match(whole!.stdout, /^a \(default\)\s+ready\s+cpu\s+100/m);
+      assert.match(whole!.stdout, /^devices: cpu \(a\); cuda: GPU 0 1000\/16000 MiB free \(no version\)$/m);
     } finally {
       await server.close();
     }

@@ -10,6 +10,7 @@ import { createLogger } from '../logger.ts';
 import { chooseLocalConfig, prepareLocalModels, writeDefaultConfig } from './local-mode.ts';
 import { closeOnSignals } from '../http/listen.ts';
 import { buildOpenApiDocument } from '../http/openapi.ts';
+import type { DeviceInfo } from '../engine/types.ts';
 import { unknownVersionsMessage } from '../engine/version-choice.ts';
 import { fetchInfo, RemoteError, scoreWith, type RemoteOptions } from './remote.ts';
 import { renderTable } from './table.ts';
@@ -116,6 +117,7 @@ export function buildCli(): Command {
       ]);
       process.stdout.write(`config ${info.configHash}${info.appliedAt ? ` applied ${info.appliedAt}` : ''}; pid ${info.pid ?? '?'}\n`);
       process.stdout.write(`${renderTable(['VERSION', 'STATE', 'DEVICE', 'WEIGHT', 'QUEUED', 'NOTE'], rows)}\n`);
+      if (info.devices) process.stdout.write(`devices: ${info.devices.map(describeDevice).join('; ')}\n`);
       for (const notice of info.notices ?? []) process.stdout.write(`! ${notice}\n`);
     },
   );
@@ -170,6 +172,13 @@ const FILE_ERRORS: Record<string, string> = {
 
 function describeFileError(code: string): string {
   return FILE_ERRORS[code] ? `${code}: ${FILE_ERRORS[code]}` : code;
+}
+
+/** `cpu (a, b)`, `cuda: GPU 0 9000/16000 MiB free (c)`: a device of /info, with the versions on it. */
+function describeDevice(device: DeviceInfo): string {
+  const gpus = device.gpus?.map((gpu) => `GPU ${gpu.deviceId} ${gpu.freeMb}/${gpu.totalMb} MiB free`);
+  const on = device.versions.length > 0 ? device.versions.join(', ') : 'no version';
+  return `${device.device}${gpus === undefined ? '' : `: ${gpus.join(', ') || 'GPU not read'}`} (${on})`;
 }
 
 /** 1-based rank of document `i` among the scores (best = 1). */

@@ -50,8 +50,10 @@ async function request<T>(options: RemoteOptions, path: string, init: RequestIni
   return { body: body as T, response };
 }
 
-export type RemoteInfo = Omit<EngineInfo, 'versions'> & {
+export type RemoteInfo = Omit<EngineInfo, 'versions' | 'devices'> & {
   versions: Array<VersionInfo & { queuedPairs?: number }>;
+  /** Absent from servers older than it. */
+  devices?: EngineInfo['devices'];
   notices?: string[];
   appliedAt?: string;
   pid?: number;

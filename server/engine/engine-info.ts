@@ -1,6 +1,7 @@
 import type { LoadedConfig } from '../config/load.ts';
 import type { RerankConfig } from '../config/schema.ts';
-import type { EngineInfo, VersionInfo } from './types.ts';
+import type { GpuMemory } from '../gpu/probe.ts';
+import type { DeviceInfo, EngineInfo, VersionInfo } from './types.ts';
 import { versionState, wantedDevice, type VersionSlot } from './version-slot.ts';
 
 /** What `/info` shows of the engine: the config in force, its limits, and each version it holds. */
@@ -10,16 +11,18 @@ export function engineInfo(options: {
   slots: Iterable<VersionSlot>;
   /** The version answering default traffic. */
   servingDefault: string;
-  /** Free GPU memory at the fallback monitor's last probe. */
-  gpuFreeMb: number | undefined;
+  /** The GPU at the fallback monitor's last probe. */
+  gpu: GpuMemory | undefined;
 }): EngineInfo {
   const { config, hash } = options.loaded;
   const serving = config.serving;
+  const versions = [...options.slots].map((slot) => versionInfo(slot, config, options.gpu?.freeMb));
   const info: EngineInfo = {
     defaultVersion: config.defaultVersion,
     configHash: hash,
     appliedAt: options.appliedAt.toISOString(),
-    versions: [...options.slots].map((slot) => versionInfo(slot, config, options.gpuFreeMb)),
+    versions,
+    devices: devices(versions, options.gpu),
     limits: {
       maxLength: serving.maxLength,
       maxBatchTokens: serving.maxBatchTokens,
@@ -31,6 +34,17 @@ export function engineInfo(options: {
   };
   if (options.servingDefault !== config.defaultVersion) info.servingDefault = options.servingDefault;
   return info;
+}
+
+const RUNNING: ReadonlySet<VersionInfo['state']> = new Set(['loading', 'ready', 'draining']);
+
+/** cpu always; cuda while some version is configured for it or runs there, with the GPU the probe read. */
+function devices(versions: readonly VersionInfo[], gpu: GpuMemory | undefined): DeviceInfo[] {
+  const on = (device: DeviceInfo['device']) => versions.filter((v) => RUNNING.has(v.state) && v.device === device).map((v) => v.name);
+  const list: DeviceInfo[] = [{ device: 'cpu', versions: on('cpu') }];
+  const wantsGpu = versions.some((v) => v.enabled && (v.placement?.configured === 'cuda' || v.device === 'cuda'));
+  if (wantsGpu || gpu) list.push({ device: 'cuda', versions: on('cuda'), gpus: gpu ? [gpu] : [] });
+  return list;
 }
 
 function versionInfo(slot: VersionSlot, config: RerankConfig, gpuFreeMb: number | undefined): VersionInfo {

@@ -1,3 +1,5 @@
+import type { GpuMemory } from '../gpu/probe.ts';
+
 /**
  * The serving core's contract with the HTTP layer. Nothing here knows about HTTP: the API adapters
  * (TEI, Cohere, Jina) turn their request shapes into a RerankRequest and shape the RerankOutcome back.
@@ -80,6 +82,18 @@ export interface VersionPlacement {
   gpuFreeMb?: number;
 }
 
+/**
+ * A device the server runs versions on: `cpu` always; `cuda` once a version is configured for it, with
+ * the GPU as the GPU probe last read it.
+ */
+export interface DeviceInfo {
+  device: 'cpu' | 'cuda';
+  /** The versions on this device now (loading, ready or draining), by name. */
+  versions: string[];
+  /** `cuda`: the GPUs the probe reports (nvidia-smi: index, memory in MiB); empty before the first reading or when none can be read. */
+  gpus?: GpuMemory[];
+}
+
 export interface EngineInfo {
   defaultVersion: string;
   /**
@@ -91,6 +105,8 @@ export interface EngineInfo {
   /** When the config in force was applied (ISO 8601). */
   appliedAt?: string;
   versions: VersionInfo[];
+  /** Where the versions run: cpu, and cuda with its GPU(s) when a version wants one. */
+  devices: DeviceInfo[];
   limits: {
     maxLength: number;
     maxBatchTokens: number;

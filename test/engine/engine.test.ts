@@ -80,6 +80,7 @@ describe('RerankEngine', () => {
     assert.equal(byName.stable?.synthetic, true);
     assert.deepEqual(byName.multilingual?.inputs.sort(), ['attention_mask', 'input_ids']);
     assert.equal(byName.stable?.device, 'cpu');
+    assert.deepEqual(info.devices, [{ device: 'cpu', versions: ['stable', 'multilingual'] }], 'no version wants a GPU: cpu alone, with what runs there');
     assert.equal(info.limits.maxLength, 64);
     assert.equal(info.defaultVersion, 'stable');
     assert.equal(info.configHash.length, 16);

@@ -71,6 +71,10 @@ describe('GPU → CPU fallback', () => {
     const { engine, metrics } = await engineFor(gpuConfig(), probe, { loadModel: pretendGpuLoader });
     assert.equal(gpuVersion(engine).device, 'cuda');
     assert.deepEqual(gpuVersion(engine).placement, { configured: 'cuda', wanted: 'cuda', gpuFreeMb: 8000 });
+    assert.deepEqual(engine.info().devices, [
+      { device: 'cpu', versions: ['cpu-only'] },
+      { device: 'cuda', versions: ['gpu'], gpus: [{ deviceId: 0, totalMb: 16000, usedMb: 8000, freeMb: 8000 }] },
+    ]);
     assert.equal(await fallbackCount(metrics), 0);
     const text = await metrics.registry.metrics();
     assert.match(text, /reranker_gpu_memory_used_bytes\{version="gpu"\} (\d+)/);
@@ -88,6 +92,11 @@ describe('GPU → CPU fallback', () => {
     assert.equal(gpu.state, 'ready');
     assert.equal(gpu.placement?.wanted, 'cpu');
     assert.match(gpu.placement?.reason ?? '', /1500 MiB is under the threshold of 2000 MiB/);
+    assert.deepEqual(
+      engine.info().devices.map((d) => [d.device, d.versions, d.gpus?.map((g) => g.freeMb)]),
+      [['cpu', ['cpu-only', 'gpu'], undefined], ['cuda', [], [1500]]],
+      'moved to CPU: listed there, the GPU still reported',
+    );
     assert.equal(await fallbackCount(metrics), 1);
     assert.match(await metrics.registry.metrics(), /reranker_version_info\{version="gpu",device="cpu",state="ready"\} 1/);
     assert.doesNotMatch(await metrics.registry.metrics(), /reranker_version_info\{version="gpu",device="cuda"/);

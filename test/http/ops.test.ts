@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { InfoResponseSchema } from '../../server/http/apis/schemas.ts';
 import { createRouter } from '../../server/http/app.ts';
 import { buildOpenApiDocument } from '../../server/http/openapi.ts';
 import { ServerMetrics } from '../../server/metrics.ts';
@@ -47,6 +48,7 @@ describe('operational routes', () => {
     );
     assert.deepEqual(info.notices, ['synthetic model, scores are not meaningful']);
     assert.ok('maxDocuments' in info.limits);
+    assert.deepEqual(InfoResponseSchema.parse(info).devices, [{ device: 'cpu', versions: ['v1', 'v2'] }], 'as the OpenAPI document describes it');
   });
 
   test('/metrics: Prometheus text with route patterns, statuses and per-version request counts', async () => {

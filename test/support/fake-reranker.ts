@@ -91,6 +91,7 @@ export class FakeReranker implements Reranker {
       defaultVersion: this.versions[0] ?? 'v1',
       configHash: '0123456789abcdef',
       versions,
+      devices: [{ device: 'cpu', versions: [...this.versions] }],
       limits: {
         maxLength: 512,
         maxBatchTokens: 16384,

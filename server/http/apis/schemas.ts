@@ -162,6 +162,18 @@ export const InfoResponseSchema = z
         synthetic: z.boolean(),
       }),
     ),
+    devices: z
+      .array(
+        z.object({
+          device: z.enum(['cpu', 'cuda']),
+          versions: z.array(z.string()).describe('The versions on this device now (loading, ready or draining).'),
+          gpus: z
+            .array(z.object({ deviceId: z.number(), totalMb: z.number(), usedMb: z.number(), freeMb: z.number() }))
+            .optional()
+            .describe('cuda: the GPUs as the GPU probe (nvidia-smi) last read them, memory in MiB; empty before the first reading or when none can be read.'),
+        }),
+      )
+      .describe('Where versions run: cpu always; cuda while a version is configured for it, with its GPU(s).'),
     limits: z.record(z.string(), z.number()),
     notices: z.array(z.string()),
     liveSessions: z.number().optional().describe('ONNX sessions loaded and not yet freed, draining ones included.'),
