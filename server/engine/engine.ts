@@ -427,8 +427,7 @@ export class RerankEngine implements Reranker {
       return { name, action: 'unloaded' };
     }
 
-    const device = wantedDevice(slot, version);
-    const wanted: RuntimeSpec = { model: version.model, device, fp16: device === 'cuda' && config.serving.useFp16 };
+    const wanted: RuntimeSpec = { model: version.model, device: wantedDevice(slot, version) };
     const active = slot.active;
     const serving = active?.state === 'ready';
     if (serving && sameSpec(active.spec, wanted)) {
