@@ -6,7 +6,7 @@
  * Serves two generated tiny models from a config in a kubelet-style ConfigMap directory, with 16 clients
  * sending traffic throughout, and measures:
  * 1. `reloads` knob changes, each published by an atomic `..data` swap: time from the write to the
- *    server reporting the new hash on GET /config (p50/p99), and failed requests.
+ *    server reporting the new hash on GET /config/hash (p50/p99), and failed requests.
  * 2. `toggles` enable/disable cycles of the second version: RSS before and after (no leaked sessions),
  *    from an RSS settled under traffic, and the same time again with no cycles as the control.
  * 3. The weighted split over `split-requests` requests at 70/30: observed share vs configured.
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const pid = server.pid!;
-  const configNow = async () => (await (await fetch(`${url}/config`)).json()) as { hash: string; appliedAt: string };
+  const configNow = async () => (await (await fetch(`${url}/config/hash`)).json()) as { hash: string; appliedAt: string };
   const hashNow = async () => (await configNow()).hash;
   const info = async () => (await (await fetch(`${url}/info`)).json()) as { versions: Array<{ name: string; state: string }>; liveSessions?: number; tokenizers?: unknown };
 
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
 
     // 1. Knob reloads: write → in effect.
     // In effect = the server swapped the config (its `appliedAt`, same clock); seen = a client polling
-    // GET /config saw the new hash, which adds the poll's own wait behind the traffic.
+    // GET /config/hash saw the new hash, which adds the poll's own wait behind the traffic.
     const applied: number[] = [];
     const seen: number[] = [];
     for (let i = 0; i < Number(args.reloads); i += 1) {
