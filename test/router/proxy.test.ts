@@ -48,11 +48,14 @@ describe('rerank-server router: proxying', () => {
     assert.equal(response.headers.get('x-rerank-version'), 'canary');
   });
 
-  test('an unknown or disabled path version is answered by the default, asked by the default\'s name', async () => {
-    for (const named of ['nope', 'off']) {
-      const echo = await echoOf(await h.post(`/rerank/${named}`, rerankBody));
-      assert.deepEqual([echo.upstream, echo.version, echo.path], ['A', 'stable', '/rerank/stable'], named);
-    }
+  test('a disabled path version is answered by the default, asked by the default\'s name; an unknown one is a 404 that reaches no upstream', async () => {
+    const echo = await echoOf(await h.post('/rerank/off', rerankBody));
+    assert.deepEqual([echo.upstream, echo.version, echo.path], ['A', 'stable', '/rerank/stable']);
+    const sent = stable.requests.length + canary.requests.length;
+    const unknown = await h.post('/rerank/nope', rerankBody);
+    assert.equal(unknown.status, 404);
+    assert.match(((await unknown.json()) as { error: string }).error, /^no version "nope": the configured versions are /);
+    assert.equal(stable.requests.length + canary.requests.length, sent);
   });
 
   test('the version header pins a version on every rerank API; query strings pass through', async () => {
