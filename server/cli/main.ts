@@ -5,7 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfigFile, readConfigFile } from '../config/load.ts';
+import type { RerankConfig } from '../config/schema.ts';
 import type { WatchMode } from '../config/watcher.ts';
+import { describeModelFiles, modelFiles } from '../engine/model-files.ts';
 import { createLogger } from '../logger.ts';
 import { chooseLocalConfig, prepareLocalModels, writeDefaultConfig } from './local-mode.ts';
 import { closeOnSignals } from '../http/listen.ts';
@@ -77,7 +79,7 @@ export function buildCli(): Command {
 
   program
     .command('check-config')
-    .description('validate a config file; exits 1 and names each bad key when it is invalid')
+    .description('validate a config file (exits 1 and names each bad key when it is invalid) and say, per version, whether its model files exist')
     .argument('<file>', 'serving config (YAML)')
     .action(async (file: string) => {
       try {
@@ -86,6 +88,7 @@ export function buildCli(): Command {
           .map(([name, v]) => `${name}${v.enabled ? '' : ' (disabled)'}`)
           .join(', ');
         process.stdout.write(`${loaded.source}: ok (hash ${loaded.hash}; versions: ${versions})\n`);
+        for (const line of await modelPresence(loaded.config)) process.stdout.write(`  ${line}\n`);
       } catch (error) {
         if (!(error instanceof ConfigError)) throw error;
         const unreadable = error.issues.length === 1 && error.issues[0]?.startsWith('(file): ');
@@ -160,6 +163,20 @@ export function buildCli(): Command {
   addRouterCommand(program);
   addModelsCommand(program);
   return program;
+}
+
+/** Per version, whether its model files are where the config says: a valid config may still point at nothing. */
+async function modelPresence(config: RerankConfig): Promise<string[]> {
+  return Promise.all(
+    Object.entries(config.versions).map(async ([name, version]) => {
+      const label = `${name}${version.enabled ? '' : ' (disabled)'}`;
+      try {
+        return `${label}: model files found in ${version.model}: ${describeModelFiles(await modelFiles(version.model))}`;
+      } catch (error) {
+        return `${label}: model files MISSING: ${(error as Error).message}`;
+      }
+    }),
+  );
 }
 
 const EXPORT_FORMATS = 'openapi (the OpenAPI 3.1 document, as JSON)';

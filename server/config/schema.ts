@@ -116,7 +116,11 @@ export const ServingConfigSchema = z
     useFp16: z
       .boolean()
       .default(false)
-      .meta({ description: 'Has no effect: a model runs in the precision of its ONNX export.' }),
+      .meta({
+        description:
+          'On CUDA, run the fp16 export beside the model when there is one (model_fp16.onnx beside model.onnx). ' +
+          'Does not apply on CPU, nor without such a file: `GET /info` says so per version (`fp16`).',
+      }),
     logLevel: z.enum(LOG_LEVELS).default('info').meta({ description: 'Lowest level of log lines written.' }),
   })
   .meta({ description: 'Request limits, batching, warm-up and logging, shared by every version.' });

@@ -1,6 +1,7 @@
 import type { LoadedConfig } from '../config/load.ts';
 import type { RerankConfig } from '../config/schema.ts';
 import type { GpuMemory } from '../gpu/probe.ts';
+import { fp16Status } from './model-files.ts';
 import type { DeviceInfo, EngineInfo, VersionInfo } from './types.ts';
 import { versionState, wantedDevice, type VersionSlot } from './version-slot.ts';
 
@@ -76,6 +77,12 @@ function versionInfo(slot: VersionSlot, config: RerankConfig, gpuFreeMb: number 
   if (error !== undefined) info.error = error;
   if (state === 'ready' && slot.active) info.maxLength = slot.active.maxLength(config);
   if (runtime?.deviceFallback !== undefined) info.deviceFallback = runtime.deviceFallback;
+  const loaded = runtime?.loadedFile;
+  if (runtime && loaded) {
+    info.modelFile = loaded.model;
+    const fp16 = fp16Status({ useFp16: config.serving.useFp16, device: runtime.device, loaded });
+    if (fp16) info.fp16 = fp16;
+  }
   if (info.placement && version.device === 'cuda') {
     if (slot.placement === 'cpu' && slot.placementReason !== undefined) info.placement.reason = slot.placementReason;
     if (gpuFreeMb !== undefined) info.placement.gpuFreeMb = gpuFreeMb;

@@ -427,7 +427,8 @@ export class RerankEngine implements Reranker {
       return { name, action: 'unloaded' };
     }
 
-    const wanted: RuntimeSpec = { model: version.model, device: wantedDevice(slot, version) };
+    const device = wantedDevice(slot, version);
+    const wanted: RuntimeSpec = { model: version.model, device, fp16: device === 'cuda' && config.serving.useFp16 };
     const active = slot.active;
     const serving = active?.state === 'ready';
     if (serving && sameSpec(active.spec, wanted)) {

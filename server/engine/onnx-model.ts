@@ -51,6 +51,8 @@ export interface ModelDescription {
 export interface OnnxModelOptions {
   modelPath: string;
   device: Device;
+  /** What a CPU session loads when `cuda` is wanted and unavailable (a CPU export); `modelPath` when absent. */
+  cpuModelPath?: string;
   /** Token id that fills padded positions. */
   padId: number;
   /** ORT's defaults (one intra-op thread per core) unless set. */
@@ -230,11 +232,12 @@ export class OnnxSession {
         fallbackReason = `CUDA session failed: ${firstLine(error)}`;
       }
     }
+    const modelPath = fallbackReason === undefined ? options.modelPath : (options.cpuModelPath ?? options.modelPath);
     let session: InferenceSession;
     try {
-      session = await ort.InferenceSession.create(options.modelPath, { ...base, executionProviders: ['cpu'] });
+      session = await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ['cpu'] });
     } catch (error) {
-      throw new Error(`load ONNX model ${options.modelPath}: ${firstLine(error)}`, { cause: error });
+      throw new Error(`load ONNX model ${modelPath}: ${firstLine(error)}`, { cause: error });
     }
     return OnnxSession.#wrap(session, 'cpu', fallbackReason, options.padId);
   }

@@ -2,7 +2,7 @@ import type { RerankConfig } from '../config/schema.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { BatchQueue, type QueueLimits } from './batch-queue.ts';
-import { modelFiles } from './model-files.ts';
+import { chooseModelFile, modelFiles, type ModelChoice } from './model-files.ts';
 import { firstLine } from '../errors.ts';
 import { type Device, type LoadOnnxModelOptions, type ModelDescription, type PairScorer } from './onnx-model.ts';
 import { readModelDirConfig, type EncodedPair, type ModelDirConfig, type PairTokenizer } from './pair-tokenizer.ts';
@@ -12,10 +12,12 @@ import type { TokenizerCache } from './tokenizer-cache.ts';
 export interface RuntimeSpec {
   model: string;
   device: Device;
+  /** Load the fp16 export when there is one (useFp16, on CUDA). */
+  fp16: boolean;
 }
 
 export function sameSpec(a: RuntimeSpec, b: RuntimeSpec): boolean {
-  return a.model === b.model && a.device === b.device;
+  return a.model === b.model && a.device === b.device && a.fp16 === b.fp16;
 }
 
 export type RuntimeState = 'loading' | 'ready' | 'failed' | 'draining' | 'closed';
@@ -56,6 +58,7 @@ export class Runtime {
   #error: string | undefined;
   #dirConfig: ModelDirConfig | undefined;
   #description: ModelDescription | undefined;
+  #loadedFile: ModelChoice | undefined;
   #tokenizer: PairTokenizer | undefined;
   #model: PairScorer | undefined;
   #queue: BatchQueue | undefined;
@@ -86,6 +89,11 @@ export class Runtime {
   /** Why `cuda` was asked for and the session runs on CPU. */
   get deviceFallback(): string | undefined {
     return this.#description?.fallbackReason;
+  }
+
+  /** The graph the session runs (`model_cpu/`'s on CPU, the fp16 export with useFp16 on CUDA, when there are). */
+  get loadedFile(): ModelChoice | undefined {
+    return this.#loadedFile;
   }
 
   /** The graph's input names. */
@@ -159,8 +167,11 @@ export class Runtime {
       // Held from here, so a failure below gives it back.
       const tokenizer = await context.tokenizers.acquire({ tokenizerPath: files.tokenizer, padId: dirConfig.padTokenId });
       this.#tokenizer = tokenizer;
+      const choice = chooseModelFile(files, { device: this.spec.device, useFp16: this.spec.fp16 });
+      const cpuChoice = chooseModelFile(files, { device: 'cpu', useFp16: false });
       const model = await context.loadModel({
-        modelPath: files.model,
+        modelPath: choice.model,
+        cpuModelPath: cpuChoice.model,
         device: this.spec.device,
         padId: tokenizer.padId,
         logger,
@@ -176,6 +187,7 @@ export class Runtime {
       context.sessions.add(model);
       this.#model = model;
       this.#description = model.description;
+      this.#loadedFile = model.description.device === this.spec.device ? choice : cpuChoice;
 
       // Warm-up: the first run pays for ORT's allocations and kernel choices; a client should not.
       const maxLength = this.maxLength(config);
@@ -187,7 +199,7 @@ export class Runtime {
       this.#state = 'ready';
       logger.info(
         {
-          model: files.model,
+          model: this.#loadedFile.model,
           device: this.device,
           inputs: this.inputs,
           logits: model.description.logits,

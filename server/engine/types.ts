@@ -63,6 +63,10 @@ export interface VersionInfo {
   maxLength?: number;
   /** Why `cuda` was configured and the version runs on CPU. */
   deviceFallback?: string;
+  /** The .onnx file its session runs (a `model_cpu/` export on CPU, the fp16 export with useFp16 on CUDA, when there are). */
+  modelFile?: string;
+  /** With useFp16 on: whether its session runs the fp16 export, and if not why (e.g. it does not apply on CPU). */
+  fp16?: { applied: boolean; note: string };
   /** Pairs waiting in the queue of the session serving it. */
   queuedPairs?: number;
   /** Requests it is answering now (tokenizing, queued or running). */

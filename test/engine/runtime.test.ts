@@ -51,7 +51,7 @@ describe('Runtime', () => {
   it('loads to ready, holding its session and tokenizer, and scores through its parts', async () => {
     const session = new FakeSession();
     const ctx = context(session);
-    const runtime = new Runtime('v', { model, device: 'cpu' }, ctx);
+    const runtime = new Runtime('v', { model, device: 'cpu', fp16: false }, ctx);
     assert.equal(runtime.state, 'loading');
     assert.throws(() => runtime.parts(), /loading, not ready/);
     await runtime.load();
@@ -69,7 +69,7 @@ describe('Runtime', () => {
   it('close waits for the requests in flight, then frees queue, tokenizer and session once', async () => {
     const session = new FakeSession();
     const ctx = context(session);
-    const runtime = new Runtime('v', { model, device: 'cpu' }, ctx);
+    const runtime = new Runtime('v', { model, device: 'cpu', fp16: false }, ctx);
     await runtime.load();
     runtime.enter();
     runtime.enter();
@@ -91,7 +91,7 @@ describe('Runtime', () => {
   });
 
   it('idle resolves at once with nothing in flight, and when the last request leaves', async () => {
-    const runtime = new Runtime('v', { model, device: 'cpu' }, context(new FakeSession()));
+    const runtime = new Runtime('v', { model, device: 'cpu', fp16: false }, context(new FakeSession()));
     await runtime.idle();
     runtime.enter();
     let idle = false;
@@ -106,7 +106,7 @@ describe('Runtime', () => {
   it('a load that fails after taking tokenizer and session gives both back and stays failed until closed', async () => {
     const session = new FakeSession(true);
     const ctx = context(session);
-    const runtime = new Runtime('v', { model, device: 'cpu' }, ctx);
+    const runtime = new Runtime('v', { model, device: 'cpu', fp16: false }, ctx);
     await runtime.load();
     assert.equal(runtime.state, 'failed');
     assert.equal(runtime.error, 'the run failed');
@@ -119,10 +119,10 @@ describe('Runtime', () => {
   });
 
   it('a model directory without model.onnx fails the load with the reason', async () => {
-    const runtime = new Runtime('v', { model: '/nowhere', device: 'cpu' }, context(new FakeSession()));
+    const runtime = new Runtime('v', { model: '/nowhere', device: 'cpu', fp16: false }, context(new FakeSession()));
     await runtime.load();
     assert.equal(runtime.state, 'failed');
-    assert.equal(runtime.error, 'no model.onnx in /nowhere');
+    assert.equal(runtime.error, 'no model.onnx in /nowhere (looked for model.onnx, onnx/model.onnx, model/model.onnx, model/onnx/model.onnx)');
   });
 
   it('a session whose worker dies turns the runtime failed and tells the context', async () => {
@@ -134,7 +134,7 @@ describe('Runtime', () => {
       crash = options.onCrash;
       return loadModel(options);
     };
-    const runtime = new Runtime('v', { model, device: 'cpu' }, ctx);
+    const runtime = new Runtime('v', { model, device: 'cpu', fp16: false }, ctx);
     await runtime.load();
     crash?.(new Error('model worker exited (code 1)\nstack'));
     assert.equal(runtime.state, 'failed');
