@@ -154,14 +154,15 @@ describe('rerank-server installed from the packed tarball', () => {
   test('the package holds the built CLI and the files it reads, not the sources, tests or charts', async (t) => {
     if (skipReason) return t.skip(skipReason);
     const top = (await readdir(installed)).sort();
-    assert.deepEqual(top, ['README.md', 'config', 'dist', 'models', 'package.json']);
+    assert.deepEqual(top, ['README.md', 'bin', 'config', 'dist', 'models', 'package.json']);
+    assert.deepEqual(await readdir(path.join(installed, 'bin')), ['rerank-server.js'], 'the launcher, which runs dist/ where no sources are shipped');
     assert.deepEqual(await readdir(path.join(installed, 'config')), ['local.yaml']);
     assert.deepEqual(await readdir(path.join(installed, 'models')), ['catalog.yaml']);
     assert.deepEqual(await readdir(path.join(installed, 'dist')), ['server']);
     const files = (await readdir(path.join(installed, 'dist'), { recursive: true })).filter((f) => /\.\w+$/.test(f));
     assert.ok(files.includes(path.join('server', 'cli', 'main.js')) && files.includes(path.join('server', 'engine', 'onnx-worker.js')));
     assert.deepEqual(files.filter((f) => !f.endsWith('.js')), [], 'only JavaScript under dist');
-    assert.ok((await stat(path.join(installed, 'dist/server/cli/main.js'))).mode & 0o111, 'the bin is executable');
+    assert.ok((await stat(path.join(installed, 'bin/rerank-server.js'))).mode & 0o111, 'the bin is executable');
   });
 
   test('--help prints the usage and exits 0', async (t) => {

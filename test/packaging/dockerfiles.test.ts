@@ -78,8 +78,9 @@ describe('Dockerfiles', () => {
       assert.ok(final.some(([op, a]) => op === 'COPY' && a === 'server ./server'));
     }
     const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
-    // The images run the sources; the npm package's bin is the build of the same file (test/cli-installed.test.ts).
-    assert.equal(pkg.bin['rerank-server'], 'dist/server/cli/main.js');
+    // The images run the sources; the npm package's bin is a launcher that runs the sources in a checkout
+    // and their build in an installed package (test/cli-installed.test.ts).
+    assert.equal(pkg.bin['rerank-server'], 'bin/rerank-server.js');
   });
 
   test('the server images carry no operator/: all that rerank-server loads is under server/', () => {
