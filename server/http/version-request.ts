@@ -32,10 +32,15 @@ export function stickyKey(ctx: Context): string | undefined {
  * this service's own routing signal (a gateway may set it to pin a canary); `model` is usually a client
  * library's hard-coded model id, so it only counts when it names a version here.
  */
-export function headerVersion(ctx: Context, options: { headerName?: string; model?: string | undefined; isVersion: (name: string) => boolean }): string | undefined {
+export function headerVersion(
+  ctx: Context,
+  options: { headerName?: string; model?: string | (() => string | undefined) | undefined; isVersion: (name: string) => boolean },
+): string | undefined {
   const header = ctx.get(options.headerName ?? VERSION_HEADER).trim();
   if (header) return header;
-  return options.model !== undefined && options.isVersion(options.model) ? options.model : undefined;
+  // A function is asked only here, when no header decided: the router reads `model` out of the raw body.
+  const model = typeof options.model === 'function' ? options.model() : options.model;
+  return model !== undefined && options.isVersion(model) ? model : undefined;
 }
 
 /** Path → version for every version with its own `endpoint`. */

@@ -74,11 +74,14 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
     const named = pathVersion(ctx);
     const route = routeRequest(table, {
       pathVersion: named,
-      headerVersion: headerVersion(ctx, {
-        headerName: table.headerName,
-        model: modelField ? modelOf(body) : undefined,
-        isVersion: (name) => table.versions.some((v) => v.name === name),
-      }),
+      // A path version decides alone; the body is parsed for `model` only when neither path nor header did.
+      headerVersion: named
+        ? undefined
+        : headerVersion(ctx, {
+            headerName: table.headerName,
+            model: modelField ? () => modelOf(body) : undefined,
+            isVersion: (name) => table.versions.some((v) => v.name === name),
+          }),
       stickyKey: stickyKey(ctx),
       random,
     });
