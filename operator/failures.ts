@@ -20,14 +20,6 @@ import { messageOf } from '../server/errors.ts';
 
 export { messageOf };
 
-export interface FailureState {
-  /** What failed last, with its message; undefined once it works again. */
-  error: string | undefined;
-  /** Consecutive failures. */
-  failures: number;
-  since: Date | undefined;
-}
-
 /**
  * One retried operation (a watch, leader election, Events): every failure is counted; the log gets a
  * warning when the kind of failure is new (first failure, or a different kind than the last) and one
@@ -39,7 +31,8 @@ export class FailureReporter {
   readonly #fields: Record<string, unknown>;
   readonly #count: ((kind: string) => void) | undefined;
   #kind: string | undefined;
-  #state: FailureState = { error: undefined, failures: 0, since: undefined };
+  /** Consecutive failures, for the line that says it works again. */
+  #failures = 0;
 
   constructor(options: { logger: Logger; what: string; fields?: Record<string, unknown>; count?: (kind: string) => void }) {
     this.#logger = options.logger;
@@ -48,23 +41,19 @@ export class FailureReporter {
     this.#count = options.count;
   }
 
-  get state(): FailureState {
-    return this.#state;
-  }
-
   failed(error: unknown, extra: Record<string, unknown> = {}): void {
     const kind = failureKind(error);
     const message = messageOf(error);
     this.#count?.(kind);
-    this.#state = { error: message, failures: this.#state.failures + 1, since: this.#state.since ?? new Date() };
+    this.#failures += 1;
     if (kind === this.#kind) return;
     this.#kind = kind;
     this.#logger.warn({ ...this.#fields, ...extra, kind, err: message }, `${this.#what} failed`);
   }
 
   succeeded(): void {
-    if (this.#kind !== undefined) this.#logger.info({ ...this.#fields, failures: this.#state.failures }, `${this.#what} works again`);
+    if (this.#kind !== undefined) this.#logger.info({ ...this.#fields, failures: this.#failures }, `${this.#what} works again`);
     this.#kind = undefined;
-    this.#state = { error: undefined, failures: 0, since: undefined };
+    this.#failures = 0;
   }
 }
