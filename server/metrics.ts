@@ -37,6 +37,7 @@ export class ServerMetrics implements HttpMetrics {
   readonly batchTokens: Histogram<'version'>;
   readonly paddingRatio: Histogram<'version'>;
   readonly queueDepth: Gauge<'version'>;
+  readonly inflight: Gauge<'version'>;
   readonly tokens: Counter<'version'>;
   readonly versionInfo: Gauge<'version' | 'device' | 'state'>;
   readonly configReloads: Counter<'result'>;
@@ -110,6 +111,12 @@ export class ServerMetrics implements HttpMetrics {
     this.queueDepth = new Gauge({
       name: 'reranker_queue_depth',
       help: 'Pairs waiting for a model run.',
+      labelNames: ['version'],
+      registers,
+    });
+    this.inflight = new Gauge({
+      name: 'reranker_inflight_requests',
+      help: 'Rerank requests a version is working on: picked, not yet answered (tokenizing, queued or running).',
       labelNames: ['version'],
       registers,
     });

@@ -255,9 +255,12 @@ export class RerankEngine implements Reranker {
     }
     // Counted from the pick on, in the same turn: a retiring runtime closes only once this is back to 0.
     runtime.enter();
+    const inflight = this.#metrics.inflight.labels({ version: runtime.version });
+    inflight.inc();
     try {
       return await this.#score(runtime, config, request, choice);
     } finally {
+      inflight.dec();
       runtime.leave();
     }
   }

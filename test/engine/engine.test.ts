@@ -151,6 +151,18 @@ describe('RerankEngine', () => {
     assert.match(text, /reranker_version_info\{version="broken",device="cpu",state="failed"\} 1/);
     assert.match(text, /reranker_version_info\{version="stable",device="cpu",state="ready"\} 1/);
   });
+
+  it('counts the requests a version is working on in reranker_inflight_requests, back to 0 when answered', async () => {
+    const inflight = async () => (await metrics.inflight.get()).values.find((v) => v.labels.version === 'stable')?.value ?? 0;
+    const requests = Array.from({ length: 3 }, (_, r) => engine.rerank({ query: `${QUERY} ${r}`, documents: DOCUMENTS }));
+    // Picked in the same turn as the call: all three count before any is answered.
+    assert.equal(await inflight(), 3);
+    await Promise.all(requests);
+    assert.equal(await inflight(), 0);
+    // A refused request (cancelled before the pick) never counts.
+    await assert.rejects(engine.rerank({ query: QUERY, documents: DOCUMENTS, signal: AbortSignal.abort() }), isKind('cancelled'));
+    assert.equal(await inflight(), 0);
+  });
 });
 
 describe('RerankEngine without a working default', () => {
