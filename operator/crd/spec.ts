@@ -149,10 +149,13 @@ export const CpuFallbackSchema = z
   .meta({ description: 'CPU-only pods that take this version\'s traffic while its GPU pods have no ready endpoints.' });
 
 /**
- * What the autoscaler of a version scales on. `inflight` is not offered: the server exports no gauge of
- * requests in flight (server/metrics.ts), and a metric that nothing exports would leave the HPA blind.
+ * What the autoscaler of a version scales on: CPU, or one of the server's own per-pod gauges
+ * (server/metrics.ts), which reach the autoscaler through Prometheus.
  */
-export const AUTOSCALING_METRICS = ['cpu', 'queue'] as const;
+export const AUTOSCALING_METRICS = ['cpu', 'queue', 'inflight'] as const;
+
+/** The metrics read from Prometheus (through a metrics adapter with engine hpa, by KEDA with engine keda). */
+const fromPrometheus = (metric: (typeof AUTOSCALING_METRICS)[number]): boolean => metric !== 'cpu';
 
 export const AutoscalingSchema = z
   .strictObject({
@@ -164,7 +167,7 @@ export const AutoscalingSchema = z
       .default(1)
       .meta({
         description:
-          'Fewest main pods. 0 (scale to zero) needs engine keda, metric queue and weight 0: a version with weight takes traffic and keeps at least one pod.',
+          'Fewest main pods. 0 (scale to zero) needs engine keda, metric queue or inflight, and weight 0: a version with weight takes traffic and keeps at least one pod.',
       }),
     maxReplicas: z
       .number()
@@ -178,15 +181,16 @@ export const AutoscalingSchema = z
       .meta({
         description:
           'cpu: average CPU utilization of the server containers, percent of their CPU request (needs resources.requests.cpu). ' +
-          'queue: average pairs waiting per pod (reranker_queue_depth), read as a Pods metric through a metrics adapter ' +
-          '(prometheus-adapter) with engine hpa, or straight from Prometheus with engine keda.',
+          'queue: average pairs waiting per pod (reranker_queue_depth). inflight: average rerank requests in flight per pod ' +
+          '(reranker_inflight_requests). Both are read as Pods metrics through a metrics adapter (prometheus-adapter, ' +
+          'rules in charts/rerank-operator/prometheus-adapter-values.yaml) with engine hpa, or straight from Prometheus with engine keda.',
       }),
     target: z
       .number()
       .int()
       .min(1)
       .max(100000)
-      .meta({ description: 'Value the autoscaler holds the metric at: percent CPU utilization (cpu) or queued pairs per pod (queue).' }),
+      .meta({ description: 'Value the autoscaler holds the metric at: percent CPU utilization (cpu), queued pairs per pod (queue) or requests in flight per pod (inflight).' }),
     engine: z
       .enum(['hpa', 'keda'])
       .default('hpa')
@@ -200,16 +204,16 @@ export const AutoscalingSchema = z
       .max(512)
       .regex(/^https?:\/\/.+$/)
       .optional()
-      .meta({ description: "Prometheus KEDA queries for the queue metric, e.g. http://prometheus-operated.monitoring.svc:9090; engine keda with metric queue needs it." }),
+      .meta({ description: "Prometheus KEDA queries for the queue and inflight metrics, e.g. http://prometheus-operated.monitoring.svc:9090; engine keda with either needs it." }),
   })
   .refine((a) => a.minReplicas <= a.maxReplicas, { path: ['minReplicas'], message: 'minReplicas must not exceed maxReplicas' })
-  .refine((a) => a.minReplicas > 0 || (a.engine === 'keda' && a.metric === 'queue'), {
+  .refine((a) => a.minReplicas > 0 || (a.engine === 'keda' && fromPrometheus(a.metric)), {
     path: ['minReplicas'],
-    message: 'minReplicas 0 (scale to zero) needs engine keda and metric queue',
+    message: 'minReplicas 0 (scale to zero) needs engine keda and metric queue or inflight',
   })
-  .refine((a) => a.engine !== 'keda' || a.metric !== 'queue' || a.prometheusAddress !== undefined, {
+  .refine((a) => a.engine !== 'keda' || !fromPrometheus(a.metric) || a.prometheusAddress !== undefined, {
     path: ['prometheusAddress'],
-    message: 'engine keda with metric queue needs prometheusAddress',
+    message: 'engine keda with metric queue or inflight needs prometheusAddress',
   })
   .meta({
     description:
@@ -218,12 +222,12 @@ export const AutoscalingSchema = z
     'x-kubernetes-validations': [
       { rule: '!has(self.minReplicas) || self.minReplicas <= self.maxReplicas', message: 'minReplicas must not exceed maxReplicas' },
       {
-        rule: "!has(self.minReplicas) || self.minReplicas > 0 || (has(self.engine) && self.engine == 'keda' && has(self.metric) && self.metric == 'queue')",
-        message: 'minReplicas 0 (scale to zero) needs engine keda and metric queue',
+        rule: "!has(self.minReplicas) || self.minReplicas > 0 || (has(self.engine) && self.engine == 'keda' && has(self.metric) && self.metric != 'cpu')",
+        message: 'minReplicas 0 (scale to zero) needs engine keda and metric queue or inflight',
       },
       {
-        rule: "!has(self.engine) || self.engine != 'keda' || !has(self.metric) || self.metric != 'queue' || has(self.prometheusAddress)",
-        message: 'engine keda with metric queue needs prometheusAddress',
+        rule: "!has(self.engine) || self.engine != 'keda' || !has(self.metric) || self.metric == 'cpu' || has(self.prometheusAddress)",
+        message: 'engine keda with metric queue or inflight needs prometheusAddress',
       },
     ],
   });

@@ -5,8 +5,8 @@ import type { ScalingObservation } from '../status.ts';
 import { gpuCount, PlanError } from './serving-config.ts';
 import { poolMetadata, versionSelector } from './workloads.ts';
 
-/** The server's gauge of pairs waiting for a model run (server/metrics.ts), per pod: what `metric: queue` scales on. */
-export const QUEUE_METRIC = 'reranker_queue_depth';
+/** The server's gauges (server/metrics.ts) that `metric: queue` and `metric: inflight` scale on, per pod. */
+export const POD_METRICS = { queue: 'reranker_queue_depth', inflight: 'reranker_inflight_requests' } as const;
 
 /** How far one pool of a version may scale, after the GPU budget. */
 export interface ScaleBounds {
@@ -101,11 +101,12 @@ function requireCpuRequest(rrc: RerankerConfig, version: VersionSpec, pool: Pool
 
 function hpaMetric(rrc: RerankerConfig, version: VersionSpec, pool: Pool): unknown {
   const scaling = version.autoscaling!;
-  if (scaling.metric === 'queue') {
-    return { type: 'Pods', pods: { metric: { name: QUEUE_METRIC }, target: { type: 'AverageValue', averageValue: String(scaling.target) } } };
+  if (scaling.metric === 'cpu') {
+    requireCpuRequest(rrc, version, pool);
+    return { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: scaling.target } } };
   }
-  requireCpuRequest(rrc, version, pool);
-  return { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: scaling.target } } };
+  const name = POD_METRICS[scaling.metric];
+  return { type: 'Pods', pods: { metric: { name }, target: { type: 'AverageValue', averageValue: String(scaling.target) } } };
 }
 
 function kedaTrigger(rrc: RerankerConfig, version: VersionSpec, pool: Pool): unknown {
@@ -119,7 +120,7 @@ function kedaTrigger(rrc: RerankerConfig, version: VersionSpec, pool: Pool): unk
     type: 'prometheus',
     metadata: {
       serverAddress: scaling.prometheusAddress!,
-      query: `sum(${QUEUE_METRIC}{namespace="${rrc.metadata.namespace}",pod=~"${deployment}-[a-z0-9]+-[a-z0-9]+"})`,
+      query: `sum(${POD_METRICS[scaling.metric]}{namespace="${rrc.metadata.namespace}",pod=~"${deployment}-[a-z0-9]+-[a-z0-9]+"})`,
       threshold: String(scaling.target),
     },
   };
@@ -142,7 +143,7 @@ export function horizontalPodAutoscaler(rrc: RerankerConfig, version: VersionSpe
 }
 
 /**
- * `engine: keda`: a KEDA ScaledObject. The queue is read from Prometheus, summed over the pool's pods
+ * `engine: keda`: a KEDA ScaledObject. The queue or in-flight gauge is read from Prometheus, summed over the pool's pods
  * (pod names are <deployment>-<replicaset hash>-<suffix>, which keeps a version's -cpu pods apart);
  * KEDA divides it by the target per pod, like the HPA's AverageValue.
  */

@@ -5,7 +5,7 @@ import { parseRerankerConfig } from '../../operator/crd/parse.ts';
 import type { RerankerConfig } from '../../operator/crd/spec.ts';
 import type { KubeObject } from '../../operator/kube.ts';
 import { plan, PlanError } from '../../operator/planner.ts';
-import { planScaling, QUEUE_METRIC, scalingObservations } from '../../operator/plan/scaling.ts';
+import { planScaling, POD_METRICS, scalingObservations } from '../../operator/plan/scaling.ts';
 import { DRAIN_SECONDS, PRESTOP_SLEEP_SECONDS } from '../../operator/plan/workloads.ts';
 import { computeStatus } from '../../operator/status.ts';
 import { ServerMetrics } from '../../server/metrics.ts';
@@ -47,13 +47,21 @@ describe('autoscaling, disruption budgets and spreading in the plan', () => {
     assert.equal(objects.some((o) => o.kind === 'HorizontalPodAutoscaler' && o.metadata.name === 'rerankers-v1'), false, 'KEDA makes its own HPA');
   });
 
-  test('queue: a Pods metric on the gauge the server exports, per pod; KEDA reads the same gauge of the pool\'s pods from Prometheus', async () => {
+  test('queue and inflight: Pods metrics on gauges the server exports, per pod; KEDA reads the same gauge of the pool\'s pods from Prometheus', async () => {
     const exported = (await new ServerMetrics({ defaultMetrics: false }).registry.getMetricsAsJSON()).map((m) => m.name);
-    assert.ok(exported.includes(QUEUE_METRIC), `${QUEUE_METRIC} among ${exported.join(', ')}`);
+    for (const name of Object.values(POD_METRICS)) assert.ok(exported.includes(name), `${name} among ${exported.join(', ')}`);
     const hpaQueue = objectsOf(seedWith((s) => (s.versions[1]!.autoscaling = { maxReplicas: 3, metric: 'queue', target: 64 })));
     assert.deepEqual(find(hpaQueue, 'HorizontalPodAutoscaler', 'rerankers-v2-gemma').spec.metrics, [
       { type: 'Pods', pods: { metric: { name: 'reranker_queue_depth' }, target: { type: 'AverageValue', averageValue: '64' } } },
     ]);
+    const inflight = objectsOf(seedWith(ACCEPTED.inflight.mutate));
+    assert.deepEqual(find(inflight, 'HorizontalPodAutoscaler', 'rerankers-v2-gemma').spec.metrics, [
+      { type: 'Pods', pods: { metric: { name: 'reranker_inflight_requests' }, target: { type: 'AverageValue', averageValue: '4' } } },
+    ]);
+    assert.equal(
+      find(inflight, 'ScaledObject', 'rerankers-v1').spec.triggers[0].metadata.query,
+      'sum(reranker_inflight_requests{namespace="rag",pod=~"rerankers-v1-[a-z0-9]+-[a-z0-9]+"})',
+    );
     const keda = find(objectsOf(seedWith(ACCEPTED.autoscaling.mutate)), 'ScaledObject', 'rerankers-v1').spec;
     assert.deepEqual(keda, {
       scaleTargetRef: { name: 'rerankers-v1' },

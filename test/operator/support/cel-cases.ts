@@ -46,6 +46,13 @@ export const ACCEPTED = {
       s.versions[2]!.autoscaling = { minReplicas: 0, maxReplicas: 3, metric: 'queue', target: 64, engine: 'keda', prometheusAddress: 'http://prometheus.monitoring:9090' };
     }) as Mutation,
   },
+  inflight: {
+    what: 'an HPA on requests in flight for the canary, scale to zero by KEDA on requests in flight for the weight-0 version',
+    mutate: ((s) => {
+      s.versions[1]!.autoscaling = { minReplicas: 1, maxReplicas: 3, metric: 'inflight', target: 4 };
+      s.versions[2]!.autoscaling = { minReplicas: 0, maxReplicas: 2, metric: 'inflight', target: 4, engine: 'keda', prometheusAddress: 'http://prometheus.monitoring:9090' };
+    }) as Mutation,
+  },
 } satisfies Record<string, { what: string; mutate: Mutation }>;
 
 const autoscale = (spec: Spec, i: number, autoscaling: Record<string, unknown>) => (spec.versions[i]!.autoscaling = autoscaling);
@@ -73,9 +80,10 @@ export const REJECTED: Array<[what: string, mutate: Mutation, why: RegExp]> = [
     /autoscaling\.minReplicas must be 1 or more while weight > 0/,
   ],
   ['scale to zero with an HPA', (s) => autoscale(s, 2, { minReplicas: 0, maxReplicas: 2, target: 70 }), /minReplicas 0 \(scale to zero\) needs engine keda/],
-  ['scale to zero by KEDA on CPU alone (KEDA scales to zero only on a non-CPU trigger)', (s) => autoscale(s, 2, { minReplicas: 0, maxReplicas: 2, target: 70, engine: 'keda' }), /minReplicas 0 \(scale to zero\) needs engine keda and metric queue/],
-  ['KEDA on the queue with no Prometheus to ask', (s) => autoscale(s, 2, { maxReplicas: 2, metric: 'queue', target: 32, engine: 'keda' }), /engine keda with metric queue needs prometheusAddress/],
-  ['autoscaling on in-flight requests, which no component exports', (s) => autoscale(s, 0, { maxReplicas: 2, metric: 'inflight', target: 4 }), /autoscaling\.metric: Unsupported value: "inflight"/],
+  ['scale to zero by KEDA on CPU alone (KEDA scales to zero only on a non-CPU trigger)', (s) => autoscale(s, 2, { minReplicas: 0, maxReplicas: 2, target: 70, engine: 'keda' }), /minReplicas 0 \(scale to zero\) needs engine keda and metric queue or inflight/],
+  ['KEDA on the queue with no Prometheus to ask', (s) => autoscale(s, 2, { maxReplicas: 2, metric: 'queue', target: 32, engine: 'keda' }), /engine keda with metric queue or inflight needs prometheusAddress/],
+  ['KEDA on requests in flight with no Prometheus to ask', (s) => autoscale(s, 2, { maxReplicas: 2, metric: 'inflight', target: 4, engine: 'keda' }), /engine keda with metric queue or inflight needs prometheusAddress/],
+  ['autoscaling on a metric no component exports', (s) => autoscale(s, 0, { maxReplicas: 2, metric: 'gpu', target: 4 }), /autoscaling\.metric: Unsupported value: "gpu"/],
   ['a negative GPU budget', (s) => (s.gpuBudget = -1), /spec\.gpuBudget in body should be greater than or equal to 0/],
   ['no versions at all', (s) => (s.versions = []), /spec\.versions in body should have at least 1 items/],
 ];
