@@ -97,11 +97,11 @@ export class SeededRandom {
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const INT64 = onnx.TensorProto.DataType.INT64;
 
-function floatTensor(name: string, dims: number[], values: Float32Array): TensorProto {
+export function floatTensor(name: string, dims: number[], values: Float32Array): TensorProto {
   return { name, dims, dataType: FLOAT, rawData: littleEndianBytes(values) };
 }
 
-function int64Tensor(name: string, dims: number[], values: number[]): TensorProto {
+export function int64Tensor(name: string, dims: number[], values: number[]): TensorProto {
   return { name, dims, dataType: INT64, rawData: littleEndianBytes(BigInt64Array.from(values, (v) => BigInt(v))) };
 }
 
@@ -119,20 +119,20 @@ function littleEndianBytes(values: Float32Array | BigInt64Array): Uint8Array {
 
 const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function intAttr(name: string, value: number): NodeAttribute {
+export function intAttr(name: string, value: number): NodeAttribute {
   return { name, type: onnx.AttributeProto.AttributeType.INT, i: value };
 }
 
-function floatAttr(name: string, value: number): NodeAttribute {
+export function floatAttr(name: string, value: number): NodeAttribute {
   return { name, type: onnx.AttributeProto.AttributeType.FLOAT, f: value };
 }
 
-function intsAttr(name: string, values: number[]): NodeAttribute {
+export function intsAttr(name: string, values: number[]): NodeAttribute {
   return { name, type: onnx.AttributeProto.AttributeType.INTS, ints: values };
 }
 
 /** Collects nodes and initializers; every node output gets a unique, readable name. */
-class GraphBuilder {
+export class GraphBuilder {
   readonly nodes: NodeProto[] = [];
   readonly initializers: TensorProto[] = [];
   readonly #random: SeededRandom;

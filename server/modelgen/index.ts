@@ -162,3 +162,17 @@ export async function ensureModel(options: GenerateModelOptions): Promise<Genera
   }
   return { ...(await generateModel(options)), generated: true };
 }
+
+export {
+  ANSWER_TOKENS,
+  DECODER_FLAVOURS,
+  DECODER_SHAPES,
+  DEFAULT_DECODER_SEED,
+  DEFAULT_DECODER_VOCAB,
+  generateDecoderModel,
+  type DecoderFlavour,
+  type DecoderForm,
+  type DecoderShape,
+  type GenerateDecoderOptions,
+  type GeneratedDecoder,
+} from './decoder-model.ts';

@@ -1,6 +1,20 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SEED, generateModel, MODEL_SHAPES, type LogitsLayout, type ModelArch, type ModelShape } from './index.ts';
+import {
+  DECODER_FLAVOURS,
+  DECODER_SHAPES,
+  DEFAULT_DECODER_VOCAB,
+  DEFAULT_SEED,
+  generateDecoderModel,
+  generateModel,
+  MODEL_SHAPES,
+  type DecoderFlavour,
+  type DecoderForm,
+  type DecoderShape,
+  type LogitsLayout,
+  type ModelArch,
+  type ModelShape,
+} from './index.ts';
 
 /** `npm run models:generate -- --shape tiny --arch bert --logits batch1 --seed 42 --out models/local/tiny` */
 
@@ -15,7 +29,14 @@ Options:
                                xlmr: XLM-RoBERTa style, no token_type_ids input
   --logits <batch1|batch>      output logits as [batch_size, 1] (default) or [batch_size]
   --seed <n>                   weight seed, integer (default ${DEFAULT_SEED}); same options, same bytes
-  --out <dir>                  output directory (default models/local/<shape>)
+  --out <dir>                  output directory (default models/local/<shape>, or models/local/<decoder>-<form>)
+
+LLM reranker (decoder-only LM, bge-reranker-v2-gemma / Qwen3-Reranker shape):
+  --decoder <gemma|qwen3>      generate a random decoder instead of a cross-encoder (--shape tiny|small)
+  --vocab <n>                  vocabulary size of the embedding and logits (default ${DEFAULT_DECODER_VOCAB})
+  --form <full|prepared>       full: logits [batch, seq, vocab] as optimum exports it (default);
+                               prepared: yes_no_logits [batch, 2] as \`rerank-server models prepare\` leaves it
+  --no-past                    no past_key_values inputs / present outputs (optimum's text-generation without past)
   -h, --help                   show this help
 `;
 
@@ -37,6 +58,10 @@ async function main(argv: string[]): Promise<number> {
         logits: { type: 'string', default: 'batch1' },
         seed: { type: 'string', default: String(DEFAULT_SEED) },
         out: { type: 'string' },
+        decoder: { type: 'string' },
+        vocab: { type: 'string', default: String(DEFAULT_DECODER_VOCAB) },
+        form: { type: 'string', default: 'full' },
+        'no-past': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -48,6 +73,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
+  if (values.decoder !== undefined) return generateDecoder(values);
   let options;
   try {
     const shape = oneOf<ModelShape>('shape', values.shape, Object.keys(MODEL_SHAPES) as ModelShape[]);
@@ -67,6 +93,41 @@ async function main(argv: string[]): Promise<number> {
   process.stdout.write(
     `generated ${options.shape} ${options.arch} model (logits ${options.logits}, seed ${options.seed}) in ${seconds}s\n` +
       `  ${result.modelPath}\n  ${result.tokenizerPath}\n  ${result.configPath}\n` +
+      'random weights: scores are meaningless; use for wiring, tests and latency only\n',
+  );
+  return 0;
+}
+
+interface DecoderArgs {
+  decoder?: string;
+  shape: string;
+  vocab: string;
+  form: string;
+  'no-past': boolean;
+  seed: string;
+  out?: string;
+}
+
+async function generateDecoder(values: DecoderArgs): Promise<number> {
+  let options;
+  try {
+    const flavour = oneOf<DecoderFlavour>('decoder', values.decoder ?? '', DECODER_FLAVOURS);
+    const shape = oneOf<DecoderShape>('shape', values.shape, Object.keys(DECODER_SHAPES) as DecoderShape[]);
+    const form = oneOf<DecoderForm>('form', values.form, ['full', 'prepared']);
+    if (!/^\d+$/.test(values.vocab)) throw new Error(`--vocab must be a positive integer, got "${values.vocab}"`);
+    if (!/^\d+$/.test(values.seed)) throw new Error(`--seed must be a non-negative integer, got "${values.seed}"`);
+    const outDir = values.out ?? path.join('models', 'local', `${flavour}-${form}`);
+    options = { flavour, shape, form, vocabSize: Number(values.vocab), withPast: !values['no-past'], seed: Number(values.seed), outDir };
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const result = await generateDecoderModel(options);
+  process.stdout.write(
+    `generated ${options.flavour} decoder (${options.shape}, vocab ${options.vocabSize}, ${options.form}, ` +
+      `${options.withPast ? 'with' : 'without'} past, seed ${options.seed})\n` +
+      `  ${result.modelPath}\n  ${result.tokenizerPath}\n  ${result.configPath}\n` +
+      `  answer tokens: ${result.yesToken}=${result.yesTokenId} ${result.noToken}=${result.noTokenId}\n` +
       'random weights: scores are meaningless; use for wiring, tests and latency only\n',
   );
   return 0;

@@ -44,7 +44,7 @@ const DIGITS = '0123456789';
 const LOWER = 'abcdefghijklmnopqrstuvwxyz';
 const UPPER = LOWER.toUpperCase();
 
-const COMMON_WORDS = `
+export const COMMON_WORDS = `
 the of and to in a is that for it as was with be by on not he i this are or his from at which but have an
 they you were her she there one all we their been has when who will more no if out so said what up its about
 into than them can only other new some could time these two may then do first any my now such like our over man
