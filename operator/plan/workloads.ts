@@ -208,6 +208,13 @@ export function versionService(rrc: RerankerConfig, version: VersionSpec, pool: 
 
 const routerSelector = (owner: string) => ({ [LABEL.owner]: owner, [LABEL.component]: 'router' });
 
+/**
+ * The router listens within a second or two of starting (it loads no model), but not at once: without a
+ * startup probe its readiness probe failed (connection refused) before it listened. Checked every
+ * second, the first success lets the readiness and liveness probes begin; 30 s is ample.
+ */
+const routerStartupProbe = { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 1, failureThreshold: 30 };
+
 /** Router mode: `rerank-server router` in front of the version Services, reading config.yaml and router.yaml. */
 export function routerDeployment(rrc: RerankerConfig, images: Images): KubeObject {
   const owner = rrc.metadata.name;
@@ -238,8 +245,10 @@ export function routerDeployment(rrc: RerankerConfig, images: Images): KubeObjec
                 '--port', String(SERVER_PORT),
               ],
               ports: [{ name: 'http', containerPort: SERVER_PORT, protocol: 'TCP' }],
+              // Readiness is /readyz: the files loaded and some upstream healthy. Until the process listens, only the startup probe runs.
               readinessProbe: probes.readinessProbe,
               livenessProbe: probes.livenessProbe,
+              startupProbe: routerStartupProbe,
               resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
               securityContext: containerSecurity,
               volumeMounts: [
