@@ -4,17 +4,20 @@ import type { Middleware } from 'koa';
 import type { RerankConfig } from '../config/schema.ts';
 import { ServingConfigSchema } from '../config/schema.ts';
 import { RerankError } from '../errors.ts';
-import { configStatus, healthz, metricsText, readyz } from '../http/apis/ops.ts';
+import { configStatus, healthz, metricsText } from '../http/apis/ops.ts';
 import { requireApiKey } from '../http/auth.ts';
 import { statusForError } from '../http/errors.ts';
 import { abortOnClientGone, httpState } from '../http/middleware.ts';
 import { ROUTES, type OperationId } from '../http/routes.ts';
 import { createShellApp, routerFromTable } from '../http/shell.ts';
+import type { ShutdownState } from '../http/shutdown.ts';
 import { headerVersion, pathVersion, stickyKey, VERSION_HEADER } from '../http/version-request.ts';
 import type { Logger } from '../logger.ts';
 import type { RouterMetrics } from './metrics.ts';
 import { createAgents, endToEndHeaders, forward, readBody, UpstreamFailure, type Agents } from './proxy.ts';
-import { routeRequest, upstreamUrl, type RoutingTable } from './routing-table.ts';
+import { routerReadiness, routerReadyz } from './readiness.ts';
+import { routeRequest, upstreamUrl, type Route, type RoutingTable } from './routing-table.ts';
+import type { UpstreamHealth } from './upstream-health.ts';
 
 /** What the app routes by; RoutingFiles in production, a plain object in tests. */
 export interface RoutingSource {
@@ -28,6 +31,8 @@ export interface RouterAppDeps {
   routing: RoutingSource;
   metrics: RouterMetrics;
   logger: Logger;
+  /** The upstreams' health (kept in step with the routing table by the caller): routing avoids those out, requests report to it. */
+  health: UpstreamHealth;
   /** Until an upstream's response headers arrive; read per request. */
   upstreamTimeoutMs: number | (() => number);
   /** Uniform in [0, 1) for the weighted draw; `Math.random` unless a test seeds it. */
@@ -39,6 +44,8 @@ export interface RouterAppDeps {
    * absent) leaves them open. Rerank requests pass through with their Authorization: the pods check it.
    */
   apiKey?: () => string | undefined;
+  /** Shared with listen(): while draining, /readyz is 503 and every answer closes its connection. */
+  shutdown?: ShutdownState;
 }
 
 const DEFAULT_MAX_BODY_BYTES = ServingConfigSchema.parse({}).maxBodyBytes;
@@ -51,7 +58,7 @@ export function createRouterApp(deps: RouterAppDeps): Koa {
   const agents = deps.agents ?? createAgents();
   const handlers: Partial<Record<OperationId, Middleware>> = {
     healthz: healthz(),
-    readyz: readyz(deps.routing),
+    readyz: routerReadyz(() => routerReadiness(deps.routing.isReady(), deps.routing.table, deps.health)),
     config: configStatus(() => deps.routing.status()),
     metrics: metricsText(deps.metrics),
   };
@@ -62,6 +69,7 @@ export function createRouterApp(deps: RouterAppDeps): Koa {
     metrics: deps.metrics,
     router: routerFromTable({ handlers, countRerank: countRouted(deps.metrics), extra: (route) => (route.guarded && !route.rerank && guard ? [guard] : []) }),
     endpoints: () => deps.routing.table?.endpoints,
+    ...(deps.shutdown ? { shutdown: deps.shutdown } : {}),
   });
 }
 
@@ -84,6 +92,7 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
           }),
       stickyKey: stickyKey(ctx),
       random,
+      available: (upstream) => deps.health.isAvailable(upstream),
     });
     const { version } = route.choice;
     const state = httpState(ctx);
@@ -91,6 +100,7 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
     if (route.upstream === undefined) {
       throw new RerankError('unavailable', `version ${version} has no upstream in router.yaml`, { retryAfterSeconds: 1 });
     }
+    if (route.unavailable) throw unavailable(route, route.upstream, deps.health);
     // A named version that fell back is asked for by the name of the one that answers.
     const path = named === undefined ? ctx.path : `/rerank/${encodeURIComponent(version)}`;
     const url = upstreamUrl(route.upstream, ctx.querystring ? `${path}?${ctx.querystring}` : path);
@@ -116,6 +126,7 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
       });
     } catch (error) {
       if (error instanceof UpstreamFailure) {
+        deps.health.requestFailed(route.upstream, error.detail);
         deps.metrics.upstreamErrors.inc({ version, kind: error.kind });
         state.log.warn({ version, upstream: route.upstream, kind: error.kind, err: error.cause }, error.message);
       }
@@ -123,6 +134,8 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
     }
     res.on('error', (error) => state.log.warn({ version, upstream: route.upstream, err: error }, 'upstream response broke off'));
     ctx.status = res.statusCode ?? 502;
+    if (ctx.status >= 500) deps.health.requestFailed(route.upstream, `answered ${ctx.status}`);
+    else deps.health.requestSucceeded(route.upstream);
     // The router's X-Request-Id stays; everything else end-to-end is the pod's, X-Rerank-Version included.
     for (const [name, value] of Object.entries(endToEndHeaders(res.headers, ['x-request-id']))) {
       if (value !== undefined) ctx.set(name, typeof value === 'number' ? String(value) : value);
@@ -137,6 +150,17 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
 }
 
 const EMPTY_STATUSES = new Set([204, 205, 304]);
+
+/** 503 at once, naming the upstream and why it is out, instead of a request that would wait for a timeout. */
+function unavailable(route: Route, upstream: string, health: UpstreamHealth): RerankError {
+  const { version, reason } = route.choice;
+  const why = health.unavailableReason(upstream) ?? { reason: 'out of rotation', retryAfterMs: 1000 };
+  const pinned = reason === 'path' || reason === 'header' || route.choice.fallbackFrom !== undefined;
+  const prefix = pinned ? '' : 'no weighted version has an upstream taking requests; ';
+  return new RerankError('unavailable', `${prefix}version ${version}: upstream ${upstream} is ${why.reason}; the request was not sent`, {
+    retryAfterSeconds: Math.max(1, Math.ceil(why.retryAfterMs / 1000)),
+  });
+}
 
 /** A Cohere/Jina body's `model`, which names the version when it is one config.yaml knows. A body that is not JSON is the pod's to refuse. */
 function modelOf(body: Buffer): string | undefined {

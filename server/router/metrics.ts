@@ -17,6 +17,11 @@ export class RouterMetrics implements HttpMetrics {
   readonly upstreamErrors: Counter<'version' | 'kind'>;
   readonly configReloads: Counter<'file' | 'result'>;
   readonly configInfo: Gauge<'file' | 'hash'>;
+  readonly upstreamEjections: Counter<'upstream'>;
+  readonly healthCheckFailures: Counter<'upstream' | 'kind'>;
+  readonly upstreamHealthy: Gauge<'upstream'>;
+  /** Each upstream's health at scrape time; set by whoever tracks it (startRouter). */
+  upstreamHealthSource: (() => ReadonlyArray<{ upstream: string; healthy: boolean }>) | undefined;
 
   constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
     const registry = options.registry ?? new Registry();
@@ -50,6 +55,29 @@ export class RouterMetrics implements HttpMetrics {
       help: 'The applied content of each file: one series per file, labelled with its hash; value 1.',
       labelNames: ['file', 'hash'],
       registers,
+    });
+    this.upstreamEjections = new Counter({
+      name: 'reranker_router_upstream_ejections_total',
+      help: 'Times an upstream was ejected (taken out of rotation for a while) after failures in a row: 5xx, refused, reset, timeout.',
+      labelNames: ['upstream'],
+      registers,
+    });
+    this.healthCheckFailures = new Counter({
+      name: 'reranker_router_health_check_failures_total',
+      help: "Failed active checks of an upstream's readiness path, by upstream and kind (status: answered not 2xx; refused, reset, timeout, unresolved, other: no answer).",
+      labelNames: ['upstream', 'kind'],
+      registers,
+    });
+    const healthSource = () => this.upstreamHealthSource;
+    this.upstreamHealthy = new Gauge({
+      name: 'reranker_router_upstream_healthy',
+      help: 'Whether an upstream passes its health checks and is not ejected (1) or not (0); one series per upstream of router.yaml.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { upstream, healthy } of healthSource()?.() ?? []) this.set({ upstream }, healthy ? 1 : 0);
+      },
     });
   }
 }

@@ -19,8 +19,9 @@ export function parseRouterConfig(text: string, source: string): { value: Router
   }
   const parsed = RouterConfigSchema.safeParse(raw ?? {});
   if (!parsed.success) throw new ConfigError(source, formatIssues(parsed.error.issues));
-  const { headerName, upstreams } = parsed.data.router;
-  const stable = JSON.stringify([headerName, Object.entries(upstreams).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+  const { headerName, upstreams, healthCheck, outlierDetection } = parsed.data.router;
+  const health = healthCheck || outlierDetection ? [{ healthCheck: healthCheck ?? null, outlierDetection: outlierDetection ?? null }] : [];
+  const stable = JSON.stringify([headerName, Object.entries(upstreams).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)), ...health]);
   return { value: parsed.data, hash: createHash('sha256').update(stable).digest('hex').slice(0, 16) };
 }
 
@@ -95,6 +96,11 @@ export class RoutingFiles {
 
   get table(): RoutingTable | undefined {
     return this.#table;
+  }
+
+  /** router.yaml in force (for the upstream health settings), if loaded. */
+  get routerConfig(): RouterConfig | undefined {
+    return this.#router.current?.value;
   }
 
   /** The serving config in force (for the body size limit), if loaded. */

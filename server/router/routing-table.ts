@@ -45,31 +45,59 @@ export function servableVersions(table: RoutingTable): string[] {
   return table.versions.filter((v) => v.enabled && v.upstream !== undefined).map((v) => v.name);
 }
 
+/** The distinct upstreams of the enabled versions: what the router checks and may eject. */
+export function tableUpstreams(table: RoutingTable): string[] {
+  return [...new Set(table.versions.flatMap((v) => (v.enabled && v.upstream !== undefined ? [v.upstream] : [])))];
+}
+
 export interface RouteInput {
   pathVersion?: string | undefined;
   headerVersion?: string | undefined;
   stickyKey?: string | undefined;
   random: () => number;
+  /** Whether an upstream takes requests now (passing its checks, not ejected); every one does when absent. */
+  available?: (upstream: string) => boolean;
 }
 
 export interface Route {
   choice: VersionChoice;
   /** The chosen version's upstream; absent when even the default has none. */
   upstream?: string;
+  /** The upstream takes no requests now and no other could stand in: the handler answers 503 without sending. */
+  unavailable?: true;
 }
 
-/** The in-process version choice (chooseVersion), over the versions that have an upstream. */
+/**
+ * The in-process version choice (chooseVersion), over the versions that have an upstream, then the
+ * upstreams' health. Unpinned traffic (weighted, sticky, or the default's) whose version's upstream is
+ * out is drawn again, by weight (or by its sticky key), among the versions whose upstream is in, so a
+ * sticky key on a healthy version stays where it is. A request that named its version (path, header,
+ * body `model`, or the default standing in for a named one) is never moved by health: it is answered
+ * 503 at once when that upstream is out.
+ */
 export function routeRequest(table: RoutingTable, input: RouteInput): Route {
-  const choice = chooseVersion({
-    versions: table.versions.map((v) => ({ name: v.name, enabled: v.enabled, ready: v.upstream !== undefined, weight: v.weight })),
-    defaultVersion: table.defaultVersion,
-    pathVersion: input.pathVersion,
-    headerVersion: input.headerVersion,
-    stickyKey: input.stickyKey,
-    random: input.random,
-  });
-  const upstream = table.versions.find((v) => v.name === choice.version)?.upstream;
-  return upstream === undefined ? { choice } : { choice, upstream };
+  const choose = (ready: (v: RoutedVersion) => boolean, pinned: boolean) =>
+    chooseVersion({
+      versions: table.versions.map((v) => ({ name: v.name, enabled: v.enabled, ready: ready(v), weight: v.weight })),
+      defaultVersion: table.defaultVersion,
+      pathVersion: pinned ? input.pathVersion : undefined,
+      headerVersion: pinned ? input.headerVersion : undefined,
+      stickyKey: input.stickyKey,
+      random: input.random,
+    });
+  const upstreamOf = (version: string) => table.versions.find((v) => v.name === version)?.upstream;
+  const choice = choose((v) => v.upstream !== undefined, true);
+  const upstream = upstreamOf(choice.version);
+  if (upstream === undefined) return { choice };
+  const available = input.available;
+  if (available === undefined || available(upstream)) return { choice, upstream };
+  const unpinned = choice.reason === 'weighted' || choice.reason === 'sticky' || (choice.reason === 'default' && choice.fallbackFrom === undefined);
+  if (unpinned) {
+    const again = choose((v) => v.upstream !== undefined && available(v.upstream), false);
+    const other = upstreamOf(again.version);
+    if (other !== undefined && available(other)) return { choice: again, upstream: other };
+  }
+  return { choice, upstream, unavailable: true };
 }
 
 /** The upstream URL for a request: the Service's base URL (and any path it has), then the request's path and query. */

@@ -1,10 +1,16 @@
+import { upstreamHealthSettings } from '../config/router-schema.ts';
 import type { WatchMode } from '../config/watcher.ts';
 import { resolveApiKey } from '../http/auth.ts';
-import { listen, type Listening, type ListenOptions } from '../http/listen.ts';
+import { DEFAULT_TIMEOUTS, listen, type Listening, type ListenOptions } from '../http/listen.ts';
+import { ShutdownState } from '../http/shutdown.ts';
 import { createRouterApp } from './app.ts';
+import { HealthChecker } from './health-checker.ts';
 import { RouterMetrics } from './metrics.ts';
 import { createAgents } from './proxy.ts';
 import { RoutingFiles } from './routing-files.ts';
+import { tableUpstreams } from './routing-table.ts';
+import { trackUpstreamHealth } from './upstream-events.ts';
+import { UpstreamHealth } from './upstream-health.ts';
 
 export interface RouterOptions extends Pick<ListenOptions, 'port' | 'host' | 'logger'> {
   /** config.yaml: versions, weights, defaultVersion. Watched and hot-reloaded. */
@@ -26,6 +32,7 @@ export interface RouterOptions extends Pick<ListenOptions, 'port' | 'host' | 'lo
 export interface RunningRouter extends Listening {
   routing: RoutingFiles;
   metrics: RouterMetrics;
+  health: UpstreamHealth;
 }
 
 /**
@@ -36,13 +43,25 @@ export interface RunningRouter extends Listening {
 export async function startRouter(options: RouterOptions): Promise<RunningRouter> {
   const { logger } = options;
   const metrics = options.metrics ?? new RouterMetrics();
-  const routing = new RoutingFiles({
+  const settings = () => upstreamHealthSettings(routing.routerConfig);
+  const health = new UpstreamHealth({ settings, onEvent: trackUpstreamHealth(metrics, logger) });
+  metrics.upstreamHealthSource = () => health.status();
+  const checker = new HealthChecker({
+    health,
+    settings: () => settings().healthCheck,
+    onCheckFailed: (upstream, kind) => metrics.healthCheckFailures.inc({ upstream, kind }),
+  });
+  const routing: RoutingFiles = new RoutingFiles({
     configFile: options.configFile,
     routerFile: options.routerFile,
     metrics,
     logger,
     onApplied: (config) => {
       if (config) logger.level = config.serving.logLevel;
+      // Every rebuild, router.yaml's health settings included: new upstreams are checked at once.
+      const upstreams = routing.table ? tableUpstreams(routing.table) : [];
+      health.sync(upstreams);
+      checker.sync(upstreams);
     },
     ...(options.watchMode !== undefined ? { mode: options.watchMode } : {}),
     ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
@@ -50,25 +69,35 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
   });
   await routing.start();
   const agents = createAgents();
+  const shutdown = new ShutdownState();
   const app = createRouterApp({
     routing,
     metrics,
     logger,
+    health,
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     agents,
     apiKey: () => resolveApiKey(options.env ?? process.env),
+    shutdown,
     ...(options.random ? { random: options.random } : {}),
   });
   const listening = await listen(app, {
     port: options.port,
     host: options.host,
     logger,
-    stop: () => routing.stop(),
+    shutdown,
+    // config.yaml's serving section, as the pods read it; its defaults until one is loaded.
+    timeouts: () => routing.config?.serving ?? DEFAULT_TIMEOUTS,
+    registry: metrics.registry,
+    stop: () => {
+      routing.stop();
+      checker.stop();
+    },
     release: () => {
       agents.http.destroy();
       agents.https.destroy();
     },
   });
   logger.info({ url: listening.url, ready: routing.isReady(), configFile: options.configFile, routerFile: options.routerFile }, 'router listening');
-  return { ...listening, routing, metrics };
+  return { ...listening, routing, metrics, health };
 }

@@ -65,10 +65,27 @@ describe('rerank-server router: the operator\'s contract', () => {
           ['stable', 80, 'http://rerankers-lite-stable.rag.svc:8080'],
         ],
       );
-      for (const probe of [container.readinessProbe, container.livenessProbe]) {
+      for (const probe of [container.startupProbe, container.livenessProbe]) {
         assert.equal(probe.httpGet.port, 'http');
         assert.equal((await fetch(`${running.url}${probe.httpGet.path}`)).status, 200, probe.httpGet.path);
       }
+      // No pods behind these Services here: readiness fails, naming each upstream and why.
+      assert.equal(container.readinessProbe.httpGet.port, 'http');
+      let readiness: any;
+      for (const deadline = Date.now() + 8000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
+        const answer = await fetch(`${running.url}${container.readinessProbe.httpGet.path}`);
+        readiness = { status: answer.status, body: await answer.json() };
+        if (readiness.body.upstreams.every((u: any) => u.active === 'unhealthy')) break;
+      }
+      assert.equal(readiness.status, 503);
+      assert.deepEqual(
+        readiness.body.upstreams.map((u: any) => [u.upstream, u.versions, u.active]),
+        [
+          ['http://rerankers-lite-candidate.rag.svc:8080', ['candidate'], 'unhealthy'],
+          ['http://rerankers-lite-stable.rag.svc:8080', ['stable'], 'unhealthy'],
+        ],
+      );
+      assert.match(readiness.body.reason, /^no upstream is healthy: http:\/\/rerankers-lite-candidate\.rag\.svc:8080 \(candidate\): failing its health checks \(GET \/readyz: /);
     } finally {
       await running.close();
       await rm(dir, { recursive: true, force: true });

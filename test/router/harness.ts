@@ -30,15 +30,25 @@ export interface FakeUpstream {
   requests: Echo[];
   /** Replaces the JSON echo: status, headers and body to answer with. */
   respond: ((echo: Echo) => { status: number; headers?: Record<string, string>; body: string }) | undefined;
-  /** Wait this long before answering. */
+  /** Wait this long before answering (rerank requests; not /readyz). */
   delayMs: number;
+  /** GET /readyz (the router's health check, not recorded in `requests`): 200 when true, else 503. */
+  ready: boolean;
+  /** GET /readyz requests received. */
+  checks: number;
   close(): Promise<void>;
 }
 
 /** A plain node:http server standing in for a version's pods: it answers with what it received. */
 export async function fakeUpstream(name: string): Promise<FakeUpstream> {
-  const upstream: FakeUpstream = { name, url: '', requests: [], respond: undefined, delayMs: 0, close: async () => {} };
+  const upstream: FakeUpstream = { name, url: '', requests: [], respond: undefined, delayMs: 0, ready: true, checks: 0, close: async () => {} };
   const server = http.createServer(async (req, res) => {
+    if (req.method === 'GET' && req.url === '/readyz') {
+      upstream.checks += 1;
+      res.writeHead(upstream.ready ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: upstream.ready ? 'ready' : 'not_ready' }));
+      return;
+    }
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const header = (key: string) => (typeof req.headers[key] === 'string' ? (req.headers[key] as string) : undefined);
@@ -105,8 +115,9 @@ export function configYaml(
   });
 }
 
-export function routerYaml(upstreams: Record<string, string>, headerName = 'X-Rerank-Version'): string {
-  return dump({ router: { headerName, upstreams } });
+/** router.yaml; `health` adds its healthCheck and outlierDetection sections. */
+export function routerYaml(upstreams: Record<string, string>, headerName = 'X-Rerank-Version', health: Record<string, unknown> = {}): string {
+  return dump({ router: { headerName, upstreams, ...health } });
 }
 
 /** Mulberry32: a seeded uniform source, so the weighted split is the same on every run. */

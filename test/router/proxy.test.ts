@@ -25,7 +25,8 @@ describe('rerank-server router: proxying', () => {
         // 2000 access-log lines would cost a third of this suite's time.
         logLevel: 'warn',
       }),
-      router: routerYaml({ stable: stable.url, canary: canary.url, old: stable.url, off: canary.url, custom: canary.url }),
+      // No ejections: a busy machine can time out a few of these 2000 requests, and this suite is about proxying (health: health.test.ts).
+      router: routerYaml({ stable: stable.url, canary: canary.url, old: stable.url, off: canary.url, custom: canary.url }, undefined, { outlierDetection: { maxEjectionPercent: 0 } }),
       upstreamTimeoutMs: 300,
     });
   });
@@ -189,11 +190,14 @@ describe('rerank-server router: proxying', () => {
 });
 
 describe('rerank-server router: upstream failures', () => {
+  // Without active checks, which would take these upstreams out before the request (test/router/health.test.ts).
+  const unchecked = { healthCheck: { enabled: false } };
+
   test('an upstream that refuses connections is answered 502 and counted; others keep serving', async () => {
     const alive = await fakeUpstream('A');
     const h = await startRouterHarness({
       config: configYaml({ stable: { weight: 100 }, gone: {} }, 'stable'),
-      router: routerYaml({ stable: alive.url, gone: await deadUrl() }),
+      router: routerYaml({ stable: alive.url, gone: await deadUrl() }, undefined, unchecked),
     });
     try {
       const response = await h.post('/rerank/gone', rerankBody);
@@ -218,7 +222,7 @@ describe('rerank-server router: upstream failures', () => {
     await once(rude, 'listening');
     const h = await startRouterHarness({
       config: configYaml({ stable: { weight: 100 } }, 'stable'),
-      router: routerYaml({ stable: `http://127.0.0.1:${(rude.address() as AddressInfo).port}` }),
+      router: routerYaml({ stable: `http://127.0.0.1:${(rude.address() as AddressInfo).port}` }, undefined, unchecked),
     });
     try {
       const response = await h.post('/rerank', rerankBody);

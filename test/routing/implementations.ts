@@ -58,6 +58,8 @@ export const proxyRouter: RoutingImplementation = {
       router: routerYaml(Object.fromEntries(upstreams.map((upstream) => [upstream.name, upstream.url]))),
       seed: setup.seed,
     });
+    // Ready for traffic: the first health checks passed.
+    await router.until(async () => (await router.get('/readyz')).status === 200, 'the router to be ready');
     return {
       url: router.url,
       close: async () => {
