@@ -18,6 +18,7 @@ import { fetchInfo, RemoteError, scoreWith, type RemoteOptions } from './remote.
 import { renderTable } from './table.ts';
 import { addRouterCommand } from '../router/cli.ts';
 import { addModelsCommand } from '../models/cli.ts';
+import { addPrepareCommand } from '../models/prepare-cli.ts';
 import { INSTALLED, PACKAGE_ROOT } from '../package-root.ts';
 
 export const LOCAL_CONFIG = path.join(PACKAGE_ROOT, 'config/local.yaml');
@@ -161,7 +162,7 @@ export function buildCli(): Command {
   });
 
   addRouterCommand(program);
-  addModelsCommand(program);
+  addPrepareCommand(addModelsCommand(program));
   return program;
 }
 
