@@ -61,6 +61,8 @@ export function buildCustomResourceDefinition(): CustomResourceDefinition {
             { name: 'Versions', type: 'string', jsonPath: '.status.versionNames' },
             { name: 'Weights', type: 'string', jsonPath: '.status.weights', description: 'Weights in effect' },
             { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+            { name: 'Rollout', type: 'string', jsonPath: '.status.rollout.phase', description: 'Phase of the rollout of spec.rollout' },
+            { name: 'Canary', type: 'integer', jsonPath: '.status.rollout.weight', description: "The rollout's canary weight in effect, percent" },
             { name: 'Config', type: 'string', jsonPath: '.status.configApplied', description: 'Ready pods running the current config', priority: 1 },
             { name: 'Config-Hash', type: 'string', jsonPath: '.status.configHash' },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },

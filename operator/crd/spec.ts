@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { ServingConfigSchema } from '../../server/config/schema.ts';
+import { RolloutSpecSchema, RolloutStatusSchema } from './rollout-spec.ts';
+import { VersionNameSchema } from './version-name.ts';
 
 /**
  * The RerankerConfig spec and status, written once. The TypeScript types are inferred from these
@@ -17,13 +19,7 @@ export const PLURAL = 'rerankerconfigs';
 
 const MAX_VERSIONS = 16;
 
-/** Version names become parts of Service names: a DNS-1123 label, short enough for `<name>-<version>-cpu`. */
-export const VersionNameSchema = z
-  .string()
-  .min(1)
-  .max(20)
-  .regex(/^[a-z]([-a-z0-9]*[a-z0-9])?$/)
-  .meta({ description: 'DNS label: lower-case letters, digits and "-", starting with a letter.' });
+export { VersionNameSchema };
 
 const Quantity = z.union([z.string(), z.number()]).meta({ 'x-kubernetes-int-or-string': true });
 
@@ -436,6 +432,7 @@ export const RerankerConfigSpecSchema = z
           "GPUs this resource's versions may use together (GPUs per pod x pods). Fixed replicas and autoscaling minReplicas must " +
           "fit; what is left caps the autoscaled GPU versions' maxReplicas, in spec order. Absent: no cap.",
       }),
+    rollout: RolloutSpecSchema.optional(),
   })
   .superRefine((spec, ctx) => {
     // The same rules as the CEL below, for specs that never went through an apiserver (tests, tools).
@@ -445,6 +442,17 @@ export const RerankerConfigSpecSchema = z
     const defaultVersion = spec.versions.find((v) => v.name === spec.defaultVersion);
     if (!defaultVersion) ctx.addIssue({ code: 'custom', path: ['defaultVersion'], message: 'defaultVersion must name one of versions' });
     else if (!defaultVersion.enabled) ctx.addIssue({ code: 'custom', path: ['defaultVersion'], message: 'defaultVersion must name an enabled version' });
+    const rollout = spec.rollout;
+    if (!rollout) return;
+    const canary = spec.versions.find((v) => v.name === rollout.canary);
+    if (!canary) ctx.addIssue({ code: 'custom', path: ['rollout', 'canary'], message: 'rollout.canary must name one of versions' });
+    else if (!canary.enabled) ctx.addIssue({ code: 'custom', path: ['rollout', 'canary'], message: 'rollout.canary must name an enabled version' });
+    if (rollout.stable !== undefined && !names.includes(rollout.stable)) {
+      ctx.addIssue({ code: 'custom', path: ['rollout', 'stable'], message: 'rollout.stable must name one of versions' });
+    }
+    if (rollout.stable === undefined && rollout.canary === spec.defaultVersion) {
+      ctx.addIssue({ code: 'custom', path: ['rollout', 'canary'], message: 'rollout.canary must differ from the stable version (rollout.stable, else defaultVersion)' });
+    }
   })
   .meta({
     'x-kubernetes-validations': [
@@ -452,6 +460,19 @@ export const RerankerConfigSpecSchema = z
       {
         rule: 'self.versions.all(v, v.name != self.defaultVersion || !has(v.enabled) || v.enabled)',
         message: 'defaultVersion must name an enabled version',
+      },
+      { rule: '!has(self.rollout) || self.versions.exists(v, v.name == self.rollout.canary)', message: 'rollout.canary must name one of versions' },
+      {
+        rule: '!has(self.rollout) || self.versions.all(v, v.name != self.rollout.canary || !has(v.enabled) || v.enabled)',
+        message: 'rollout.canary must name an enabled version',
+      },
+      {
+        rule: '!has(self.rollout) || !has(self.rollout.stable) || self.versions.exists(v, v.name == self.rollout.stable)',
+        message: 'rollout.stable must name one of versions',
+      },
+      {
+        rule: '!has(self.rollout) || has(self.rollout.stable) || self.rollout.canary != self.defaultVersion',
+        message: 'rollout.canary must differ from the stable version (rollout.stable, else defaultVersion)',
       },
     ],
   });
@@ -528,6 +549,7 @@ export const RerankerConfigStatusSchema = z.strictObject({
     .string()
     .optional()
     .meta({ description: 'Weights in effect of the enabled versions, e.g. "v2-m3=90,v2-gemma=10" (printer column).' }),
+  rollout: RolloutStatusSchema.optional().meta({ description: 'The rollout of spec.rollout: its phase, step, the canary weight in effect and the last judgement.' }),
 });
 
 export type RerankerConfigSpec = z.infer<typeof RerankerConfigSpecSchema>;

@@ -116,6 +116,11 @@ describe('RerankerConfig CRD on a real kube-apiserver', { skip: clusterSkip }, (
       configHash: 'cafe1234',
       configApplied: '3/4',
       conditions: [{ type: 'Ready', status: 'False', reason: 'VersionsNotReady', message: 'no ready pods', lastTransitionTime: '2026-01-01T00:00:00Z' }],
+      rollout: {
+        phase: 'Progressing', canary: 'v2-gemma', stable: 'v2-m3', revision: 'r1', step: 1, weight: 10,
+        stepStartedAt: '2026-01-01T00:00:00Z', message: 'step 2 of 5',
+        lastAnalysis: { errorRatio: { value: 0.001, threshold: 0.01, ok: true }, topKOverlap: { threshold: 0.8, ok: true } },
+      },
     };
     await cluster.kubectl(['patch', 'rrc', name, '-n', namespace, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
 
@@ -126,7 +131,7 @@ describe('RerankerConfig CRD on a real kube-apiserver', { skip: clusterSkip }, (
     };
     const plain = await table();
     assert.deepEqual(plain.header, ['NAME', ...columns.filter((c) => !c.priority).map((c) => c.name.toUpperCase())]);
-    assert.deepEqual(plain.row.slice(0, 5), [name, status.versionNames, status.weights, 'False', status.configHash]);
+    assert.deepEqual(plain.row.slice(0, 7), [name, status.versionNames, status.weights, 'False', 'Progressing', '10', status.configHash]);
     const wide = await table('-o', 'wide');
     assert.deepEqual(wide.header, ['NAME', ...columns.map((c) => c.name.toUpperCase())]);
     assert.equal(wide.row[wide.header.indexOf('CONFIG')], status.configApplied);

@@ -36,6 +36,24 @@ describe('CRD validation rules (structural schema + CEL), and the zod schema agr
     assert.deepEqual(defaulted.versions[0]!.autoscaling, { minReplicas: 1, maxReplicas: 3, target: 60, metric: 'cpu', engine: 'hpa' });
   });
 
+  test('a rollout passes with every gate, and one naming only its canary takes the defaults', () => {
+    const spec = specWith(ACCEPTED.rollout.mutate);
+    assert.deepEqual(validateAgainstCrd(specSchema, spec), []);
+    assert.equal(RerankerConfigSpecSchema.parse(spec).rollout?.stepInterval, '1m30s');
+    const minimal = specWith((s) => (s.rollout = { canary: 'v2-gemma' }));
+    assert.deepEqual(validateAgainstCrd(specSchema, minimal), []);
+    assert.deepEqual(RerankerConfigSpecSchema.parse(minimal).rollout, {
+      canary: 'v2-gemma',
+      steps: [5, 10, 25, 50, 100],
+      stepInterval: '2m',
+      minRequests: 50,
+      analysis: {},
+      onSuccess: 'promote',
+      onFailure: 'rollback',
+      keepStableFor: '10m',
+    });
+  });
+
   for (const [what, mutate, why] of REJECTED) {
     test(`refused: ${what}`, () => {
       const spec = specWith(mutate);

@@ -53,6 +53,21 @@ export const ACCEPTED = {
       s.versions[2]!.autoscaling = { minReplicas: 0, maxReplicas: 2, metric: 'inflight', target: 4, engine: 'keda', prometheusAddress: 'http://prometheus.monitoring:9090' };
     }) as Mutation,
   },
+  rollout: {
+    what: 'a rollout of the canary in three steps, judged by every gate',
+    mutate: ((s) => {
+      s.rollout = {
+        canary: 'v2-gemma',
+        steps: [10, 50, 100],
+        stepInterval: '1m30s',
+        minRequests: 100,
+        analysis: { maxErrorRatio: 0.01, maxErrorRatioDelta: 0.005, maxP99Ms: 800, maxP99Ratio: 1.5, maxFallbacks: 0, maxLoadFailures: 0, minTopKOverlap: 0.8, minKendallTau: 0.6 },
+        onSuccess: 'promote',
+        onFailure: 'rollback',
+        keepStableFor: '15m',
+      };
+    }) as Mutation,
+  },
 } satisfies Record<string, { what: string; mutate: Mutation }>;
 
 const autoscale = (spec: Spec, i: number, autoscaling: Record<string, unknown>) => (spec.versions[i]!.autoscaling = autoscaling);
@@ -84,6 +99,15 @@ export const REJECTED: Array<[what: string, mutate: Mutation, why: RegExp]> = [
   ['KEDA on the queue with no Prometheus to ask', (s) => autoscale(s, 2, { maxReplicas: 2, metric: 'queue', target: 32, engine: 'keda' }), /engine keda with metric queue or inflight needs prometheusAddress/],
   ['KEDA on requests in flight with no Prometheus to ask', (s) => autoscale(s, 2, { maxReplicas: 2, metric: 'inflight', target: 4, engine: 'keda' }), /engine keda with metric queue or inflight needs prometheusAddress/],
   ['autoscaling on a metric no component exports', (s) => autoscale(s, 0, { maxReplicas: 2, metric: 'gpu', target: 4 }), /autoscaling\.metric: Unsupported value: "gpu"/],
+  ['a rollout of a version that does not exist', (s) => (s.rollout = { canary: 'v3' }), /rollout\.canary must name one of versions/],
+  ['a rollout of a disabled version', (s) => ((s.versions[1]!.enabled = false), (s.rollout = { canary: 'v2-gemma' })), /rollout\.canary must name an enabled version/],
+  ['a rollout of the default version onto itself', (s) => (s.rollout = { canary: 'v2-m3' }), /rollout\.canary must differ from the stable version/],
+  ['a rollout whose stable is the canary', (s) => (s.rollout = { canary: 'v2-gemma', stable: 'v2-gemma' }), /rollout\.canary and rollout\.stable must differ/],
+  ['a rollout from a stable version that does not exist', (s) => (s.rollout = { canary: 'v2-gemma', stable: 'v0' }), /rollout\.stable must name one of versions/],
+  ['rollout steps that go down', (s) => (s.rollout = { canary: 'v2-gemma', steps: [50, 10, 100] }), /rollout\.steps must increase/],
+  ['rollout steps that repeat', (s) => (s.rollout = { canary: 'v2-gemma', steps: [10, 10, 100] }), /rollout\.steps must increase/],
+  ['a step interval that is not a duration', (s) => (s.rollout = { canary: 'v2-gemma', stepInterval: '2 minutes' }), /rollout\.stepInterval in body should match/],
+  ['an error ratio gate above 1', (s) => (s.rollout = { canary: 'v2-gemma', analysis: { maxErrorRatio: 5 } }), /rollout\.analysis\.maxErrorRatio in body should be less than or equal to 1/],
   ['a negative GPU budget', (s) => (s.gpuBudget = -1), /spec\.gpuBudget in body should be greater than or equal to 0/],
   ['no versions at all', (s) => (s.versions = []), /spec\.versions in body should have at least 1 items/],
 ];

@@ -1,4 +1,4 @@
-import { evaluate } from '@marcbachmann/cel-js';
+import { Environment } from '@marcbachmann/cel-js';
 import type { JsonSchemaProps } from '../../../operator/crd/openapi.ts';
 
 /**
@@ -11,6 +11,11 @@ import type { JsonSchemaProps } from '../../../operator/crd/openapi.ts';
  * cases against a real one). As there, a wrong type, a missing required field, an enum miss, or a
  * string or list over its maximum blocks the CEL rules; failed patterns and bounds do not.
  */
+/** CEL as the apiserver offers it: the standard library plus the Kubernetes list functions the rules use. */
+const cel = new Environment({ unlistedVariablesAreDyn: true }).registerFunction('list.isSorted(): bool', (list: unknown[]) =>
+  list.every((item, i) => i === 0 || (list[i - 1] as number | bigint | string) <= (item as number | bigint | string)),
+);
+
 export function validateAgainstCrd(schema: JsonSchemaProps, value: unknown): string[] {
   const errors: Problem[] = [];
   const defaulted = applyDefaults(schema, structuredClone(value));
@@ -129,7 +134,7 @@ function runCel(schema: JsonSchemaProps, value: unknown, path: string, errors: s
   for (const { rule, message } of schema['x-kubernetes-validations'] ?? []) {
     let ok: unknown;
     try {
-      ok = evaluate(rule, { self: toCel(schema, value) });
+      ok = cel.evaluate(rule, { self: toCel(schema, value) });
     } catch (error) {
       throw new Error(`${path}: CEL rule ${rule} failed to evaluate: ${(error as Error).message}`, { cause: error });
     }
