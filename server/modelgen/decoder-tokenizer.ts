@@ -171,7 +171,9 @@ export function buildDecoderTokenizer(flavour: DecoderFlavour): DecoderTokenizer
       fuse_unk: false,
       byte_fallback: false,
       ignore_merges: false,
-      vocab: Object.fromEntries(bpeTokens.map((token) => [token, vocab.get(token) as number])),
+      // The model's vocabulary must hold special tokens whose ids come before its own (Gemma's do, as in the real
+      // file); ids after it (Qwen's) are assigned in order by the added-token list.
+      vocab: Object.fromEntries((flavour === 'gemma' ? ordered : bpeTokens).map((token) => [token, vocab.get(token) as number])),
       merges,
     },
   };
