@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { CatalogError, DEFAULT_CATALOG, loadCatalog, type Catalog } from './catalog.ts';
 import { createProgress } from './progress.ts';
 import { pullModel } from './pull.ts';
+import { addQuantizeCommand } from '../quantize/cli.ts';
 import { ResolveError } from './resolve.ts';
 
 /** Where a pull lands without --dir: models/local/<name>, the directory the local config serves from. */
@@ -106,5 +107,6 @@ export function addModelsCommand(program: Command): Command {
       }
     });
 
+  addQuantizeCommand(models);
   return models;
 }
