@@ -1,0 +1,89 @@
+import type { StepFigures, VersionFigures } from './analysis.ts';
+import type { Sample } from './exposition.ts';
+
+/**
+ * A step's figures from the pods' own counters: two scrapes of each pod's /metrics (the step's baseline
+ * and now), their difference per pod, summed over the version's pods. The metric names are the server's
+ * (server/metrics.ts); the tests read them from its registry.
+ */
+
+export const ROLLOUT_METRICS = {
+  requests: 'reranker_requests_total',
+  duration: 'reranker_request_duration_seconds',
+  fallbacks: 'reranker_fallback_count_total',
+  loadFailures: 'reranker_version_load_failures_total',
+} as const;
+
+/** One pod's samples at one moment. */
+export interface PodScrape {
+  pod: string;
+  version: string;
+  samples: Sample[];
+}
+
+/**
+ * Counter growth of one pod: now minus baseline per series. A series that went down was reset (the
+ * container restarted), so all of it is new; a pod or series the baseline lacks started inside the window.
+ */
+function growth(before: Sample[] | undefined, after: Sample[]): Sample[] {
+  const base = new Map((before ?? []).map((s) => [seriesKey(s), s.value]));
+  return after.map((s) => {
+    const was = base.get(seriesKey(s)) ?? 0;
+    return { ...s, value: s.value >= was ? s.value - was : s.value };
+  });
+}
+
+const seriesKey = (s: Sample): string => `${s.name}${JSON.stringify(Object.entries(s.labels).sort(([a], [b]) => a.localeCompare(b)))}`;
+
+/** What `version`'s pods did between the two scrapes, summed over its pods. */
+export function versionFigures(baseline: PodScrape[], now: PodScrape[], version: string): VersionFigures {
+  const grown = now
+    .filter((p) => p.version === version)
+    .flatMap((p) => growth(baseline.find((b) => b.pod === p.pod)?.samples, p.samples))
+    .filter((s) => s.labels.version === version);
+  const sum = (name: string, keep: (s: Sample) => boolean = () => true) =>
+    grown.filter((s) => s.name === name && keep(s)).reduce((total, s) => total + s.value, 0);
+  const requests = sum(ROLLOUT_METRICS.requests);
+  const buckets = new Map<number, number>();
+  for (const s of grown) {
+    if (s.name !== `${ROLLOUT_METRICS.duration}_bucket` || s.labels.le === undefined) continue;
+    const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
+    buckets.set(le, (buckets.get(le) ?? 0) + s.value);
+  }
+  const p99 = quantile(0.99, buckets);
+  return {
+    requests,
+    errors: sum(ROLLOUT_METRICS.requests, (s) => (s.labels.status ?? '').startsWith('5')),
+    ...(p99 === undefined ? {} : { p99Ms: Math.round(p99 * 1000 * 10) / 10 }),
+    fallbacks: sum(ROLLOUT_METRICS.fallbacks),
+    loadFailures: sum(ROLLOUT_METRICS.loadFailures),
+  };
+}
+
+export function stepFigures(baseline: PodScrape[], now: PodScrape[], canary: string, stable: string): StepFigures {
+  return { canary: versionFigures(baseline, now, canary), stable: versionFigures(baseline, now, stable) };
+}
+
+/**
+ * The φ-quantile of cumulative histogram buckets (upper bound → count), as Prometheus'
+ * histogram_quantile computes it: linear within the bucket it falls in; in the +Inf bucket, the highest
+ * finite bound. Undefined with no observations.
+ */
+export function quantile(phi: number, buckets: Map<number, number>): number | undefined {
+  const sorted = [...buckets.entries()].sort(([a], [b]) => a - b);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  if (total <= 0) return undefined;
+  const rank = phi * total;
+  let lowerBound = 0;
+  let lowerCount = 0;
+  for (const [bound, count] of sorted) {
+    if (count >= rank) {
+      if (bound === Infinity) return lowerBound;
+      if (count === lowerCount) return bound;
+      return lowerBound + ((bound - lowerBound) * (rank - lowerCount)) / (count - lowerCount);
+    }
+    lowerBound = bound;
+    lowerCount = count;
+  }
+  return lowerBound;
+}
