@@ -13,6 +13,7 @@ export type RerankErrorKind =
   | 'not_found' // unknown route or resource
   | 'unavailable' // no version is loaded and ready
   | 'cancelled' // the caller went away before the work ran
+  | 'deadline' // the caller's deadline (X-Request-Timeout-Ms) passes, or would, before the work is done
   | 'model'; // the inference backend failed
 
 export interface RerankErrorOptions {

@@ -37,6 +37,10 @@ export class ServerMetrics implements HttpMetrics {
   readonly batchTokens: Histogram<'version'>;
   readonly paddingRatio: Histogram<'version'>;
   readonly queueDepth: Gauge<'version'>;
+  readonly queueExpectedWait: Gauge<'version'>;
+  readonly queueRefusals: Counter<'version' | 'reason'>;
+  readonly deadlineDrops: Counter<'version'>;
+  readonly deadlineDroppedPairs: Counter<'version'>;
   readonly inflight: Gauge<'version'>;
   readonly tokens: Counter<'version'>;
   readonly versionInfo: Gauge<'version' | 'device' | 'state'>;
@@ -111,6 +115,30 @@ export class ServerMetrics implements HttpMetrics {
     this.queueDepth = new Gauge({
       name: 'reranker_queue_depth',
       help: 'Pairs waiting for a model run.',
+      labelNames: ['version'],
+      registers,
+    });
+    this.queueExpectedWait = new Gauge({
+      name: 'reranker_queue_expected_wait_seconds',
+      help: "Expected wait of a request arriving now before its first batch runs: the queued and running work times the version's measured cost per padded token. 0 until a batch has been measured. Admission compares it with serving.maxQueueWaitMs.",
+      labelNames: ['version'],
+      registers,
+    });
+    this.queueRefusals = new Counter({
+      name: 'reranker_queue_refusals_total',
+      help: 'Requests refused before queueing, by reason: queue_full (maxQueuedPairs, 429), wait (expected wait over maxQueueWaitMs, 429), deadline (expected wait past the X-Request-Timeout-Ms deadline, 504).',
+      labelNames: ['version', 'reason'],
+      registers,
+    });
+    this.deadlineDrops = new Counter({
+      name: 'reranker_deadline_drops_total',
+      help: 'Queued requests answered 504 because their X-Request-Timeout-Ms deadline passed before their last pair ran.',
+      labelNames: ['version'],
+      registers,
+    });
+    this.deadlineDroppedPairs = new Counter({
+      name: 'reranker_deadline_dropped_pairs_total',
+      help: 'Pairs of those requests dropped from the queue without running: the work the deadline saved.',
       labelNames: ['version'],
       registers,
     });

@@ -18,6 +18,7 @@ export const CONFIG_KEY_ALIASES = {
     max_batch_tokens: 'maxBatchTokens',
     max_length: 'maxLength',
     max_queued_pairs: 'maxQueuedPairs',
+    max_queue_wait_ms: 'maxQueueWaitMs',
     max_documents: 'maxDocuments',
     max_body_bytes: 'maxBodyBytes',
     top_k: 'topK',

@@ -96,6 +96,16 @@ export const ServingConfigSchema = z
       .min(1)
       .default(8192)
       .meta({ description: "Pairs waiting in a version's queue before requests are answered 429." }),
+    maxQueueWaitMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(10_000)
+      .meta({
+        description:
+          "Longest expected wait in a version's queue, in milliseconds, before a request is answered 429 with an honest " +
+          'Retry-After: the queued work times the measured cost per padded token. 0: no limit (only maxQueuedPairs).',
+      }),
     maxDocuments: z.number().int().min(1).default(1000).meta({ description: 'Documents one request may carry.' }),
     maxBodyBytes: z
       .number()

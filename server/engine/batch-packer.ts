@@ -48,6 +48,16 @@ export function compareByLength(a: PendingPair, b: PendingPair): number {
   return a.length - b.length || a.order - b.order;
 }
 
+/** What a batch holds so far: enough to tell what one more pair would cost. */
+export interface BatchShape {
+  /** Pairs in it. */
+  count: number;
+  /** Tokens of its longest pair: every pair is padded to it. */
+  longest: number;
+  /** Tokens of its pairs, before padding. */
+  tokens: number;
+}
+
 /**
  * The next batch from a list sorted by `compareByLength`, anchored at `anchor` (the index of the oldest
  * pair). Because it grows outwards from the anchor one neighbour at a time, the batch is a contiguous run
@@ -56,33 +66,57 @@ export function compareByLength(a: PendingPair, b: PendingPair): number {
 export function packSorted(sorted: readonly PendingPair[], anchor: number, limits: PackLimits): BatchRange {
   const first = sorted[anchor];
   if (first === undefined) throw new RangeError(`anchor ${anchor} outside the ${sorted.length} pending pairs`);
+  const shape = { count: 1, longest: first.length, tokens: first.length };
+  return growSorted(sorted, { start: anchor, end: anchor + 1 }, shape, first.length, limits);
+}
+
+/**
+ * Tops up a batch of shape `shape` (updated in place) with pairs of another length-sorted list: the run
+ * of it whose lengths are nearest the batch's longest pair, as long as they fit the same limits. The
+ * returned range of `sorted` is what joins the batch (possibly empty). O(pairs taken + log n).
+ */
+export function topUpSorted(sorted: readonly PendingPair[], shape: BatchShape, limits: PackLimits): BatchRange {
+  // First entry longer than the batch's longest: shorter ones to its left, longer ones from it on.
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if ((sorted[mid] as PendingPair).length <= shape.longest) low = mid + 1;
+    else high = mid;
+  }
+  return growSorted(sorted, { start: low, end: low }, shape, shape.longest, limits);
+}
+
+/**
+ * Grows `range` of `sorted` outwards, the entry whose length is nearest `center` first, while the batch
+ * (`shape`, which already counts the range and anything else in the batch; updated in place) stays within
+ * the size cap, the token budget and the padding cap. Entries left of the range must not be longer than
+ * `center`, entries right of it not shorter.
+ */
+function growSorted(sorted: readonly PendingPair[], range: BatchRange, shape: BatchShape, center: number, limits: PackLimits): BatchRange {
   const maxCount = Math.max(1, Math.floor(limits.maxBatchSize));
   const budget = limits.maxBatchTokens;
   const paddingRatio = limits.maxPaddingRatio ?? DEFAULT_MAX_PADDING_RATIO;
-  const anchorLength = first.length;
-
-  let start = anchor;
-  let end = anchor + 1;
-  let longest = anchorLength;
-  let tokens = anchorLength;
+  let { start, end } = range;
   // Each side closes for good at its first misfit: further out on the left the pairs only get shorter
-  // (more padding), on the right only longer (more padding and more slots), while the batch only grows.
+  // (more padding, the same slots), on the right only longer (more padding and more slots), while the
+  // batch only grows.
   let leftOpen = start > 0;
   let rightOpen = end < sorted.length;
 
-  while ((leftOpen || rightOpen) && end - start < maxCount) {
+  while ((leftOpen || rightOpen) && shape.count < maxCount) {
     const left = leftOpen ? (sorted[start - 1] as PendingPair) : undefined;
     const right = rightOpen ? (sorted[end] as PendingPair) : undefined;
     // The nearer length first; on a tie the shorter, which adds no slots to the pairs already in.
-    const takeLeft = left !== undefined && (right === undefined || anchorLength - left.length <= right.length - anchorLength);
+    const takeLeft = left !== undefined && (right === undefined || center - left.length <= right.length - center);
     const candidate = (takeLeft ? left : right) as PendingPair;
-    const count = end - start + 1;
-    const newLongest = takeLeft ? longest : candidate.length;
-    const slots = count * newLongest;
-    const padding = slots - (tokens + candidate.length);
+    const newLongest = Math.max(shape.longest, candidate.length);
+    const slots = (shape.count + 1) * newLongest;
+    const padding = slots - (shape.tokens + candidate.length);
     if (slots <= budget && padding <= paddingRatio * slots) {
-      tokens += candidate.length;
-      longest = newLongest;
+      shape.count += 1;
+      shape.tokens += candidate.length;
+      shape.longest = newLongest;
       if (takeLeft) {
         start -= 1;
         leftOpen = start > 0;

@@ -1,7 +1,8 @@
 import { cancelled, RerankError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { compareByLength, packSorted, type PackLimits, type PendingPair } from './batch-packer.ts';
+import { pendingPairs, type BatchOrder, type PendingPairs, type QueuedPair } from './batch-order.ts';
+import type { PackLimits } from './batch-packer.ts';
 import type { BatchScorer } from './onnx-model.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
 
@@ -9,15 +10,23 @@ import type { EncodedPair } from './pair-tokenizer.ts';
  * One version's queue: pairs from many requests wait here and run in shared batches, one batch at a time
  * (ORT's CPU provider already spreads one run over every core; two runs would only fight over them).
  *
- * Every batch is chosen afresh from all pending pairs by the packer (oldest first, similar lengths
- * around it, within the token budget). A caller whose signal fires is answered at once and its pairs
- * leave the queue before they run. The queue is bounded: a request that would overfill it is refused
- * at once with an `overloaded` error carrying a Retry-After estimate.
+ * Batches are filled first come, first served (see batch-order.ts): the oldest waiting request's pairs,
+ * length-sorted within it, so a request's pairs finish together and early. A caller whose signal fires is
+ * answered at once and its pairs leave the queue before they run.
+ *
+ * Admission is bounded in pairs and in time. The queue measures what a padded token costs (each batch's
+ * run time ÷ its padded token slots, smoothed) and so knows how long the work queued now will take: a
+ * request that would wait longer than `maxQueueWaitMs` before its first batch, or whose own deadline falls
+ * before then, is refused at once; one whose deadline passes while it waits is answered then, and its
+ * pairs still waiting are dropped. Refusals carry a Retry-After: the time until the queue has drained
+ * below the limit again.
  */
 
 export interface QueueLimits extends PackLimits {
   /** Pairs that may wait; a request that would pass this is refused. */
   maxQueuedPairs: number;
+  /** Longest expected wait before a request's first batch that admits it, in milliseconds; 0 or absent: no limit. */
+  maxQueueWaitMs?: number;
 }
 
 export interface BatchQueueOptions {
@@ -26,10 +35,21 @@ export interface BatchQueueOptions {
   model: BatchScorer;
   /** Read before every batch and every request, so a config reload applies to the next batch. */
   limits: () => QueueLimits;
+  /** Which waiting pairs go into the next batch (default first-come; `mixed` is kept to compare with). */
+  order?: BatchOrder;
   metrics?: ServerMetrics;
   logger?: Logger;
-  /** Milliseconds; `performance.now` unless a test steps it. */
+  /** Milliseconds; `performance.now` unless a test steps it. Deadlines are times on this clock. */
   now?: () => number;
+  /** Calls `callback` after `ms` milliseconds of `now`; returns a cancel. An unref'd setTimeout unless a test steps time. */
+  setTimer?: (callback: () => void, ms: number) => () => void;
+}
+
+export interface ScoreOptions {
+  /** Aborted when the caller goes away: it is answered `cancelled` and its waiting pairs are dropped. */
+  signal?: AbortSignal | undefined;
+  /** When the caller can no longer use the answer, on the `now` clock: then it is answered `deadline`. */
+  deadline?: number | undefined;
 }
 
 export interface ScoreResult {
@@ -54,18 +74,23 @@ interface Job {
   reject: (error: Error) => void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  cancelTimer: (() => void) | undefined;
 }
 
-interface Entry extends PendingPair {
-  job: Job;
+interface Entry extends QueuedPair<Job> {
   /** Position of the pair in its request. */
   index: number;
-  /** Left the queue: taken into a batch, or dropped with its request. */
-  gone: boolean;
 }
 
-const THROUGHPUT_SMOOTHING = 0.3;
+/** Weight of the newest batch in the smoothed costs. */
+const COST_SMOOTHING = 0.3;
 const MAX_RETRY_AFTER_SECONDS = 60;
+
+function unrefTimer(callback: () => void, ms: number): () => void {
+  const timer = setTimeout(callback, Math.max(0, ms));
+  timer.unref();
+  return () => clearTimeout(timer);
+}
 
 export class BatchQueue {
   readonly version: string;
@@ -73,6 +98,7 @@ export class BatchQueue {
   readonly #limits: () => QueueLimits;
   readonly #logger: Logger | undefined;
   readonly #now: () => number;
+  readonly #setTimer: (callback: () => void, ms: number) => () => void;
   readonly #metrics:
     | {
         inference: { observe(value: number): void };
@@ -82,21 +108,27 @@ export class BatchQueue {
         queueWait: { observe(value: number): void };
         depth: { inc(value: number): void };
         tokens: { inc(value: number): void };
+        expectedWait: { set(value: number): void };
+        refusals: ServerMetrics['queueRefusals'];
+        deadlineDrops: { inc(value?: number): void };
+        deadlineDroppedPairs: { inc(value: number): void };
       }
     | undefined;
 
-  /** Pending entries sorted by (length, order): the packer's view. */
-  #sorted: Entry[] = [];
-  /** Pending entries in arrival order from `#head` on (gone ones are skipped lazily): finds the oldest. */
-  #arrivals: Entry[] = [];
-  #head = 0;
-  #pending = 0;
+  readonly #pending: PendingPairs<Job, Entry>;
+  /** Tokens of the waiting pairs (before padding). */
+  #pendingTokens = 0;
   #nextOrder = 0;
   #running = false;
+  /** Padded token slots of the batch running now, and when it started (for the wait estimate). */
+  #runningSlots = 0;
+  #runningSince = 0;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
-  /** Recent pairs per second of model time, smoothed; 0 until a batch has run. */
-  #throughput = 0;
+  /** Seconds one padded token slot costs, smoothed over recent batches; 0 until a batch has run. */
+  #secondsPerSlot = 0;
+  /** Padded slots per real token of recent batches, smoothed: turns waiting tokens into slots. */
+  #slotsPerToken = 1;
   /** This queue's share of the version's depth gauge, which it moves by deltas: during a model switch the
    * new queue and the draining one add up, rather than the last one to write winning. */
   #reportedDepth = 0;
@@ -107,6 +139,8 @@ export class BatchQueue {
     this.#limits = options.limits;
     this.#logger = options.logger;
     this.#now = options.now ?? (() => performance.now());
+    this.#setTimer = options.setTimer ?? unrefTimer;
+    this.#pending = pendingPairs<Job, Entry>(options.order ?? 'first-come');
     const m = options.metrics;
     const labels = { version: options.version };
     this.#metrics = m && {
@@ -117,45 +151,95 @@ export class BatchQueue {
       queueWait: m.queueDuration.labels(labels),
       depth: m.queueDepth.labels(labels),
       tokens: m.tokens.labels(labels),
+      expectedWait: m.queueExpectedWait.labels(labels),
+      refusals: m.queueRefusals,
+      deadlineDrops: m.deadlineDrops.labels(labels),
+      deadlineDroppedPairs: m.deadlineDroppedPairs.labels(labels),
     };
   }
 
-  #reportDepth(): void {
-    this.#metrics?.depth.inc(this.#pending - this.#reportedDepth);
-    this.#reportedDepth = this.#pending;
+  #report(): void {
+    const pending = this.#pending.size;
+    this.#metrics?.depth.inc(pending - this.#reportedDepth);
+    this.#reportedDepth = pending;
+    // A draining queue takes no new requests: the estimate is the serving one's to show.
+    if (!this.#closed) this.#metrics?.expectedWait.set(this.expectedWaitSeconds());
   }
 
   /** Pairs waiting to run (not counting the batch running now). */
   get pendingPairs(): number {
-    return this.#pending;
+    return this.#pending.size;
   }
 
   /**
-   * Throws unless `pairs` more pairs fit: `payload_too_large` when they never could, `overloaded` (with
-   * a Retry-After estimate from recent throughput) when they do not fit now.
+   * Seconds a request arriving now would wait before its first batch runs: the waiting pairs' tokens,
+   * padded as recent batches were, plus what is left of the running batch, at the measured cost per
+   * padded token. 0 until a batch has run (nothing measured yet).
    */
-  checkRoom(pairs: number): void {
+  expectedWaitSeconds(): number {
+    if (this.#secondsPerSlot === 0) return 0;
+    let slots = this.#pendingTokens * this.#slotsPerToken;
+    let seconds = 0;
+    if (this.#runningSlots > 0) {
+      slots += this.#runningSlots;
+      seconds -= (this.#now() - this.#runningSince) / 1000;
+    }
+    return Math.max(0, slots * this.#secondsPerSlot + seconds);
+  }
+
+  /**
+   * Throws unless `pairs` more pairs are admitted now: `payload_too_large` when they never could,
+   * `overloaded` (with a Retry-After) when the queue holds too many pairs or too much time of work,
+   * `deadline` when the expected wait already ends after `deadline` (a time on the `now` clock).
+   */
+  checkRoom(pairs: number, deadline?: number): void {
     if (this.#closed) throw new RerankError('unavailable', `version ${this.version} is shutting down`);
-    const { maxQueuedPairs } = this.#limits();
+    const { maxQueuedPairs, maxQueueWaitMs = 0 } = this.#limits();
     if (pairs > maxQueuedPairs) {
       throw new RerankError('payload_too_large', `${pairs} documents: version ${this.version} queues at most ${maxQueuedPairs} pairs`, {
         field: 'documents',
       });
     }
-    if (this.#pending + pairs > maxQueuedPairs) {
-      const excess = this.#pending + pairs - maxQueuedPairs;
-      const retryAfterSeconds = this.#throughput > 0 ? Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(excess / this.#throughput))) : 1;
-      throw new RerankError('overloaded', `version ${this.version} is busy: ${this.#pending} pairs queued (limit ${maxQueuedPairs})`, {
-        retryAfterSeconds,
+    const pending = this.#pending.size;
+    if (pending + pairs > maxQueuedPairs) {
+      const excess = pending + pairs - maxQueuedPairs;
+      const averageTokens = pending > 0 ? this.#pendingTokens / pending : 0;
+      this.#refused('queue_full');
+      throw new RerankError('overloaded', `version ${this.version} is busy: ${pending} pairs queued (limit ${maxQueuedPairs})`, {
+        retryAfterSeconds: retryAfter(excess * averageTokens * this.#slotsPerToken * this.#secondsPerSlot),
       });
+    }
+    const waitSeconds = this.expectedWaitSeconds();
+    if (maxQueueWaitMs > 0 && waitSeconds * 1000 > maxQueueWaitMs) {
+      this.#refused('wait');
+      throw new RerankError(
+        'overloaded',
+        `version ${this.version} is busy: expected wait ${seconds(waitSeconds)} s is over maxQueueWaitMs (${maxQueueWaitMs} ms)`,
+        { retryAfterSeconds: retryAfter(waitSeconds - maxQueueWaitMs / 1000) },
+      );
+    }
+    if (deadline !== undefined) {
+      const leftMs = deadline - this.#now();
+      if (waitSeconds * 1000 >= leftMs) {
+        this.#refused('deadline');
+        throw new RerankError(
+          'deadline',
+          `deadline exceeded: version ${this.version} expects a wait of ${seconds(waitSeconds)} s and the request's deadline is in ${Math.max(0, Math.round(leftMs))} ms`,
+        );
+      }
     }
   }
 
+  #refused(reason: 'queue_full' | 'wait' | 'deadline'): void {
+    this.#metrics?.refusals.inc({ version: this.version, reason });
+  }
+
   /** Scores every pair; resolves when the last one has run. */
-  score(pairs: readonly EncodedPair[], signal?: AbortSignal): Promise<ScoreResult> {
+  score(pairs: readonly EncodedPair[], options: ScoreOptions = {}): Promise<ScoreResult> {
+    const { signal, deadline } = options;
     if (signal?.aborted) return Promise.reject(cancelled());
     try {
-      this.checkRoom(pairs.length);
+      this.checkRoom(pairs.length, deadline);
     } catch (error) {
       return Promise.reject(error as Error);
     }
@@ -174,10 +258,14 @@ export class BatchQueue {
         reject,
         signal,
         onAbort: undefined,
+        cancelTimer: undefined,
       };
       if (signal) {
         job.onAbort = () => this.#fail(job, cancelled());
         signal.addEventListener('abort', job.onAbort, { once: true });
+      }
+      if (deadline !== undefined) {
+        job.cancelTimer = this.#setTimer(() => this.#expire(job), deadline - job.submittedAt);
       }
       this.#enqueue(job);
       this.#kick();
@@ -186,7 +274,7 @@ export class BatchQueue {
 
   /** Resolves once nothing is queued or running. */
   drain(): Promise<void> {
-    if (!this.#running && this.#pending === 0) return Promise.resolve();
+    if (!this.#running && this.#pending.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -197,16 +285,14 @@ export class BatchQueue {
   }
 
   #enqueue(job: Job): void {
-    const added: Entry[] = new Array<Entry>(job.pairs.length);
+    const entries: Entry[] = new Array<Entry>(job.pairs.length);
     for (let index = 0; index < job.pairs.length; index += 1) {
-      const entry: Entry = { length: (job.pairs[index] as EncodedPair).length, order: this.#nextOrder++, job, index, gone: false };
-      added[index] = entry;
-      this.#arrivals.push(entry);
+      const length = (job.pairs[index] as EncodedPair).length;
+      entries[index] = { length, order: this.#nextOrder++, request: job, index };
+      this.#pendingTokens += length;
     }
-    added.sort(compareByLength);
-    mergeInto(this.#sorted, added);
-    this.#pending += added.length;
-    this.#reportDepth();
+    this.#pending.add(job, entries);
+    this.#report();
   }
 
   /**
@@ -214,7 +300,7 @@ export class BatchQueue {
    * requests whose tokenization finished in the same turn share the first batch.
    */
   #kick(): void {
-    if (this.#running || this.#pending === 0) return;
+    if (this.#running || this.#pending.size === 0) return;
     this.#running = true;
     setImmediate(() => void this.#loop());
   }
@@ -222,7 +308,7 @@ export class BatchQueue {
   async #loop(): Promise<void> {
     let batch: Entry[] = [];
     try {
-      while (this.#pending > 0) {
+      while (this.#pending.size > 0) {
         batch = this.#takeBatch();
         if (batch.length > 0) await this.#runBatch(batch);
       }
@@ -230,29 +316,19 @@ export class BatchQueue {
       // A bug, not a model failure (#runBatch answers those): fail the batch at hand rather than hang its callers.
       this.#logger?.error({ version: this.version, err: error }, 'batch loop failed');
       const failure = new RerankError('model', `batch loop failed: ${(error as Error).message}`, { cause: error });
-      for (const entry of batch) this.#fail(entry.job, failure);
+      for (const entry of batch) this.#fail(entry.request, failure);
     } finally {
       this.#running = false;
-      if (this.#pending > 0) this.#kick();
+      this.#runningSlots = 0;
+      if (this.#pending.size > 0) this.#kick();
       else for (const resolve of this.#idleWaiters.splice(0)) resolve();
     }
   }
 
-  /** Removes the next batch from the pending lists. */
+  /** Removes the next batch from the waiting pairs. */
   #takeBatch(): Entry[] {
-    while (this.#head < this.#arrivals.length && (this.#arrivals[this.#head] as Entry).gone) this.#head += 1;
-    if (this.#head > 1024 && this.#head * 2 > this.#arrivals.length) {
-      this.#arrivals = this.#arrivals.slice(this.#head);
-      this.#head = 0;
-    }
-    const oldest = this.#arrivals[this.#head];
-    if (oldest === undefined) return [];
-    const anchor = lowerBound(this.#sorted, oldest);
-    const { start, end } = packSorted(this.#sorted, anchor, this.#limits());
-    const batch = this.#sorted.splice(start, end - start);
-    for (const entry of batch) entry.gone = true;
-    this.#pending -= batch.length;
-    this.#reportDepth();
+    const batch = this.#pending.take(this.#limits());
+    for (const entry of batch) this.#pendingTokens -= entry.length;
     return batch;
   }
 
@@ -263,15 +339,18 @@ export class BatchQueue {
     let width = 0;
     for (let i = 0; i < batch.length; i += 1) {
       const entry = batch[i] as Entry;
-      pairs[i] = entry.job.pairs[entry.index] as EncodedPair;
+      pairs[i] = entry.request.pairs[entry.index] as EncodedPair;
       tokens += entry.length;
       if (entry.length > width) width = entry.length;
-      if (entry.job.firstStart < 0) entry.job.firstStart = started;
+      if (entry.request.firstStart < 0) entry.request.firstStart = started;
     }
+    const slots = batch.length * width;
+    this.#runningSlots = slots;
+    this.#runningSince = started;
+    this.#report();
     const metrics = this.#metrics;
     if (metrics) {
-      for (const entry of batch) metrics.queueWait.observe((started - entry.job.submittedAt) / 1000);
-      const slots = batch.length * width;
+      for (const entry of batch) metrics.queueWait.observe((started - entry.request.submittedAt) / 1000);
       metrics.batchSize.observe(batch.length);
       metrics.batchTokens.observe(slots);
       metrics.padding.observe(slots === 0 ? 0 : (slots - tokens) / slots);
@@ -285,26 +364,25 @@ export class BatchQueue {
         throw new Error(`model returned ${result.logits.length} logits for ${batch.length} pairs`);
       }
     } catch (error) {
+      this.#runningSlots = 0;
       this.#logger?.error({ version: this.version, pairs: batch.length, width, err: error }, 'inference failed');
       const failure = new RerankError('model', `inference failed: ${(error as Error).message}`, { cause: error });
-      for (const entry of batch) this.#fail(entry.job, failure);
+      for (const entry of batch) this.#fail(entry.request, failure);
       return;
     }
 
     const ended = this.#now();
     metrics?.inference.observe(result.seconds);
-    const wallSeconds = (ended - started) / 1000;
-    if (wallSeconds > 0) {
-      const rate = batch.length / wallSeconds;
-      this.#throughput = this.#throughput === 0 ? rate : this.#throughput + THROUGHPUT_SMOOTHING * (rate - this.#throughput);
-    }
+    this.#learnCost((ended - started) / 1000, slots, tokens);
+    this.#runningSlots = 0;
+    this.#report();
     if (result.nonFinite > 0) {
       this.#logger?.warn({ version: this.version, count: result.nonFinite, pairs: batch.length }, 'model produced NaN or infinite logits; replaced');
     }
 
     for (let i = 0; i < batch.length; i += 1) {
       const entry = batch[i] as Entry;
-      const job = entry.job;
+      const job = entry.request;
       if (job.settled) continue;
       job.logits[entry.index] = result.logits[i] as number;
       job.lastEnd = ended;
@@ -320,53 +398,54 @@ export class BatchQueue {
     }
   }
 
-  /** Rejects a request and drops its pairs still waiting. */
-  #fail(job: Job, error: Error): void {
+  /** Folds one batch's wall time into the smoothed cost per padded slot and padding factor. */
+  #learnCost(wallSeconds: number, slots: number, tokens: number): void {
+    if (!(wallSeconds > 0) || slots === 0 || tokens === 0) return;
+    const perSlot = wallSeconds / slots;
+    const padding = slots / tokens;
+    if (this.#secondsPerSlot === 0) {
+      this.#secondsPerSlot = perSlot;
+      this.#slotsPerToken = padding;
+    } else {
+      this.#secondsPerSlot += COST_SMOOTHING * (perSlot - this.#secondsPerSlot);
+      this.#slotsPerToken += COST_SMOOTHING * (padding - this.#slotsPerToken);
+    }
+  }
+
+  /** The caller's deadline passed before its last pair ran: answer it, and drop its pairs still waiting. */
+  #expire(job: Job): void {
     if (job.settled) return;
+    const dropped = this.#fail(
+      job,
+      new RerankError('deadline', `deadline exceeded: ${job.remaining} of ${job.pairs.length} documents of the request were not scored in time on version ${this.version}`),
+    );
+    this.#metrics?.deadlineDrops.inc();
+    this.#metrics?.deadlineDroppedPairs.inc(dropped);
+  }
+
+  /** Rejects a request and drops its pairs still waiting; returns how many were dropped. */
+  #fail(job: Job, error: Error): number {
+    if (job.settled) return 0;
     this.#settle(job);
     job.reject(error);
-    let dropped = 0;
-    const kept: Entry[] = [];
-    for (const entry of this.#sorted) {
-      if (entry.job === job) {
-        entry.gone = true;
-        dropped += 1;
-      } else kept.push(entry);
-    }
-    if (dropped > 0) {
-      this.#sorted = kept;
-      this.#pending -= dropped;
-      this.#reportDepth();
-    }
+    const dropped = this.#pending.remove(job);
+    for (const entry of dropped) this.#pendingTokens -= entry.length;
+    if (dropped.length > 0) this.#report();
+    return dropped.length;
   }
 
   #settle(job: Job): void {
     job.settled = true;
     if (job.signal && job.onAbort) job.signal.removeEventListener('abort', job.onAbort);
+    job.cancelTimer?.();
   }
 }
 
-
-/** Index of `entry` in a list sorted by `compareByLength` (it is there). */
-function lowerBound(sorted: readonly Entry[], entry: Entry): number {
-  let low = 0;
-  let high = sorted.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if (compareByLength(sorted[mid] as Entry, entry) < 0) low = mid + 1;
-    else high = mid;
-  }
-  return low;
+/** Whole seconds for a Retry-After header: at least 1, at most MAX_RETRY_AFTER_SECONDS. */
+function retryAfter(seconds: number): number {
+  return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(seconds)));
 }
 
-/** Merges `added` (sorted) into `sorted` in place, from the back: only entries longer than the new ones move. */
-function mergeInto(sorted: Entry[], added: readonly Entry[]): void {
-  let i = sorted.length - 1;
-  let j = added.length - 1;
-  for (const entry of added) sorted.push(entry);
-  let k = sorted.length - 1;
-  while (j >= 0) {
-    if (i >= 0 && compareByLength(sorted[i] as Entry, added[j] as Entry) > 0) sorted[k--] = sorted[i--] as Entry;
-    else sorted[k--] = added[j--] as Entry;
-  }
+function seconds(value: number): string {
+  return value.toFixed(1);
 }

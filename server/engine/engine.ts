@@ -268,7 +268,7 @@ export class RerankEngine implements Reranker {
   async #score(runtime: Runtime, config: RerankConfig, request: RerankRequest, choice: VersionChoice): Promise<RerankOutcome> {
     const { tokenizer, queue } = runtime.parts();
     // Refuse before tokenizing when the queue is already too full: the work would be thrown away.
-    queue.checkRoom(request.documents.length);
+    queue.checkRoom(request.documents.length, request.deadline);
 
     const tokenizeStarted = performance.now();
     const pairs = await tokenizer.encodePairs(request.query, request.documents, {
@@ -280,7 +280,7 @@ export class RerankEngine implements Reranker {
     this.#metrics.tokenizationDuration.observe({ version: runtime.version }, tokenizeSeconds);
     if (request.signal?.aborted) throw cancelled();
 
-    const scored = await queue.score(pairs, request.signal);
+    const scored = await queue.score(pairs, { signal: request.signal, deadline: request.deadline });
     const logits = Array.from(scored.logits);
     const outcome: RerankOutcome = {
       version: runtime.version,
@@ -504,6 +504,7 @@ export class RerankEngine implements Reranker {
       maxBatchTokens: serving.maxBatchTokens,
       maxBatchSize: serving.maxBatchSize,
       maxQueuedPairs: serving.maxQueuedPairs,
+      maxQueueWaitMs: serving.maxQueueWaitMs,
       maxPaddingRatio: this.#maxPaddingRatio,
     };
   }

@@ -21,6 +21,12 @@ export interface RerankRequest {
   stickyKey?: string;
   /** Aborted when the caller goes away; its queued pairs are then skipped. */
   signal?: AbortSignal;
+  /**
+   * When the caller can no longer use the answer, in `performance.now()` milliseconds (the HTTP layer's
+   * X-Request-Timeout-Ms from the request's arrival). A request expected to wait past it is refused, and
+   * one still unanswered then is answered `deadline` with its waiting pairs dropped.
+   */
+  deadline?: number;
 }
 
 export interface StageTimings {

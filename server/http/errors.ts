@@ -17,6 +17,10 @@ export const STATUS_BY_KIND: Readonly<Record<RerankErrorKind, number>> = {
   // nginx's "client closed request": nobody reads it, but the access log and metrics then tell a caller
   // that left apart from a server failure.
   cancelled: 499,
+  // The caller's own deadline passed (or would pass) before its pairs ran. 504, as a gateway answers a
+  // request its upstream did not finish in time (Envoy, gRPC's DEADLINE_EXCEEDED): the request arrived
+  // whole, so not 408, which says the server gave up waiting for the request itself (a slow body).
+  deadline: 504,
   // TEI answers backend failures with 424. We answer 500: canary analysis (Flagger's request-success-rate)
   // and generic retry policies count 5xx as the server failing, while a 424 would be counted as the
   // client's fault and a broken model version would pass its canary.

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { RerankError } from '../../server/errors.ts';
 import { ServerMetrics } from '../../server/metrics.ts';
-import { BatchQueue, type QueueLimits } from '../../server/engine/batch-queue.ts';
+import { BatchQueue, type BatchQueueOptions, type QueueLimits } from '../../server/engine/batch-queue.ts';
 import type { BatchRunResult, BatchScorer } from '../../server/engine/onnx-model.ts';
 import type { EncodedPair } from '../../server/engine/pair-tokenizer.ts';
 
@@ -56,11 +56,11 @@ class FakeModel implements BatchScorer {
   }
 }
 
-function setup(limits: Partial<QueueLimits> = {}) {
+function setup(limits: Partial<QueueLimits> = {}, options: Partial<BatchQueueOptions> = {}) {
   const model = new FakeModel();
   const current: QueueLimits = { maxBatchTokens: 1000, maxBatchSize: 8, maxQueuedPairs: 100, maxPaddingRatio: 1, ...limits };
   const metrics = new ServerMetrics({ defaultMetrics: false });
-  const queue = new BatchQueue({ version: 'v1', model, limits: () => current, metrics });
+  const queue = new BatchQueue({ version: 'v1', model, limits: () => current, metrics, ...options });
   return { model, queue, limits: current, metrics };
 }
 
@@ -121,7 +121,7 @@ describe('BatchQueue', () => {
     const first = queue.score([pair(1, 10), pair(2, 10)]);
     await nextTurn(); // the first batch is running
     const controller = new AbortController();
-    const leaving = queue.score([pair(7, 10), pair(8, 10), pair(9, 10)], controller.signal);
+    const leaving = queue.score([pair(7, 10), pair(8, 10), pair(9, 10)], { signal: controller.signal });
     const staying = queue.score([pair(4, 10)]);
     controller.abort();
     await assert.rejects(leaving, isKind('cancelled'));
@@ -136,7 +136,7 @@ describe('BatchQueue', () => {
 
   it('refuses a request whose signal already fired', async () => {
     const { queue, model } = setup();
-    await assert.rejects(queue.score([pair(1, 5)], AbortSignal.abort()), isKind('cancelled'));
+    await assert.rejects(queue.score([pair(1, 5)], { signal: AbortSignal.abort() }), isKind('cancelled'));
     assert.equal(model.batches.length, 0);
   });
 
@@ -254,8 +254,8 @@ describe('BatchQueue', () => {
     assert.equal(await depth(), 0);
   });
 
-  it('groups similar lengths across requests', async () => {
-    const { model, queue } = setup({ maxBatchSize: 4, maxBatchTokens: 10_000, maxPaddingRatio: 0.1 });
+  it('in mixed order, groups similar lengths across requests', async () => {
+    const { model, queue } = setup({ maxBatchSize: 4, maxBatchTokens: 10_000, maxPaddingRatio: 0.1 }, { order: 'mixed' });
     model.auto = true;
     await Promise.all([
       queue.score([pair(1, 100), pair(2, 10), pair(3, 101)]),
@@ -266,6 +266,32 @@ describe('BatchQueue', () => {
       [
         [99, 100, 101],
         [10, 11, 12],
+      ],
+    );
+  });
+
+  it('first come: of requests sent at once, each is answered before the next; only a finishing request shares its batch', async () => {
+    const { model, queue } = setup({ maxBatchSize: 4, maxBatchTokens: 10_000, maxPaddingRatio: 0.1 });
+    model.auto = true;
+    const answered: number[] = [];
+    await Promise.all(
+      [
+        [pair(1, 100), pair(2, 10), pair(3, 101)],
+        [pair(4, 11), pair(5, 99), pair(6, 12)],
+        [pair(7, 12), pair(8, 100)],
+      ].map((pairs, r) => queue.score(pairs).then((result) => {
+        answered.push(r);
+        assert.deepEqual([...result.logits], pairs.map((p) => p.ids[0]), 'logits in request order');
+      })),
+    );
+    assert.deepEqual(answered, [0, 1, 2]);
+    assert.deepEqual(
+      model.batches.map((batch) => batch.map((p) => p.ids[0])),
+      [
+        [1, 3], // request 1's long pairs: request 2's 99 would fit, but request 1 is not done after this batch
+        [2, 4, 6], // request 1's last pair, topped up with request 2's short ones
+        [5, 8], // request 2's last pair, topped up with request 3's pair of fitting length
+        [7],
       ],
     );
   });

@@ -16,6 +16,7 @@ const KINDS: Array<{ kind: RerankErrorKind; status: number }> = [
   { kind: 'not_found', status: 404 },
   { kind: 'unavailable', status: 503 },
   { kind: 'cancelled', status: 499 },
+  { kind: 'deadline', status: 504 },
   { kind: 'model', status: 500 },
 ];
 

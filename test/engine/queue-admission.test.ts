@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { RerankError } from '../../server/errors.ts';
+import { ServerMetrics } from '../../server/metrics.ts';
+import { BatchQueue, type QueueLimits } from '../../server/engine/batch-queue.ts';
+import type { BatchRunResult, BatchScorer } from '../../server/engine/onnx-model.ts';
+import type { EncodedPair } from '../../server/engine/pair-tokenizer.ts';
+
+/**
+ * Admission by expected wait and client deadlines, on a stepped clock: each batch of the fake model "takes"
+ * 10 ms per padded token slot, so every estimate below is exact arithmetic.
+ */
+
+const MS_PER_SLOT = 10;
+
+/** Time and timers that move only when the test says. */
+class SteppedClock {
+  ms = 0;
+  #timers: { due: number; callback: () => void; live: boolean }[] = [];
+  readonly now = () => this.ms;
+  readonly setTimer = (callback: () => void, delay: number) => {
+    const timer = { due: this.ms + delay, callback, live: true };
+    this.#timers.push(timer);
+    return () => (timer.live = false);
+  };
+  advance(delay: number): void {
+    this.ms += delay;
+    for (const timer of this.#timers) {
+      if (timer.live && timer.due <= this.ms) {
+        timer.live = false;
+        timer.callback();
+      }
+    }
+  }
+}
+
+/** Each run waits for `finish()`, which moves the clock by the batch's cost first. */
+class CostedModel implements BatchScorer {
+  readonly batches: EncodedPair[][] = [];
+  #finish: (() => void)[] = [];
+  readonly clock: SteppedClock;
+  constructor(clock: SteppedClock) {
+    this.clock = clock;
+  }
+  async run(pairs: readonly EncodedPair[]): Promise<BatchRunResult> {
+    this.batches.push([...pairs]);
+    const slots = pairs.length * Math.max(...pairs.map((p) => p.length));
+    await new Promise<void>((resolve) =>
+      this.#finish.push(() => {
+        this.clock.advance(slots * MS_PER_SLOT);
+        resolve();
+      }),
+    );
+    return { logits: Float32Array.from(pairs, (p) => p.ids[0] as number), seconds: (slots * MS_PER_SLOT) / 1000, nonFinite: 0 };
+  }
+  /** Finishes the running batch; waits until there is one. */
+  async finish(): Promise<void> {
+    while (this.#finish.length === 0) await nextTurn();
+    (this.#finish.shift() as () => void)();
+    await nextTurn();
+  }
+}
+
+const pairs = (count: number, length = 10, tag = 1): EncodedPair[] =>
+  Array.from({ length: count }, () => {
+    const ids = new Int32Array(length);
+    ids[0] = tag;
+    return { ids, length };
+  });
+
+function setup(limits: Partial<QueueLimits> = {}) {
+  const clock = new SteppedClock();
+  const model = new CostedModel(clock);
+  const current: QueueLimits = { maxBatchTokens: 1000, maxBatchSize: 2, maxQueuedPairs: 1000, maxPaddingRatio: 1, maxQueueWaitMs: 500, ...limits };
+  const metrics = new ServerMetrics({ defaultMetrics: false });
+  const queue = new BatchQueue({ version: 'v1', model, limits: () => current, metrics, now: clock.now, setTimer: clock.setTimer });
+  return { clock, model, queue, metrics, limits: current };
+}
+
+async function sample(metrics: ServerMetrics, name: string, labels: Record<string, string> = { version: 'v1' }): Promise<number | undefined> {
+  const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  const value = metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
+  return value?.value;
+}
+
+const refusal = (kind: RerankError['kind'], check: (error: RerankError) => void = () => {}) => (error: unknown) => {
+  assert.ok(error instanceof RerankError && error.kind === kind, `expected ${kind}, got ${String(error)}`);
+  check(error);
+  return true;
+};
+
+describe('BatchQueue admission by expected wait', () => {
+  it('admits everything until a batch has been measured', async () => {
+    const { queue, model } = setup({ maxQueueWaitMs: 1 });
+    const work = [queue.score(pairs(10)), queue.score(pairs(10))];
+    assert.equal(queue.expectedWaitSeconds(), 0);
+    for (let i = 0; i < 10; i += 1) await model.finish();
+    await Promise.all(work);
+  });
+
+  it('estimates the wait from the measured cost per padded token, exports it, and refuses past maxQueueWaitMs with an honest Retry-After', async () => {
+    const { queue, model, metrics } = setup({ maxQueueWaitMs: 500 });
+    const first = queue.score(pairs(2)); // one batch of 2 × 10 slots: 200 ms, measured
+    await model.finish();
+    await first;
+    const backlog = queue.score(pairs(12)); // 6 batches of 200 ms: 1 running, 5 waiting
+    await nextTurn();
+    assert.equal(queue.expectedWaitSeconds(), 1.2, '5 waiting batches + the running one, 200 ms each');
+    assert.equal(await sample(metrics, 'reranker_queue_expected_wait_seconds'), 1.2);
+    await assert.rejects(
+      queue.score(pairs(1)),
+      refusal('overloaded', (error) => {
+        assert.match(error.message, /expected wait 1\.2 s is over maxQueueWaitMs \(500 ms\)/);
+        assert.equal(error.retryAfterSeconds, 1, '0.7 s over the limit, rounded up to whole seconds');
+      }),
+    );
+    assert.equal(await sample(metrics, 'reranker_queue_refusals_total', { version: 'v1', reason: 'wait' }), 1);
+    // Honest: after Retry-After (1 s) of work, the same request is admitted.
+    for (let i = 0; i < 5; i += 1) await model.finish();
+    assert.ok(queue.expectedWaitSeconds() <= 0.5, `${queue.expectedWaitSeconds()} s left`);
+    const retried = queue.score(pairs(1));
+    for (let i = 0; i < 2; i += 1) await model.finish();
+    await Promise.all([backlog, retried]);
+    assert.equal(await sample(metrics, 'reranker_queue_expected_wait_seconds'), 0);
+  });
+
+  it('counts the running batch only for what is left of it', async () => {
+    const { queue, model, clock } = setup();
+    const first = queue.score(pairs(2));
+    await model.finish();
+    await first;
+    const running = queue.score(pairs(2));
+    await nextTurn();
+    assert.equal(queue.expectedWaitSeconds(), 0.2);
+    clock.advance(150);
+    assert.ok(Math.abs(queue.expectedWaitSeconds() - 0.05) < 1e-9);
+    clock.advance(100);
+    assert.equal(queue.expectedWaitSeconds(), 0, 'an overrunning batch is not a negative wait');
+    await model.finish();
+    await running;
+  });
+
+  it('Retry-After for a full queue (maxQueuedPairs) is the time to drain the excess', async () => {
+    const { queue, model } = setup({ maxQueuedPairs: 10, maxQueueWaitMs: 0 });
+    const first = queue.score(pairs(2));
+    await model.finish();
+    await first;
+    const backlog = queue.score(pairs(10)); // 2 running, 8 waiting
+    await nextTurn();
+    // 8 waiting + 10 = 8 over the limit: 8 pairs × 10 tokens × 10 ms = 0.8 s → 1 s.
+    await assert.rejects(queue.score(pairs(10)), refusal('overloaded', (error) => assert.equal(error.retryAfterSeconds, 1)));
+    for (let i = 0; i < 5; i += 1) await model.finish();
+    await backlog;
+  });
+
+  it('maxQueueWaitMs 0 turns the time limit off', async () => {
+    const { queue, model } = setup({ maxQueueWaitMs: 0 });
+    const first = queue.score(pairs(2));
+    await model.finish();
+    await first;
+    const work = [queue.score(pairs(100)), queue.score(pairs(1))];
+    for (let i = 0; i < 51; i += 1) await model.finish();
+    await Promise.all(work);
+  });
+});
+
+describe('BatchQueue client deadlines', () => {
+  it('refuses at once a request whose deadline falls before its expected wait ends', async () => {
+    const { queue, model, clock, metrics } = setup({ maxQueueWaitMs: 0 });
+    const first = queue.score(pairs(2));
+    await model.finish();
+    await first;
+    const backlog = queue.score(pairs(6)); // 600 ms of work ahead
+    await nextTurn();
+    await assert.rejects(
+      queue.score(pairs(1), { deadline: clock.ms + 500 }),
+      refusal('deadline', (error) => assert.match(error.message, /deadline exceeded: version v1 expects a wait of 0\.6 s and the request's deadline is in 500 ms/)),
+    );
+    assert.equal(await sample(metrics, 'reranker_queue_refusals_total', { version: 'v1', reason: 'deadline' }), 1);
+    const inTime = queue.score(pairs(1), { deadline: clock.ms + 1000 });
+    for (let i = 0; i < 4; i += 1) await model.finish();
+    await Promise.all([backlog, inTime]);
+  });
+
+  it('answers a queued request when its deadline passes, drops its waiting pairs, and counts both', async () => {
+    const { queue, model, clock, metrics } = setup({ maxQueueWaitMs: 0 });
+    const ahead = queue.score(pairs(4, 10, 1)); // cold: nothing measured, so admitted with any deadline
+    const late = queue.score(pairs(6, 10, 2), { deadline: 300 });
+    const after = queue.score(pairs(2, 10, 3));
+    await nextTurn();
+    await model.finish(); // t = 200
+    assert.equal(queue.pendingPairs, 8, "the second batch runs the first request's last pairs");
+    const failed = assert.rejects(late, refusal('deadline', (error) => assert.match(error.message, /6 of 6 documents of the request were not scored in time/)));
+    await model.finish(); // t = 400: the deadline (300) passed while that batch ran
+    await failed;
+    assert.equal(queue.pendingPairs, 0, "the late request's pairs are gone; the last one's run now");
+    await model.finish();
+    await Promise.all([ahead, after]);
+    const ran = model.batches.flat().map((p) => p.ids[0]);
+    assert.ok(!ran.includes(2), `the late request's pairs never ran: ${ran.join(',')}`);
+    assert.equal(await sample(metrics, 'reranker_deadline_drops_total'), 1);
+    assert.equal(await sample(metrics, 'reranker_deadline_dropped_pairs_total'), 6);
+    assert.equal(clock.ms, 600);
+  });
+
+  it('a request answered in time cancels its deadline', async () => {
+    const { queue, model, clock, metrics } = setup();
+    const done = queue.score(pairs(2), { deadline: 1000 });
+    await model.finish();
+    await done;
+    clock.advance(2000);
+    assert.equal(await sample(metrics, 'reranker_deadline_drops_total'), undefined);
+  });
+});
