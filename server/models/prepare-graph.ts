@@ -103,6 +103,12 @@ export async function prepareYesNoProto(source: ModelProto, options: PrepareGrap
     throw new PrepareError(`the graph has no logits output (outputs: ${graph.output.map((o) => o.name).join(', ')}); is it a causal-LM export?`);
   }
 
+  const declared = graph.output.find((o) => o.name === 'logits')?.type?.tensorType?.shape?.dim;
+  if (declared && declared.length !== 3) {
+    const shape = declared.map((d) => d.dimParam || (d.dimValue === undefined || d.dimValue === null ? '?' : String(d.dimValue))).join(', ');
+    throw new PrepareError(`the logits output is [${shape}], not [batch, seq, vocab]: not a causal-LM export (a cross-encoder?)`);
+  }
+
   const producers = new Map<string, NodeProto>();
   for (const node of graph.node) for (const out of node.output ?? []) producers.set(out, node);
   const initializers = new Map(graph.initializer.map((t) => [t.name ?? '', t]));

@@ -95,14 +95,25 @@ async function singleTokenId(tokenizerPath: string, word: string, flag: string):
   return ids[0] as number;
 }
 
-/** Rewrites external data locations (relative to the source directory) to be relative to the output's. */
+/**
+ * Rewrites external data locations (relative to the source directory) to be relative to the output's.
+ * onnxruntime loads external data only from within the model's directory, so the output must sit above it.
+ */
 function relocateExternalData(model: onnxProto.onnx.ModelProto, fromDir: string, toDir: string): number {
   let count = 0;
   for (const tensor of model.graph?.initializer ?? []) {
     if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
     count += 1;
     for (const entry of tensor.externalData ?? []) {
-      if (entry.key === 'location' && entry.value) entry.value = path.relative(toDir, path.resolve(fromDir, entry.value)) || entry.value;
+      if (entry.key !== 'location' || !entry.value) continue;
+      const relative = path.relative(toDir, path.resolve(fromDir, entry.value));
+      if (relative.startsWith('..') || path.isAbsolute(relative)) {
+        throw new PrepareError(
+          `the model keeps ${tensor.name} in external data (${entry.value}), which onnxruntime reads only from the model's own ` +
+            `directory: write the prepared graph into ${fromDir} (leave --out away, or name a file there)`,
+        );
+      }
+      entry.value = relative;
     }
   }
   return count;
