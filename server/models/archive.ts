@@ -3,6 +3,8 @@ import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'no
 import path from 'node:path';
 import { Parser, ReadEntry, Unpack } from 'tar';
 import { sha256File, type DownloadOutcome } from './download.ts';
+import { LimitError, PullBudget } from './limits.ts';
+import { fileNameProblem, joinInside } from './names.ts';
 import { formatBytes, type Progress } from './progress.ts';
 
 /**
@@ -43,6 +45,8 @@ interface Entry {
 
 export interface ArchiveListing {
   entries: Entry[];
+  /** Bytes the regular files hold: what extracting writes. */
+  size: number;
   /** The one top-level directory everything sits in, when there is one: it becomes the model directory. */
   top?: string;
 }
@@ -56,6 +60,10 @@ export function entryParts(raw: string): string[] | { problem: string } {
   if (raw.startsWith('/') || /^[a-zA-Z]:/.test(raw)) return { problem: 'is an absolute path' };
   const parts = raw.split('/').filter((part) => part !== '' && part !== '.');
   if (parts.includes('..')) return { problem: 'has a ".." component' };
+  for (const part of parts) {
+    const problem = fileNameProblem(part);
+    if (problem) return { problem: `has a part that ${problem}` };
+  }
   return parts;
 }
 
@@ -69,10 +77,12 @@ function linkTarget(parts: readonly string[], target: string): string | undefine
 /**
  * Reads every entry header and refuses, before anything is written: absolute paths, ".." components,
  * device files and FIFOs, symlinks that point outside the model directory (after the top-level directory
- * is stripped), hard links to anything but a regular file named earlier, and entries below a symlink.
+ * is stripped), hard links to anything but a regular file named earlier, entries below a symlink, and
+ * (by their headers, so a small archive of a huge file stops at once) files over the budget's limits.
  */
-export async function inspectArchive(file: string, label: string): Promise<ArchiveListing> {
+export async function inspectArchive(file: string, label: string, budget: PullBudget = new PullBudget()): Promise<ArchiveListing> {
   const entries: Entry[] = [];
+  let size = 0;
   const files = new Set<string>();
   const symlinks = new Map<string, { parts: string[]; linkpath: string }>();
   const parser = new Parser({ strict: true });
@@ -94,15 +104,24 @@ export async function inspectArchive(file: string, label: string): Promise<Archi
       const target = entryParts(entry.linkpath ?? '');
       if (!Array.isArray(target) || !files.has(target.join('/'))) return `is a hard link to ${entry.linkpath}, which is no file earlier in the archive`;
     }
-    if (FILE_KINDS.has(entry.type)) files.add(joined);
-    else files.delete(joined);
+    if (FILE_KINDS.has(entry.type)) {
+      size += entry.size;
+      budget.checkExtracted(`${label}: entry "${entry.path}"`, entry.size, size);
+      files.add(joined);
+    } else {
+      files.delete(joined);
+    }
     if (entry.type !== 'SymbolicLink') symlinks.delete(joined);
     entries.push({ path: joined, type: entry.type, ...(entry.linkpath ? { linkpath: entry.linkpath } : {}) });
     return undefined;
   };
   parser.on('entry', (entry: ReadEntry) => {
-    const problem = check(entry);
-    if (problem) parser.abort(new ArchiveError(`${label}: entry "${entry.path}" ${problem}; refusing to extract the archive`));
+    try {
+      const problem = check(entry);
+      if (problem) parser.abort(new ArchiveError(`${label}: entry "${entry.path}" ${problem}; refusing to extract the archive`));
+    } catch (error) {
+      parser.abort(error as Error);
+    }
     entry.resume();
   });
   // The parser sets aside entries of types it does not know (GNU sparse files, ...): refuse those too.
@@ -122,7 +141,7 @@ export async function inspectArchive(file: string, label: string): Promise<Archi
       }
     }
   }
-  return { entries, ...(top !== undefined ? { top } : {}) };
+  return { entries, size, ...(top !== undefined ? { top } : {}) };
 }
 
 /** Feeds `file` to a tar parser (or unpacker) and waits for `done`; a tar error becomes an ArchiveError. */
@@ -137,7 +156,7 @@ async function drain(file: string, parser: Parser, done: 'end' | 'close', label:
     });
   } catch (error) {
     input.destroy();
-    if (error instanceof ArchiveError || (error as NodeJS.ErrnoException).syscall !== undefined) throw error;
+    if (error instanceof ArchiveError || error instanceof LimitError || (error as NodeJS.ErrnoException).syscall !== undefined) throw error;
     throw new ArchiveError(`${label}: not a readable tar archive: ${(error as Error).message}`, { cause: error });
   }
 }
@@ -253,6 +272,8 @@ export interface ArchiveInstallOptions {
   /** Downloads the archive to `dest` (resuming a `dest.part`, checking `sha256`). */
   download(dest: string): Promise<DownloadOutcome>;
   progress: Progress;
+  /** The pull's limits: each entry and the extracted total are checked, and the free space, before extracting. */
+  budget?: PullBudget;
 }
 
 export interface InstalledFile {
@@ -269,6 +290,7 @@ export interface InstalledFile {
  */
 export async function installArchive(options: ArchiveInstallOptions): Promise<InstalledFile[]> {
   const { name, progress } = options;
+  const budget = options.budget ?? new PullBudget();
   const dir = path.resolve(options.dir);
   const sha256 = options.sha256?.toLowerCase();
   const present = await installed(dir, options.source, sha256);
@@ -280,7 +302,7 @@ export async function installArchive(options: ArchiveInstallOptions): Promise<In
 
   const work = path.join(path.dirname(dir), `.${path.basename(dir)}.pull`);
   await mkdir(work, { recursive: true });
-  const archive = path.join(work, name);
+  const archive = joinInside(work, name, options.source);
   try {
     const outcome = await options.download(archive);
     if (outcome === 'skipped') progress.note(`${name}: downloaded by an earlier run${sha256 ? ' and verified' : ''}`);
@@ -291,9 +313,10 @@ export async function installArchive(options: ArchiveInstallOptions): Promise<In
   }
   try {
     const archiveSha = sha256 ?? (await sha256File(archive));
-    const listing = await inspectArchive(archive, name);
+    const listing = await inspectArchive(archive, name, budget);
     const tree = path.join(work, 'tree');
     await rm(tree, { recursive: true, force: true });
+    await budget.checkFree(work, listing.size, `${name}: extracting ${listing.entries.length} entries`);
     progress.note(`${name}: ${listing.entries.length} entries checked; extracting`);
     await extract(archive, tree, name);
     const root = listing.top !== undefined ? path.join(tree, listing.top) : tree;

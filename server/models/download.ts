@@ -2,9 +2,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { describeRequestError, type Timeouts } from './http-client.ts';
+import { LimitError, PullBudget } from './limits.ts';
 import type { Progress } from './progress.ts';
 
-/** What the downloader calls to make a request; `fetch` unless a test or caller injects another. */
+/** What the downloader calls to make a request: `createHttpClient().fetcher`, or a test's. */
 export type Fetcher = (url: string, init: { headers: Record<string, string>; redirect: 'follow'; signal?: AbortSignal }) => Promise<Response>;
 
 export class DownloadError extends Error {
@@ -27,7 +29,8 @@ export interface DownloadOptions {
   label: string;
   sha256?: string;
   headers?: Record<string, string>;
-  fetcher?: Fetcher;
+  /** Not Node's global fetch: see http-client.ts. */
+  fetcher: Fetcher;
   progress?: Progress;
   /** Further attempts after a dropped connection, a 5xx or a 429; each resumes where the last stopped. */
   retries?: number;
@@ -35,6 +38,10 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   /** Added to a 401/403 error: how to give credentials for this source. */
   authHint?: string;
+  /** The pull's limits and its account of bytes; a budget of the default limits when absent. */
+  budget?: PullBudget;
+  /** The fetcher's timeouts, named in the error when a source stalls. */
+  timeouts?: Partial<Timeouts>;
 }
 
 export type DownloadOutcome = 'downloaded' | 'resumed' | 'skipped';
@@ -60,6 +67,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * Downloads `url` to `dest`: the bytes go to `dest.part`, an interrupted transfer resumes with a Range
  * request, the sha256 (when given) is checked over the whole file, and only a complete, verified file is
  * renamed into place. A `dest` already present (and matching the sha256, when given) is left alone.
+ * A file over the budget's limits, or bigger than the free space, is refused before its body is read
+ * when its size is announced, and as soon as it passes a limit when not; a refusal or a local error (a
+ * full disk) deletes the `.part`, a dropped or stalled connection keeps it for the next run to resume.
  */
 export async function downloadFile(url: string, dest: string, options: DownloadOptions): Promise<DownloadOutcome> {
   const expected = options.sha256?.toLowerCase();
@@ -69,25 +79,31 @@ export async function downloadFile(url: string, dest: string, options: DownloadO
     await rm(dest);
   }
   const part = `${dest}.part`;
+  const budget = options.budget ?? new PullBudget();
   const resumedFrom = (await sizeOf(part)) ?? 0;
   const retries = options.retries ?? 5;
   for (let attempt = 0; ; attempt++) {
     try {
-      await transfer(url, part, options);
+      await transfer(url, part, options, budget);
       break;
     } catch (error) {
-      // Network failures retry; local ones (a full disk, a read-only directory) do not.
+      // Network failures retry; refusals and local ones (a full disk, a read-only directory) do not.
       const local = (error as NodeJS.ErrnoException).syscall !== undefined;
-      const retryable = error instanceof DownloadError ? error.retryable : !local && !options.signal?.aborted;
+      const retryable = error instanceof LimitError ? false : error instanceof DownloadError ? error.retryable : !local && !options.signal?.aborted;
+      // A refused file, or one the disk could not take, leaves nothing; an HTTP error says nothing about
+      // the bytes (another candidate URL may have written them), and a network failure is resumed later.
+      if (error instanceof LimitError || local) await rm(part, { force: true }).catch(() => {});
       if (!retryable || attempt >= retries) {
-        if (error instanceof DownloadError) throw error;
-        throw new DownloadError(`${options.label}: download failed: ${describe(error)} (${url})`, { cause: error });
+        if (error instanceof DownloadError || error instanceof LimitError) throw error;
+        const tries = attempt > 0 ? ` after ${attempt + 1} attempts` : '';
+        throw new DownloadError(`${options.label}: download failed${tries}: ${describeRequestError(error, options.timeouts)} (${url})`, { cause: error, retryable });
       }
       const have = (await sizeOf(part)) ?? 0;
-      options.progress?.note(`${options.label}: ${describe(error)}; retrying from byte ${have} (attempt ${attempt + 2} of ${retries + 1})`);
+      options.progress?.note(`${options.label}: ${describeRequestError(error, options.timeouts)}; retrying from byte ${have} (attempt ${attempt + 2} of ${retries + 1})`);
       await sleep((options.retryDelayMs ?? 1000) * 2 ** attempt);
     }
   }
+  const size = (await sizeOf(part)) ?? 0;
   if (expected) {
     const actual = await sha256File(part);
     if (actual !== expected) {
@@ -96,13 +112,8 @@ export async function downloadFile(url: string, dest: string, options: DownloadO
     }
   }
   await rename(part, dest);
+  budget.commit(size);
   return resumedFrom > 0 ? 'resumed' : 'downloaded';
-}
-
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
-  return `${error.message}${cause}`;
 }
 
 // Content-Range: "bytes START-END/TOTAL", or "bytes */TOTAL" on a 416.
@@ -116,8 +127,8 @@ function parseContentRange(value: string | null): { start?: number; total?: numb
 }
 
 /** One request: appends to `part` from its current size (206) or rewrites it from zero (200). */
-async function transfer(url: string, part: string, options: DownloadOptions): Promise<void> {
-  const fetcher: Fetcher = options.fetcher ?? ((u, init) => fetch(u, init));
+async function transfer(url: string, part: string, options: DownloadOptions, budget: PullBudget): Promise<void> {
+  const { fetcher } = options;
   const have = (await sizeOf(part)) ?? 0;
   const headers: Record<string, string> = { ...options.headers };
   if (have > 0) headers.Range = `bytes=${have}-`;
@@ -152,14 +163,26 @@ async function transfer(url: string, part: string, options: DownloadOptions): Pr
     throw httpError(response.status, url, options.label, options.authHint);
   }
   if (!response.body) throw new DownloadError(`${options.label}: empty response body (${url})`, { retryable: true });
+  if (total !== undefined) {
+    try {
+      budget.checkFile(options.label, total, true);
+      // The part file already holds `have` bytes: a restart rewrites them, a resume appends the rest.
+      await budget.checkFree(path.dirname(part), total - have, options.label);
+    } catch (error) {
+      await response.body.cancel();
+      throw error;
+    }
+  }
 
   options.progress?.start(options.label, total, offset);
   const file = await open(part, offset === 0 ? 'w' : 'a');
   let written = offset;
   try {
+    // Leaving the loop (a write error, a limit) cancels the body.
     for await (const chunk of response.body) {
-      await file.write(chunk);
       written += chunk.byteLength;
+      if (total === undefined || written > total) budget.checkFile(options.label, written, false);
+      await file.write(chunk);
       options.progress?.update(written);
     }
   } finally {

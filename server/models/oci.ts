@@ -3,6 +3,9 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { installArchive } from './archive.ts';
 import { ChecksumError, DownloadError, downloadFile, type DownloadOutcome, type Fetcher } from './download.ts';
+import { readLimited, type Timeouts } from './http-client.ts';
+import type { PullBudget } from './limits.ts';
+import { joinInside, relativePathProblem } from './names.ts';
 import type { Progress } from './progress.ts';
 import type { OciReference } from './resolve.ts';
 
@@ -27,6 +30,10 @@ const TITLE = 'org.opencontainers.image.title';
 const UNPACK = 'io.deis.oras.content.unpack';
 const ACCEPT = [MEDIA_TYPE.ociManifest, MEDIA_TYPE.ociIndex, MEDIA_TYPE.dockerManifest, MEDIA_TYPE.dockerList].join(', ');
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
+/** The Distribution spec has registries accept manifests up to 4 MiB; a bigger answer is no manifest. */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** A token response, an error body: small JSON documents. */
+const MAX_JSON_BYTES = 1024 * 1024;
 
 interface Descriptor {
   mediaType?: string;
@@ -45,11 +52,13 @@ interface Manifest {
 export interface OciPullOptions {
   dir: string;
   sha256?: string;
-  fetcher?: Fetcher;
+  fetcher: Fetcher;
   progress: Progress;
   env: Record<string, string | undefined>;
   retries?: number;
   retryDelayMs?: number;
+  budget: PullBudget;
+  timeouts?: Partial<Timeouts>;
 }
 
 export interface OciPulledFile {
@@ -77,9 +86,9 @@ export class RegistryClient {
   readonly #basic: string | undefined;
   #authorization: string | undefined;
 
-  constructor(ref: OciReference, options: { fetcher?: Fetcher; env: Record<string, string | undefined> }) {
+  constructor(ref: OciReference, options: { fetcher: Fetcher; env: Record<string, string | undefined> }) {
     this.#ref = ref;
-    this.#fetch = options.fetcher ?? ((url, init) => fetch(url, init));
+    this.#fetch = options.fetcher;
     const { OCI_USERNAME: user, OCI_PASSWORD: password } = options.env;
     this.#basic = user || password ? `Basic ${Buffer.from(`${user ?? ''}:${password ?? ''}`).toString('base64')}` : undefined;
   }
@@ -121,7 +130,12 @@ export class RegistryClient {
         retryable: response.status >= 500 || response.status === 429,
       });
     }
-    const body = (await response.json()) as { token?: string; access_token?: string };
+    let body: { token?: string; access_token?: string };
+    try {
+      body = JSON.parse((await readLimited(response, MAX_JSON_BYTES, 'the token response')).toString('utf8')) as typeof body;
+    } catch (error) {
+      throw new DownloadError(`${url.origin}: unreadable token response: ${(error as Error).message}`, { cause: error });
+    }
     const token = body.token ?? body.access_token;
     if (!token) throw new DownloadError(`${url.origin}: the token response carries no token`);
     this.#authorization = `Bearer ${token}`;
@@ -151,7 +165,13 @@ export class RegistryClient {
         retryable: response.status >= 500 || response.status === 429,
       });
     }
-    const bytes = Buffer.from(await response.arrayBuffer());
+    let bytes: Buffer;
+    try {
+      bytes = await readLimited(response, MAX_MANIFEST_BYTES, 'the manifest');
+    } catch (error) {
+      if (error instanceof RangeError) throw new DownloadError(`${where}: ${error.message} (${url})`, { cause: error });
+      throw new DownloadError(`${where}: ${(error as Error).message} (GET ${url})`, { retryable: true, cause: error });
+    }
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new ChecksumError(`${where}: the registry sent a manifest whose digest is ${digest}`);
@@ -187,7 +207,7 @@ function parseChallenge(header: string): { scheme: string; params: Record<string
 
 async function registryError(response: Response): Promise<string> {
   try {
-    const body = (await response.json()) as { errors?: Array<{ code?: string; message?: string }> };
+    const body = JSON.parse((await readLimited(response, MAX_JSON_BYTES, 'the error')).toString('utf8')) as { errors?: Array<{ code?: string; message?: string }> };
     const first = body.errors?.[0];
     return first ? ` [${[first.code, first.message].filter(Boolean).join(': ')}]` : '';
   } catch {
@@ -202,13 +222,9 @@ export function chooseManifest(manifests: readonly Descriptor[]): Descriptor | u
   return manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64') ?? manifests[0];
 }
 
-/** A title is a relative path inside the model directory: no absolute path, no "..", no backslash. */
+/** A title is a relative path inside the model directory, each part a plain file name (the check every pulled name gets). */
 export function checkTitle(title: string): string | undefined {
-  if (title.length === 0) return 'is empty';
-  if (title.includes('\\') || title.includes('\0')) return 'contains a backslash or NUL';
-  if (title.startsWith('/') || /^[a-zA-Z]:/.test(title)) return 'is an absolute path';
-  if (title.split('/').some((part) => part === '' || part === '.' || part === '..')) return 'leaves the model directory or has empty parts';
-  return undefined;
+  return relativePathProblem(title);
 }
 
 /**
@@ -255,7 +271,7 @@ function artifactFiles(layers: readonly Descriptor[], source: string, progress: 
 }
 
 export async function pullOci(source: string, ref: OciReference, options: OciPullOptions): Promise<OciPulledFile[]> {
-  const client = new RegistryClient(ref, { env: options.env, ...(options.fetcher ? { fetcher: options.fetcher } : {}) });
+  const client = new RegistryClient(ref, { env: options.env, fetcher: options.fetcher });
   let { digest, manifest, mediaType } = await client.manifest(ref.reference);
   for (let depth = 0; isIndex(manifest, mediaType); depth++) {
     const chosen = depth < 2 ? chooseManifest(manifest.manifests ?? []) : undefined;
@@ -270,19 +286,31 @@ export async function pullOci(source: string, ref: OciReference, options: OciPul
   if (options.sha256 && model.layer.digest !== `sha256:${options.sha256}`) {
     throw new ChecksumError(`${source}: ${model.title} is ${model.layer.digest} in manifest ${digest}, expected sha256:${options.sha256}; nothing was downloaded`);
   }
+  await checkLayerSizes(source, files, options);
   options.progress.note(`${source}: manifest ${digest}, ${files.length} file(s)`);
 
   const out: OciPulledFile[] = [];
   for (const f of files) {
-    const dest = path.join(options.dir, f.dest);
-    // checkTitle already refused escapes; this keeps that promise if the rule ever loosens.
-    if (path.relative(options.dir, dest).startsWith('..')) throw new DownloadError(`${source}: ${f.title} would land outside ${options.dir}`);
+    const dest = joinInside(options.dir, f.dest, source);
     await mkdir(path.dirname(dest), { recursive: true });
     const outcome = await downloadBlob(client, f, dest, options);
     if (outcome === 'skipped') options.progress.note(`${f.dest}: already present and verified, skipped`);
     out.push({ file: f.dest, outcome, from: `${f.title}@${f.layer.digest}` });
   }
   return out;
+}
+
+/** The manifest announces each layer's size: a pull over the limits, or bigger than the free space, stops before any download. */
+async function checkLayerSizes(source: string, files: readonly ArtifactFile[], options: OciPullOptions): Promise<void> {
+  const sizes: number[] = [];
+  for (const f of files) {
+    const size = f.layer.size;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) continue;
+    options.budget.checkFile(`${source}: ${f.title}`, size, true);
+    sizes.push(size);
+  }
+  options.budget.checkPlanned(source, sizes);
+  await options.budget.checkFree(options.dir, sizes.reduce((sum, size) => sum + size, 0), source);
 }
 
 function downloadBlob(client: RegistryClient, f: ArtifactFile, dest: string, options: OciPullOptions): Promise<DownloadOutcome> {
@@ -292,6 +320,8 @@ function downloadBlob(client: RegistryClient, f: ArtifactFile, dest: string, opt
     fetcher: client.fetcher,
     progress: options.progress,
     authHint: 'not allowed to pull; set OCI_USERNAME and OCI_PASSWORD to credentials that can',
+    budget: options.budget,
+    ...(options.timeouts ? { timeouts: options.timeouts } : {}),
     ...(options.retries !== undefined ? { retries: options.retries } : {}),
     ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
   });
@@ -302,9 +332,11 @@ async function pullPacked(client: RegistryClient, source: string, manifest: stri
   if (options.sha256 && f.layer.digest !== `sha256:${options.sha256}`) {
     throw new ChecksumError(`${source}: the packed directory ${f.title} is ${f.layer.digest} in manifest ${manifest}, expected sha256:${options.sha256}; nothing was downloaded`);
   }
+  if (typeof f.layer.size === 'number') options.budget.checkFile(`${source}: ${f.title}`, f.layer.size, true);
   options.progress.note(`${source}: manifest ${manifest}, packed directory ${f.title}`);
   const files = await installArchive({
     dir: options.dir,
+    budget: options.budget,
     source,
     name: `${path.posix.basename(f.title)}.tar.gz`,
     sha256: f.layer.digest.slice('sha256:'.length),

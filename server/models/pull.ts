@@ -3,6 +3,9 @@ import path from 'node:path';
 import { installArchive } from './archive.ts';
 import type { Catalog } from './catalog.ts';
 import { ChecksumError, DownloadError, downloadFile, sha256File, type DownloadOutcome, type Fetcher } from './download.ts';
+import { createHttpClient, type Timeouts } from './http-client.ts';
+import { PullBudget, type DiskSpace, type PullLimits } from './limits.ts';
+import { joinInside } from './names.ts';
 import { pullOci } from './oci.ts';
 import { silentProgress, type Progress } from './progress.ts';
 import { resolveSource, type PullPlan } from './resolve.ts';
@@ -19,6 +22,12 @@ export interface PullOptions {
   env?: Record<string, string | undefined>;
   retries?: number;
   retryDelayMs?: number;
+  /** Bytes per file, per pull and extracted (defaults: DEFAULT_LIMITS). */
+  limits?: Partial<PullLimits>;
+  /** Connect and idle timeouts of the HTTP client (defaults: DEFAULT_TIMEOUTS); unused with `fetcher`. */
+  timeouts?: Partial<Timeouts>;
+  /** Where free space is looked up; the local file system unless a test injects another. */
+  disk?: DiskSpace;
 }
 
 export interface PulledFile {
@@ -43,19 +52,43 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
     ...(options.env ? { env: options.env } : {}),
   });
   const progress = options.progress ?? silentProgress;
+  const budget = new PullBudget(options.limits, options.disk);
+  const client = createHttpClient(options.timeouts);
   const transfer = {
     progress,
-    ...(options.fetcher ? { fetcher: options.fetcher } : {}),
+    budget,
+    fetcher: options.fetcher ?? client.fetcher,
+    ...(options.timeouts ? { timeouts: options.timeouts } : {}),
     ...(options.retries !== undefined ? { retries: options.retries } : {}),
     ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
   };
+  try {
+    return await pullPlan(plan, options.dir, options.env ?? process.env, transfer);
+  } finally {
+    await client.close();
+  }
+}
+
+/** What every download of one pull shares. */
+interface Transfer {
+  progress: Progress;
+  budget: PullBudget;
+  fetcher: Fetcher;
+  timeouts?: Partial<Timeouts>;
+  retries?: number;
+  retryDelayMs?: number;
+}
+
+async function pullPlan(plan: PullPlan, dir: string, env: Record<string, string | undefined>, transfer: Transfer): Promise<PullResult> {
+  const { progress, budget } = transfer;
   // An archive replaces the whole directory once it is complete: the directory is not made beforehand.
   if (plan.kind === 'archive') {
     const files = await installArchive({
-      dir: options.dir,
+      dir,
       source: plan.source,
       name: plan.name,
       progress,
+      budget,
       ...(plan.sha256 ? { sha256: plan.sha256 } : {}),
       download: (dest) => downloadFile(plan.url, dest, { label: plan.name, ...transfer, ...(plan.sha256 ? { sha256: plan.sha256 } : {}) }),
     });
@@ -63,15 +96,15 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
   }
   if (plan.kind === 'oci') {
     // Each file makes its own directories; a packed directory is installed like an archive.
-    const files = await pullOci(plan.source, plan.ref, { dir: options.dir, env: options.env ?? process.env, ...transfer, ...(plan.sha256 ? { sha256: plan.sha256 } : {}) });
+    const files = await pullOci(plan.source, plan.ref, { dir, env, ...transfer, ...(plan.sha256 ? { sha256: plan.sha256 } : {}) });
     return { plan, files };
   }
-  await mkdir(options.dir, { recursive: true });
-  if (plan.kind === 'pvc') return { plan, files: await copyFromPvc(plan, options.dir, progress) };
+  await mkdir(dir, { recursive: true });
+  if (plan.kind === 'pvc') return { plan, files: await copyFromPvc(plan, dir, progress, budget) };
 
   const files: PulledFile[] = [];
   for (const spec of plan.files) {
-    const dest = path.join(options.dir, spec.dest);
+    const dest = joinInside(dir, spec.dest, plan.source);
     let done: PulledFile | undefined;
     for (const [i, candidate] of spec.candidates.entries()) {
       try {
@@ -108,7 +141,7 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
 }
 
 /** Copies one file via `<dest>.part` and a rename; skips a present file that matches `sha256`. */
-async function copyVerified(src: string, dest: string, sha256: string | undefined, progress: Progress): Promise<PulledFile> {
+async function copyVerified(src: string, dest: string, sha256: string | undefined, progress: Progress, budget: PullBudget): Promise<PulledFile> {
   const name = path.basename(dest);
   if (await exists(dest)) {
     if (!sha256 || (await sha256File(dest)) === sha256) {
@@ -119,8 +152,15 @@ async function copyVerified(src: string, dest: string, sha256: string | undefine
   }
   const part = `${dest}.part`;
   const size = (await stat(src)).size;
+  budget.checkFile(src, size, true);
+  await budget.checkFree(path.dirname(dest), size, src);
   progress.start(src, size, 0);
-  await copyFile(src, part);
+  try {
+    await copyFile(src, part);
+  } catch (error) {
+    await rm(part, { force: true });
+    throw error;
+  }
   if (sha256) {
     const actual = await sha256File(part);
     if (actual !== sha256) {
@@ -129,12 +169,13 @@ async function copyVerified(src: string, dest: string, sha256: string | undefine
     }
   }
   await rename(part, dest);
+  budget.commit(size);
   progress.finish(size);
   return { file: name, outcome: 'copied', from: src };
 }
 
 /** pvc:// — a model directory (model.onnx or onnx/model.onnx, tokenizer.json, config.json) or one .onnx file beside them. */
-async function copyFromPvc(plan: Extract<PullPlan, { kind: 'pvc' }>, dir: string, progress: Progress): Promise<PulledFile[]> {
+async function copyFromPvc(plan: Extract<PullPlan, { kind: 'pvc' }>, dir: string, progress: Progress, budget: PullBudget): Promise<PulledFile[]> {
   let info;
   try {
     info = await stat(plan.path);
@@ -158,15 +199,15 @@ async function copyFromPvc(plan: Extract<PullPlan, { kind: 'pvc' }>, dir: string
   }
   const out: PulledFile[] = [];
   const modelDest = modelFile.endsWith('.onnx') ? 'model.onnx' : path.basename(modelFile);
-  out.push(await copyVerified(modelFile, path.join(dir, modelDest), plan.sha256, progress));
+  out.push(await copyVerified(modelFile, path.join(dir, modelDest), plan.sha256, progress, budget));
   // Weights stored outside the graph (model.onnx_data, model.onnx.data) sit beside it and keep their names.
   const modelDir = path.dirname(modelFile);
   for (const entry of await readdir(modelDir)) {
-    if (/\.onnx[._]data$/.test(entry)) out.push(await copyVerified(path.join(modelDir, entry), path.join(dir, entry), undefined, progress));
+    if (/\.onnx[._]data$/.test(entry)) out.push(await copyVerified(path.join(modelDir, entry), path.join(dir, entry), undefined, progress, budget));
   }
   for (const [name, required] of [['tokenizer.json', info.isDirectory()], ['config.json', false]] as const) {
     const src = path.join(baseDir, name);
-    if (await exists(src)) out.push(await copyVerified(src, path.join(dir, name), undefined, progress));
+    if (await exists(src)) out.push(await copyVerified(src, path.join(dir, name), undefined, progress, budget));
     else if (required) throw new DownloadError(`${plan.source}: no ${name} in ${baseDir}`);
   }
   return out;

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { isArchiveName } from './archive.ts';
 import { findEntry, type Catalog, type CatalogEntry } from './catalog.ts';
+import { fileNameProblem, relativePathProblem } from './names.ts';
 
 /** One file to fetch: the first candidate URL that exists wins (a repo keeps its graph in onnx/ or at the top). */
 export interface FileSpec {
@@ -141,8 +142,17 @@ function resolveUrl(input: string, options: ResolveOptions): PullPlan {
   } catch {
     throw new ResolveError(`${input}: not a valid URL`);
   }
-  const base = decodeURIComponent(path.posix.basename(url.pathname));
-  if (!base) throw new ResolveError(`${input}: the URL names no file`);
+  const segment = path.posix.basename(url.pathname);
+  if (!segment) throw new ResolveError(`${input}: the URL names no file`);
+  let base: string;
+  try {
+    base = decodeURIComponent(segment);
+  } catch {
+    throw new ResolveError(`${input}: the file name "${segment}" is not valid percent-encoding`);
+  }
+  // The name becomes a path in --dir (and the archive's name beside it): "..%2F..%2Fx" may not climb out.
+  const problem = fileNameProblem(base);
+  if (problem) throw new ResolveError(`${input}: the file name "${base}" ${problem}; refusing to write it`);
   if (isArchiveName(base)) {
     if (options.sha256 && !/^[a-fA-F0-9]{64}$/.test(options.sha256)) throw new ResolveError(`--sha256 ${options.sha256}: not 64 hex digits`);
     return { kind: 'archive', source: url.href, url: url.href, name: base, ...(options.sha256 ? { sha256: options.sha256.toLowerCase() } : {}) };
@@ -215,6 +225,12 @@ function applySha(files: FileSpec[], sha256: string | undefined, input: string):
 function checkDestinations(files: FileSpec[], input: string): void {
   const seen = new Set<string>();
   for (const f of files) {
+    for (const { label } of f.candidates) {
+      const problem = relativePathProblem(label);
+      if (problem) throw new ResolveError(`${input}: the repo path "${label}" ${problem}`);
+    }
+    const problem = fileNameProblem(f.dest);
+    if (problem) throw new ResolveError(`${input}: the file name "${f.dest}" ${problem}; refusing to write it`);
     if (seen.has(f.dest)) throw new ResolveError(`${input}: two files would both be written as ${f.dest}`);
     seen.add(f.dest);
   }
