@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import tokenizers from 'tokenizers';
 import type { Tokenizer as TokenizerType, TruncationOptions } from 'tokenizers';
 import { RerankError } from '../errors.ts';
+import { CHARS_PER_TOKEN_GUESS, cutToTokenBound } from './text-cut.ts';
 
 const { Tokenizer } = tokenizers;
 
@@ -30,6 +31,9 @@ export interface PairTokenizerOptions {
 }
 
 // Declared `const enum` in the binding's .d.ts, which type stripping cannot use; the binding takes the name.
+/** What PairTokenizer uses of a parsed `tokenizers` Tokenizer: the seam tests observe encodes through. */
+export type TokenizerLike = Pick<TokenizerType, 'encode' | 'setTruncation' | 'tokenToId'>;
+
 const LONGEST_FIRST = 'LongestFirst' as NonNullable<TruncationOptions['strategy']>;
 const PAD_TOKENS = ['[PAD]', '<pad>', '<|pad|>', '<|endoftext|>'];
 
@@ -37,6 +41,11 @@ const PAD_TOKENS = ['[PAD]', '<pad>', '<|pad|>', '<|endoftext|>'];
  * Encodes (query, document) pairs with a Hugging Face tokenizer.json through the Rust `tokenizers` binding.
  * Each pair is its own `encode` call: the binding's `encodeBatch` rejects pairs, and each call runs on the
  * libuv thread pool, so tokenizing one request overlaps inference of others.
+ *
+ * A text too long to be kept whole is cut before it is tokenized, to the shortest tried prefix ending at a
+ * whitespace boundary that still holds `maxLength` tokens (server/engine/text-cut.ts says why the kept
+ * tokens are the same): a megabyte document costs the tokenizer a few kilobytes, not the megabyte. The
+ * query is cut once per request, each document once.
  *
  * Truncation is the tokenizer's own, longest-first (what Hugging Face and TEI do for cross-encoders): the
  * longer of query and document loses tokens first. It is configured on the tokenizer for the current
@@ -49,14 +58,14 @@ const PAD_TOKENS = ['[PAD]', '<pad>', '<|pad|>', '<|endoftext|>'];
  */
 export class PairTokenizer {
   readonly padId: number;
-  readonly #tokenizer: TokenizerType;
+  readonly #tokenizer: TokenizerLike;
   #maxLength = 0;
   /** Encodes running under `#maxLength`. */
   #running = 0;
   /** Callers waiting for the truncation to change (or for the ones ahead of them to finish). */
   #waiting: { maxLength: number; start: () => void }[] = [];
 
-  private constructor(tokenizer: TokenizerType, padId: number) {
+  private constructor(tokenizer: TokenizerLike, padId: number) {
     this.#tokenizer = tokenizer;
     this.padId = padId;
   }
@@ -71,18 +80,36 @@ export class PairTokenizer {
     // A tokenizer.json may carry its own padding or truncation; the batcher pads, and truncation follows maxLength.
     tokenizer.disablePadding();
     tokenizer.disableTruncation();
-    return new PairTokenizer(tokenizer, options.padId ?? findPadId(tokenizer));
+    return PairTokenizer.wrap(tokenizer, options.padId);
+  }
+
+  /** A PairTokenizer over a parsed tokenizer whose padding and truncation are off (tests wrap one to watch its encodes). */
+  static wrap(tokenizer: TokenizerLike, padId?: number): PairTokenizer {
+    return new PairTokenizer(tokenizer, padId ?? findPadId(tokenizer));
   }
 
   /** Encode one pair. `field` names the document in errors (e.g. `documents.3`). */
   async encodePair(query: string, document: string, options: EncodeOptions, field = 'documents'): Promise<EncodedPair> {
+    checkMaxLength(options.maxLength);
+    return this.#encodePair(await this.#cut(query, options.maxLength, 'query'), document, options, field);
+  }
+
+  /** Encode a query against each document, concurrently. Errors name the document (`documents.<i>`). */
+  async encodePairs(query: string, documents: readonly string[], options: EncodeOptions): Promise<EncodedPair[]> {
+    checkMaxLength(options.maxLength);
+    const cutQuery = await this.#cut(query, options.maxLength, 'query');
+    return Promise.all(documents.map((document, index) => this.#encodePair(cutQuery, document, options, `documents.${index}`)));
+  }
+
+  async #encodePair(query: string, document: string, options: EncodeOptions, field: string): Promise<EncodedPair> {
     const maxLength = options.maxLength;
-    checkMaxLength(maxLength);
     await this.#enter(maxLength);
     let encoding;
     try {
-      encoding = await this.#tokenizer.encode(query, document);
+      const text = await this.#cutEntered(document, maxLength, field);
+      encoding = await this.#tokenizer.encode(query, text);
     } catch (error) {
+      if (error instanceof RerankError) throw error;
       throw new RerankError('tokenizer', `cannot tokenize ${field}: ${(error as Error).message}`, { field, cause: error });
     } finally {
       this.#leave();
@@ -100,9 +127,31 @@ export class PairTokenizer {
     return { ids, typeIds: Uint8Array.from(encoding.getTypeIds()), length };
   }
 
-  /** Encode a query against each document, concurrently. Errors name the document (`documents.<i>`). */
-  encodePairs(query: string, documents: readonly string[], options: EncodeOptions): Promise<EncodedPair[]> {
-    return Promise.all(documents.map((document, index) => this.encodePair(query, document, options, `documents.${index}`)));
+  /** `text` cut to what `maxLength` tokens can keep (see text-cut.ts); counts under the truncation it enters. */
+  async #cut(text: string, maxLength: number, field: string): Promise<string> {
+    if (typeof text !== 'string' || text.length <= maxLength * CHARS_PER_TOKEN_GUESS) return text;
+    await this.#enter(maxLength);
+    try {
+      return await this.#cutEntered(text, maxLength, field);
+    } finally {
+      this.#leave();
+    }
+  }
+
+  /**
+   * The cut, for a caller that entered `maxLength`: a prefix is counted with truncation at `maxLength` and
+   * no special tokens, which yields min(its tokens, maxLength) — all the cut needs to know.
+   */
+  async #cutEntered(text: string, maxLength: number, field: string): Promise<string> {
+    if (typeof text !== 'string') return text;
+    try {
+      return await cutToTokenBound(text, {
+        maxTokens: maxLength,
+        countTokens: async (prefix) => (await this.#tokenizer.encode(prefix, null, { addSpecialTokens: false })).getLength(),
+      });
+    } catch (error) {
+      throw new RerankError('tokenizer', `cannot tokenize ${field}: ${(error as Error).message}`, { field, cause: error });
+    }
   }
 
   /** Waits until the truncation is `maxLength` and may stay so for this encode. */
@@ -138,7 +187,7 @@ function checkMaxLength(maxLength: number): void {
   if (!Number.isInteger(maxLength) || maxLength < 4) throw new RangeError(`maxLength must be an integer ≥ 4, got ${maxLength}`);
 }
 
-function findPadId(tokenizer: TokenizerType): number {
+function findPadId(tokenizer: TokenizerLike): number {
   for (const token of PAD_TOKENS) {
     const id = tokenizer.tokenToId(token);
     if (id !== null && id !== undefined) return id;
