@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { CatalogError, DEFAULT_CATALOG, loadCatalog, type Catalog } from './catalog.ts';
 import { createProgress } from './progress.ts';
 import { pullModel } from './pull.ts';
+import { addPullBoundOptions, pullBounds, type PullBoundFlags } from './pull-flags.ts';
 import { addQuantizeCommand } from '../quantize/cli.ts';
 import { ResolveError } from './resolve.ts';
 
@@ -26,7 +27,7 @@ async function catalogIfPresent(): Promise<Catalog | undefined> {
   return loadCatalog(file);
 }
 
-interface PullCommandOptions {
+interface PullCommandOptions extends PullBoundFlags {
   dir?: string;
   sha256?: string;
   file?: string[];
@@ -37,14 +38,15 @@ interface PullCommandOptions {
 export function addModelsCommand(program: Command): Command {
   const models = program.command('models').description('fetch models into a directory the server reads; list the catalogue');
 
-  models
+  const pull = models
     .command('pull')
     .description('download a model (catalogue id, hf://org/name[@rev], https://…/file or …/dir.tar.gz, pvc://claim/path, oci://host/repo[:tag|@sha256:…]) into --dir')
     .argument('<source>', 'catalogue id or source')
     .option('--dir <dir>', 'model directory to fill (default: models/local/<name>)')
     .option('--sha256 <hex>', 'expected sha256 of the model file (of the archive, for a .tar.gz/.tgz/.tar URL); a mismatch deletes it and fails')
     .option('--file <path...>', 'hf:// only: repo paths to fetch instead of the catalogue\'s or the default list')
-    .option('--retries <n>', 'further attempts per file after a dropped connection or a 5xx', '5')
+    .option('--retries <n>', 'further attempts per file after a dropped or stalled connection or a 5xx', '5');
+  addPullBoundOptions(pull)
     .addHelpText(
       'after',
       [
@@ -65,6 +67,11 @@ export function addModelsCommand(program: Command): Command {
         'Environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (sent as a Bearer token to the hub),',
         'OCI_USERNAME and OCI_PASSWORD (registry credentials; anonymous when unset), OCI_INSECURE=1 (plain http; always for localhost),',
         'RERANK_PVC_ROOT (default /mnt/pvc), RERANK_MODEL_CATALOG.',
+        '',
+        'Bounds: a file whose announced size (Content-Length, a layer\'s size, a tar header) passes a limit, or',
+        'the free space, is refused before its bytes are read; one that announces nothing is cut off at the limit.',
+        'A refused or failed file leaves nothing behind, except the .part of a transfer a re-run can resume.',
+        'A stalled attempt (no connection, no byte within --idle-timeout) is retried, resuming where it stopped.',
       ].join('\n'),
     )
     .action(async (source: string, opts: PullCommandOptions) => {
@@ -81,6 +88,7 @@ export function addModelsCommand(program: Command): Command {
           ...(opts.sha256 ? { sha256: opts.sha256 } : {}),
           ...(opts.file?.length ? { files: opts.file } : {}),
           ...(Number.isInteger(retries) && retries >= 0 ? { retries } : {}),
+          ...pullBounds(opts),
         });
         const summary = result.files.filter((f) => f.outcome !== 'absent').map((f) => `${f.file} (${f.outcome})`).join(', ');
         process.stdout.write(`${result.plan.source} -> ${dir}: ${summary}\n`);
@@ -90,7 +98,7 @@ export function addModelsCommand(program: Command): Command {
         }
       } catch (error) {
         if (!(error instanceof Error)) throw error;
-        const known = ['DownloadError', 'ChecksumError', 'ResolveError', 'CatalogError', 'ArchiveError'].includes(error.name) || error instanceof ResolveError;
+        const known = ['DownloadError', 'ChecksumError', 'ResolveError', 'CatalogError', 'ArchiveError', 'LimitError', 'UnsafeNameError'].includes(error.name) || error instanceof ResolveError;
         process.stderr.write(`models pull: ${known ? error.message : (error.stack ?? error.message)}\n`);
         process.exitCode = 1;
       }
