@@ -6,6 +6,7 @@ import { buildCustomResourceDefinition } from '../operator/crd/definition.ts';
 import { API_VERSION, KIND } from '../operator/crd/spec.ts';
 import { OperatorMetrics } from '../operator/metrics.ts';
 import { CONFIG_KEY_ALIASES } from '../server/config/aliases.ts';
+import { RouterConfigSchema } from '../server/config/router-schema.ts';
 import { RerankConfigSchema } from '../server/config/schema.ts';
 import { ServerMetrics } from '../server/metrics.ts';
 import { RouterMetrics } from '../server/router/metrics.ts';
@@ -19,6 +20,11 @@ export function servingConfigSchema(): SchemaNode {
   return z.toJSONSchema(RerankConfigSchema, { io: 'input', target: 'draft-2020-12', unrepresentable: 'throw' }) as SchemaNode;
 }
 
+/** router.yaml, the built-in router's own file, from the schema the router loads it with and the operator renders it with. */
+export function routerConfigSchema(): SchemaNode {
+  return z.toJSONSchema(RouterConfigSchema, { io: 'input', target: 'draft-2020-12', unrepresentable: 'throw' }) as SchemaNode;
+}
+
 /** The RerankerConfig spec exactly as the CRD states it to the apiserver. */
 export function crdSpecSchema(): SchemaNode {
   const spec = buildCustomResourceDefinition().spec.versions[0]?.schema.openAPIV3Schema.properties?.spec;
@@ -29,6 +35,7 @@ export function crdSpecSchema(): SchemaNode {
 export function renderConfigurationDoc(): string {
   const serving = fieldRows(servingConfigSchema());
   const crd = fieldRows(crdSpecSchema(), 'spec');
+  const router = fieldRows(routerConfigSchema());
   // Fresh registries without prom-client's default process_* / nodejs_* metrics: only our own.
   const metrics = (create: (options: { registry: Registry; defaultMetrics: false }) => { registry: Registry }) =>
     metricTable(metricRows(create({ registry: new Registry(), defaultMetrics: false }).registry));
@@ -39,6 +46,7 @@ export function renderConfigurationDoc(): string {
     '# Configuration and metrics reference',
     '',
     '- [Serving config file](#serving-config-file)',
+    '- [Router config file](#router-config-file)',
     `- [${KIND} spec](#rerankerconfig-spec)`,
     '- [Metrics](#metrics)',
     '',
@@ -54,6 +62,16 @@ export function renderConfigurationDoc(): string {
     fieldTable(serving.rows),
     ...ruleList(serving.rules),
     ...aliasTable(),
+    '## Router config file',
+    '',
+    '`router.yaml`, what `rerank-server router --router-config FILE` reads (from `server/config/router-schema.ts`),',
+    'reloaded live. The operator renders it into the serving ConfigMap next to `config.yaml` (headerName and',
+    "upstreams); the health sections are the router's defaults there. An upstream failing its health checks or",
+    'ejected gets no unpinned traffic (its share is drawn again among the versions whose upstream is in); a',
+    'request pinned to its version (path, header or body `model`) is answered 503 at once, saying why.',
+    '',
+    fieldTable(router.rows),
+    ...ruleList(router.rules),
     `## ${KIND} spec`,
     '',
     `\`apiVersion: ${API_VERSION}\`, \`kind: ${KIND}\` (short name \`rrc\`), from \`operator/crd/spec.ts\`: the`,

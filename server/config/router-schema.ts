@@ -51,16 +51,18 @@ export const OutlierDetectionSchema = z.strictObject({
  * optional so that what the operator renders stays what it sets; absent, their defaults apply.
  */
 export const RouterConfigSchema = z.strictObject({
-  router: z.strictObject({
-    /** Request header that pins a version. */
-    headerName: z.string().min(1).meta({ description: 'Request header that pins a version.' }),
-    /** Base URL of each enabled version's Service (its CPU fallback's while only that is ready). */
-    upstreams: z
-      .record(z.string(), z.url({ protocol: /^https?$/ }))
-      .meta({ description: "Base URL of each enabled version's Service (its CPU fallback's while only that is ready)." }),
-    healthCheck: HealthCheckSchema.optional().meta({ description: "Active checks of each upstream's readiness." }),
-    outlierDetection: OutlierDetectionSchema.optional().meta({ description: 'Ejection of an upstream after failures in a row.' }),
-  }),
+  router: z
+    .strictObject({
+      /** Request header that pins a version. */
+      headerName: z.string().min(1).meta({ description: 'Request header that pins a version.' }),
+      /** Base URL of each enabled version's Service (its CPU fallback's while only that is ready). */
+      upstreams: z
+        .record(z.string(), z.url({ protocol: /^https?$/ }))
+        .meta({ description: "Base URL of each enabled version's Service (its CPU fallback's while only that is ready)." }),
+      healthCheck: HealthCheckSchema.optional().meta({ description: "Active checks of each upstream's readiness." }),
+      outlierDetection: OutlierDetectionSchema.optional().meta({ description: 'Ejection of an upstream after failures in a row.' }),
+    })
+    .meta({ description: 'The built-in router: how it pins versions, where each one is served, how it watches their health.' }),
 });
 
 export type RouterConfig = z.infer<typeof RouterConfigSchema>;

@@ -32,8 +32,8 @@ export interface FakeUpstream {
   respond: ((echo: Echo) => { status: number; headers?: Record<string, string>; body: string }) | undefined;
   /** Wait this long before answering (rerank requests; not /readyz). */
   delayMs: number;
-  /** GET /readyz (the router's health check, not recorded in `requests`): 200 when true, else 503. */
-  ready: boolean;
+  /** GET /readyz (the router's health check, not recorded in `requests`): 200 when true, 503 when false, no answer at all when 'hang'. */
+  ready: boolean | 'hang';
   /** GET /readyz requests received. */
   checks: number;
   close(): Promise<void>;
@@ -45,6 +45,7 @@ export async function fakeUpstream(name: string): Promise<FakeUpstream> {
   const server = http.createServer(async (req, res) => {
     if (req.method === 'GET' && req.url === '/readyz') {
       upstream.checks += 1;
+      if (upstream.ready === 'hang') return;
       res.writeHead(upstream.ready ? 200 : 503, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ status: upstream.ready ? 'ready' : 'not_ready' }));
       return;
