@@ -199,13 +199,14 @@ describe('a stalled source fails an attempt, which is retried and resumed', () =
 });
 
 describe('a server that closes the connection right after the body', () => {
-  test('80 pulls in a row all complete: no crash in the HTTP client (nodejs/undici#5360)', async () => {
-    const body = bytes(1_000_000, 3);
+  test('50 pulls in a row all complete: no crash in the HTTP client (nodejs/undici#5360)', async () => {
+    // Node's bundled fetch crashed within the first 7 pulls in each of 12 runs of this loop.
+    const body = bytes(256 * 1024, 3);
     source.serve('/m/model.onnx', { kind: 'file', body });
-    for (let i = 0; i < 80; i++) {
+    for (let i = 0; i < 50; i++) {
       const result = await pullModel({ source: `${source.origin}/m/model.onnx`, dir: path.join(root, `m${i}`), env: {}, retries: 0, sha256: sha256(body) });
       assert.equal(result.files[0]?.outcome, 'downloaded');
     }
-    assert.equal(source.requests.length, 80);
+    assert.equal(source.requests.length, 50);
   });
 });
