@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { normaliseConfigKeys } from './aliases.ts';
+import { HeadSchema } from './head.ts';
 
 /**
  * The serving config: one source of truth. The server loads it, the CLI checks it, and the operator
@@ -55,6 +56,7 @@ export const VersionConfigSchema = z.strictObject({
         "Extra path this version answers on (TEI shape), besides /rerank/{version}; not one of the server's own routes. " +
         'Its own /rerank/{version} is accepted and changes nothing.',
     }),
+  head: HeadSchema.optional(),
 });
 
 /** Paths of the server's own routes, which a version's `endpoint` may not take. */

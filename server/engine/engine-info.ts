@@ -77,6 +77,8 @@ function versionInfo(slot: VersionSlot, config: RerankConfig, gpuFreeMb: number 
   if (error !== undefined) info.error = error;
   if (state === 'ready' && slot.active) info.maxLength = slot.active.maxLength(config);
   if (runtime?.deviceFallback !== undefined) info.deviceFallback = runtime.deviceFallback;
+  const head = runtime?.head;
+  if (head !== undefined) info.head = head;
   const loaded = runtime?.loadedFile;
   if (runtime && loaded) {
     info.modelFile = loaded.model;

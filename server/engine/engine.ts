@@ -10,6 +10,7 @@ import type { QueueLimits } from './batch-queue.ts';
 import { engineInfo } from './engine-info.ts';
 import { loadOnnxModel, type LoadOnnxModelOptions, type PairScorer } from './onnx-model.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
+import { PromptTokenizer } from './prompt-encoder.ts';
 import { Runtime, sameSpec, type RuntimeContext, type RuntimeSpec } from './runtime.ts';
 import { TokenizerCache } from './tokenizer-cache.ts';
 import type { EngineInfo, RerankOutcome, RerankRequest, Reranker } from './types.ts';
@@ -120,6 +121,7 @@ export class RerankEngine implements Reranker {
       modelThread: options.modelThread ?? 'worker',
       intraOpNumThreads: options.intraOpNumThreads,
       tokenizers: new TokenizerCache(),
+      promptTokenizers: new TokenizerCache({ load: (o) => PromptTokenizer.load(o) }),
       sessions: new Set(),
       config: () => this.#loaded.config,
       limits: () => this.#limits(),
@@ -209,10 +211,10 @@ export class RerankEngine implements Reranker {
     return this.#runtimes.sessions.size;
   }
 
-  /** Parsed tokenizers held, and how many of them no version uses (kept for reuse, bounded). */
+  /** Parsed tokenizers held (pair and prompt tokenizers), and how many of them no version uses (kept for reuse, bounded). */
   tokenizers(): { held: number; idle: number } {
-    const { tokenizers } = this.#runtimes;
-    return { held: tokenizers.size, idle: tokenizers.idle };
+    const { tokenizers, promptTokenizers } = this.#runtimes;
+    return { held: tokenizers.size + promptTokenizers.size, idle: tokenizers.idle + promptTokenizers.idle };
   }
 
   rerank(request: RerankRequest): Promise<RerankOutcome> {
@@ -266,12 +268,12 @@ export class RerankEngine implements Reranker {
   }
 
   async #score(runtime: Runtime, config: RerankConfig, request: RerankRequest, choice: VersionChoice): Promise<RerankOutcome> {
-    const { tokenizer, queue } = runtime.parts();
+    const { encoder, queue } = runtime.parts();
     // Refuse before tokenizing when the queue is already too full: the work would be thrown away.
     queue.checkRoom(request.documents.length, request.deadline);
 
     const tokenizeStarted = performance.now();
-    const pairs = await tokenizer.encodePairs(request.query, request.documents, {
+    const pairs = await encoder.encodePairs(request.query, request.documents, {
       maxLength: runtime.maxLength(config),
       truncate: request.truncate ?? true,
       withTypeIds: runtime.takesTypeIds,
@@ -321,6 +323,7 @@ export class RerankEngine implements Reranker {
       }
       await Promise.all(retiring);
       this.#runtimes.tokenizers.clear();
+      this.#runtimes.promptTokenizers.clear();
     })();
     return this.#closing;
   }
@@ -432,6 +435,7 @@ export class RerankEngine implements Reranker {
 
     const device = wantedDevice(slot, version);
     const wanted: RuntimeSpec = { model: version.model, device, fp16: device === 'cuda' && config.serving.useFp16 };
+    if (version.head !== undefined) wanted.head = version.head;
     const active = slot.active;
     const serving = active?.state === 'ready';
     if (serving && sameSpec(active.spec, wanted)) {

@@ -1,10 +1,15 @@
 import { firstLine } from '../errors.ts';
-import { endianness } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import type { Logger } from '../logger.ts';
+import { flattenBatch, makeFinite, type FlatBatch } from './batch-inputs.ts';
+import { createGraphHead, type GraphForm, type GraphHead, type GraphHeadSpec } from './graph-head.ts';
+import { readOnnxMetadata } from './onnx-metadata.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
+
+export { fillInputs, flattenBatch, InputBuffers, makeFinite, type FlatBatch } from './batch-inputs.ts';
+export type { LogitsLayout } from './graph-head.ts';
 
 /**
  * The ONNX backend: one onnxruntime session scoring padded batches of (query, document) pairs.
@@ -17,8 +22,6 @@ import type { EncodedPair } from './pair-tokenizer.ts';
  */
 
 export type Device = 'cpu' | 'cuda';
-/** `batch1`: logits are `[batch, 1]`; `batch`: `[batch]`. */
-export type LogitsLayout = 'batch1' | 'batch';
 
 export interface BatchRunResult {
   /** One finite logit per pair, in the order given. */
@@ -35,13 +38,8 @@ export interface BatchScorer {
   run(pairs: readonly EncodedPair[]): Promise<BatchRunResult>;
 }
 
-export interface ModelDescription {
-  /** Graph input names. */
-  inputs: string[];
-  /** The graph takes `token_type_ids` (BERT); XLM-R style graphs do not. */
-  takesTypeIds: boolean;
-  outputName: string;
-  logits: LogitsLayout;
+/** The graph as its scoring head found it (inputs, output, form), and where it runs. */
+export interface ModelDescription extends GraphForm {
   /** The execution provider actually in use. */
   device: Device;
   /** Why `cuda` was asked for and CPU is in use. */
@@ -55,6 +53,8 @@ export interface OnnxModelOptions {
   cpuModelPath?: string;
   /** Token id that fills padded positions. */
   padId: number;
+  /** How the graph is fed and read: a cross-encoder unless set. */
+  head?: GraphHeadSpec;
   /** ORT's defaults (one intra-op thread per core) unless set. */
   intraOpNumThreads?: number;
   interOpNumThreads?: number;
@@ -66,157 +66,18 @@ export interface PairScorer extends BatchScorer {
   close(): Promise<void>;
 }
 
-/** Pairs of one batch, concatenated: what crosses to the worker (one copy, transferable). */
-export interface FlatBatch {
-  count: number;
-  /** Longest pair: the padded width. */
-  width: number;
-  lengths: Int32Array;
-  ids: Int32Array;
-  typeIds?: Uint8Array;
-}
-
-export function flattenBatch(pairs: readonly EncodedPair[], withTypeIds: boolean): FlatBatch {
-  const count = pairs.length;
-  const lengths = new Int32Array(count);
-  let total = 0;
-  let width = 0;
-  for (let i = 0; i < count; i += 1) {
-    const length = (pairs[i] as EncodedPair).ids.length;
-    lengths[i] = length;
-    total += length;
-    if (length > width) width = length;
-  }
-  const ids = new Int32Array(total);
-  const typeIds = withTypeIds ? new Uint8Array(total) : undefined;
-  let offset = 0;
-  for (const pair of pairs) {
-    ids.set(pair.ids, offset);
-    if (typeIds && pair.typeIds) typeIds.set(pair.typeIds, offset);
-    offset += pair.ids.length;
-  }
-  return typeIds ? { count, width, lengths, ids, typeIds } : { count, width, lengths, ids };
-}
-
-const LITTLE_ENDIAN = endianness() === 'LE';
-const FLOAT32_MAX = 3.4028234663852886e38;
-
-/**
- * Replaces NaN and ±Infinity so that they never reach a client: +Inf and −Inf become the largest and
- * smallest float32, NaN the smallest (a broken score ranks last). Returns how many were replaced.
- */
-export function makeFinite(logits: Float32Array): number {
-  let replaced = 0;
-  for (let i = 0; i < logits.length; i += 1) {
-    const value = logits[i] as number;
-    if (Number.isFinite(value)) continue;
-    logits[i] = value === Infinity ? FLOAT32_MAX : -FLOAT32_MAX;
-    replaced += 1;
-  }
-  return replaced;
-}
-
-/** Grow-only int64 input buffers, reused across runs. Their high words are never written, so stay 0. */
-export class InputBuffers {
-  ids = new BigInt64Array(0);
-  mask = new BigInt64Array(0);
-  types = new BigInt64Array(0);
-
-  ensure(size: number, withTypes: boolean): void {
-    if (this.ids.length < size) {
-      const capacity = Math.max(size, this.ids.length * 2);
-      this.ids = new BigInt64Array(capacity);
-      this.mask = new BigInt64Array(capacity);
-    }
-    if (withTypes && this.types.length < size) this.types = new BigInt64Array(Math.max(size, this.ids.length));
-  }
-}
-
-/**
- * Writes a flat batch into `[count, width]` int64 tensors, right-padded with `padId` (mask 0). On
- * little-endian machines it writes the low 32-bit word of each int64 through an Int32Array view, which
- * avoids a BigInt per token; ids are never negative, so the high word is 0.
- */
-export function fillInputs(batch: FlatBatch, padId: number, buffers: InputBuffers, withTypes: boolean): number {
-  const { count, width, lengths, ids } = batch;
-  const size = count * width;
-  buffers.ensure(size, withTypes);
-  const typeIds = withTypes ? batch.typeIds : undefined;
-  if (LITTLE_ENDIAN) {
-    const ids32 = new Int32Array(buffers.ids.buffer, 0, size * 2);
-    const mask32 = new Int32Array(buffers.mask.buffer, 0, size * 2);
-    const types32 = withTypes ? new Int32Array(buffers.types.buffer, 0, size * 2) : undefined;
-    let source = 0;
-    for (let row = 0; row < count; row += 1) {
-      const length = lengths[row] as number;
-      let k = row * width * 2;
-      for (let j = 0; j < length; j += 1, k += 2) {
-        ids32[k] = ids[source + j] as number;
-        mask32[k] = 1;
-        if (types32) types32[k] = typeIds ? (typeIds[source + j] as number) : 0;
-      }
-      for (let j = length; j < width; j += 1, k += 2) {
-        ids32[k] = padId;
-        mask32[k] = 0;
-        if (types32) types32[k] = 0;
-      }
-      source += length;
-    }
-  } else {
-    const pad = BigInt(padId);
-    let source = 0;
-    for (let row = 0; row < count; row += 1) {
-      const length = lengths[row] as number;
-      let k = row * width;
-      for (let j = 0; j < width; j += 1, k += 1) {
-        const real = j < length;
-        buffers.ids[k] = real ? BigInt(ids[source + j] as number) : pad;
-        buffers.mask[k] = real ? 1n : 0n;
-        if (withTypes) buffers.types[k] = real && typeIds ? BigInt(typeIds[source + j] as number) : 0n;
-      }
-      source += length;
-    }
-  }
-  return size;
-}
-
-function describeGraph(session: InferenceSession, device: Device, fallbackReason: string | undefined): ModelDescription {
-  const inputs = [...session.inputNames];
-  for (const required of ['input_ids', 'attention_mask']) {
-    if (!inputs.includes(required)) throw new Error(`the graph has no ${required} input (inputs: ${inputs.join(', ')})`);
-  }
-  const unknown = inputs.filter((name) => !['input_ids', 'attention_mask', 'token_type_ids'].includes(name));
-  if (unknown.length > 0) throw new Error(`the graph takes inputs this server cannot feed: ${unknown.join(', ')}`);
-  const outputName = session.outputNames.includes('logits') ? 'logits' : session.outputNames[0];
-  if (outputName === undefined) throw new Error('the graph has no outputs');
-  const meta = session.outputMetadata.find((m) => m.name === outputName);
-  let logits: LogitsLayout = 'batch1';
-  if (meta?.isTensor) {
-    if (meta.type !== 'float32') throw new Error(`output ${outputName} is ${meta.type}; float32 logits expected`);
-    const dims = meta.shape;
-    if (dims.length === 1) logits = 'batch';
-    else if (dims.length !== 2 || (typeof dims[1] === 'number' && dims[1] !== 1)) {
-      throw new Error(`output ${outputName} has shape [${dims.join(', ')}]; [batch, 1] or [batch] expected (one relevance logit per pair)`);
-    }
-  }
-  const description: ModelDescription = { inputs, takesTypeIds: inputs.includes('token_type_ids'), outputName, logits, device };
-  if (fallbackReason !== undefined) description.fallbackReason = fallbackReason;
-  return description;
-}
-
 /** One ORT session, run on the thread that holds it: a model worker's, or the main one. Concurrent runs are serialized. */
 export class OnnxSession {
   readonly description: ModelDescription;
   readonly #session: InferenceSession;
-  readonly #padId: number;
-  readonly #buffers = new InputBuffers();
-  /** The input buffers are reused, so a run waits for the one before it. */
+  readonly #head: GraphHead;
+  /** The head's input buffers are reused, so a run waits for the one before it. */
   #last: Promise<unknown> = Promise.resolve();
 
-  private constructor(session: InferenceSession, description: ModelDescription, padId: number) {
+  private constructor(session: InferenceSession, head: GraphHead, description: ModelDescription) {
     this.#session = session;
+    this.#head = head;
     this.description = description;
-    this.#padId = padId;
   }
 
   static async load(options: OnnxModelOptions): Promise<OnnxSession> {
@@ -227,8 +88,9 @@ export class OnnxSession {
     if (options.device === 'cuda') {
       try {
         const session = await ort.InferenceSession.create(options.modelPath, { ...base, executionProviders: ['cuda', 'cpu'] });
-        return OnnxSession.#wrap(session, 'cuda', undefined, options.padId);
+        return await OnnxSession.#wrap(session, options.modelPath, 'cuda', undefined, options);
       } catch (error) {
+        if (error instanceof GraphMismatch) throw error.cause;
         fallbackReason = `CUDA session failed: ${firstLine(error)}`;
       }
     }
@@ -239,15 +101,25 @@ export class OnnxSession {
     } catch (error) {
       throw new Error(`load ONNX model ${modelPath}: ${firstLine(error)}`, { cause: error });
     }
-    return OnnxSession.#wrap(session, 'cpu', fallbackReason, options.padId);
+    try {
+      return await OnnxSession.#wrap(session, modelPath, 'cpu', fallbackReason, options);
+    } catch (error) {
+      throw error instanceof GraphMismatch ? error.cause : error;
+    }
   }
 
-  static async #wrap(session: InferenceSession, device: Device, fallbackReason: string | undefined, padId: number): Promise<OnnxSession> {
+  /** The session with its head; a graph the head cannot read is released and a GraphMismatch (not a CUDA failure). */
+  static async #wrap(session: InferenceSession, modelPath: string, device: Device, fallbackReason: string | undefined, options: OnnxModelOptions): Promise<OnnxSession> {
     try {
-      return new OnnxSession(session, describeGraph(session, device, fallbackReason), padId);
+      const spec = options.head ?? { type: 'cross-encoder' };
+      const metadata = spec.type === 'cross-encoder' ? {} : await readOnnxMetadata(modelPath);
+      const head = createGraphHead(session, spec, { padId: options.padId, metadata });
+      const description: ModelDescription = { ...head.form, device };
+      if (fallbackReason !== undefined) description.fallbackReason = fallbackReason;
+      return new OnnxSession(session, head, description);
     } catch (error) {
       await session.release();
-      throw error;
+      throw new GraphMismatch(error);
     }
   }
 
@@ -258,25 +130,18 @@ export class OnnxSession {
   }
 
   async #runNow(batch: FlatBatch): Promise<BatchRunResult> {
-    const { takesTypeIds, outputName } = this.description;
-    const size = fillInputs(batch, this.#padId, this.#buffers, takesTypeIds);
-    const dims = [batch.count, batch.width];
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', this.#buffers.ids.subarray(0, size), dims),
-      attention_mask: new ort.Tensor('int64', this.#buffers.mask.subarray(0, size), dims),
-    };
-    if (takesTypeIds) feeds.token_type_ids = new ort.Tensor('int64', this.#buffers.types.subarray(0, size), dims);
+    const { outputName } = this.description;
+    const feeds = this.#head.feeds(batch);
     const started = performance.now();
     const outputs = await this.#session.run(feeds, [outputName]);
     const seconds = (performance.now() - started) / 1000;
     const output = outputs[outputName] as ort.Tensor;
-    const data = output.data;
-    if (!(data instanceof Float32Array) || data.length !== batch.count) {
-      throw new Error(`output ${outputName} has shape [${output.dims.join(', ')}] for ${batch.count} pairs; one logit per pair expected`);
+    try {
+      const logits = this.#head.logits(output, batch);
+      return { logits, seconds, nonFinite: makeFinite(logits) };
+    } finally {
+      output.dispose();
     }
-    const logits = Float32Array.from(data);
-    output.dispose();
-    return { logits, seconds, nonFinite: makeFinite(logits) };
   }
 
   run(pairs: readonly EncodedPair[]): Promise<BatchRunResult> {
@@ -285,6 +150,14 @@ export class OnnxSession {
 
   release(): Promise<void> {
     return this.#session.release();
+  }
+}
+
+/** The graph loaded but is not what the head reads: no use retrying it on another provider. */
+class GraphMismatch extends Error {
+  declare readonly cause: unknown;
+  constructor(cause: unknown) {
+    super(firstLine(cause), { cause });
   }
 }
 
@@ -365,6 +238,8 @@ export class WorkerThreadModel implements PairScorer {
         modelPath: options.modelPath,
         device: options.device,
         padId: options.padId,
+        ...(options.cpuModelPath !== undefined ? { cpuModelPath: options.cpuModelPath } : {}),
+        ...(options.head !== undefined ? { head: options.head } : {}),
         intraOpNumThreads: options.intraOpNumThreads,
         interOpNumThreads: options.interOpNumThreads,
       } satisfies OnnxModelOptions,

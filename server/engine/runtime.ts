@@ -5,7 +5,10 @@ import { BatchQueue, type QueueLimits } from './batch-queue.ts';
 import { chooseModelFile, modelFiles, type ModelChoice } from './model-files.ts';
 import { firstLine } from '../errors.ts';
 import { type Device, type LoadOnnxModelOptions, type ModelDescription, type PairScorer } from './onnx-model.ts';
-import { readModelDirConfig, type EncodedPair, type ModelDirConfig, type PairTokenizer } from './pair-tokenizer.ts';
+import type { HeadConfig } from '../config/head.ts';
+import { readModelDirConfig, type EncodedPair, type ModelDirConfig } from './pair-tokenizer.ts';
+import type { PairEncoder, PromptTokenizer } from './prompt-encoder.ts';
+import { headForVersion, openScoringHead, readModelHints, type HeadInfo, type ScoringHead } from './scoring-head.ts';
 import type { TokenizerCache } from './tokenizer-cache.ts';
 
 /** What a session is loaded from: two runtimes with the same spec are interchangeable. */
@@ -14,10 +17,12 @@ export interface RuntimeSpec {
   device: Device;
   /** Load the fp16 export when there is one (useFp16, on CUDA). */
   fp16: boolean;
+  /** The version's configured head (absent: the catalogue's for its model, else a cross-encoder). */
+  head?: HeadConfig;
 }
 
 export function sameSpec(a: RuntimeSpec, b: RuntimeSpec): boolean {
-  return a.model === b.model && a.device === b.device && a.fp16 === b.fp16;
+  return a.model === b.model && a.device === b.device && a.fp16 === b.fp16 && JSON.stringify(a.head) === JSON.stringify(b.head);
 }
 
 export type RuntimeState = 'loading' | 'ready' | 'failed' | 'draining' | 'closed';
@@ -30,6 +35,8 @@ export interface RuntimeContext {
   intraOpNumThreads: number | undefined;
   /** Parsed tokenizers, shared by runtimes of the same file. */
   tokenizers: TokenizerCache;
+  /** Parsed tokenizers of LLM rerankers' prompts (instances without truncation), shared the same way. */
+  promptTokenizers: TokenizerCache<PromptTokenizer>;
   /** Sessions loaded and not yet closed, of every runtime. */
   sessions: Set<PairScorer>;
   /** The config in force (maxLength, warm-up), read when a load starts. */
@@ -59,7 +66,7 @@ export class Runtime {
   #dirConfig: ModelDirConfig | undefined;
   #description: ModelDescription | undefined;
   #loadedFile: ModelChoice | undefined;
-  #tokenizer: PairTokenizer | undefined;
+  #head: ScoringHead | undefined;
   #model: PairScorer | undefined;
   #queue: BatchQueue | undefined;
   #inFlight = 0;
@@ -106,6 +113,13 @@ export class Runtime {
     return this.#description?.takesTypeIds ?? false;
   }
 
+  /** Its scoring head, with the form of the graph once loaded. */
+  get head(): HeadInfo | undefined {
+    const head = this.#head?.describe();
+    if (head && this.#description?.form !== undefined) head.form = this.#description.form;
+    return head;
+  }
+
   /** A generated stand-in model whose scores carry no meaning. */
   get synthetic(): boolean {
     return this.#dirConfig?.synthetic ?? false;
@@ -127,12 +141,12 @@ export class Runtime {
     return modelMax === undefined ? configured : Math.min(configured, modelMax);
   }
 
-  /** What a request scores with. Only a ready runtime has them. */
-  parts(): { tokenizer: PairTokenizer; queue: BatchQueue } {
-    const tokenizer = this.#tokenizer;
+  /** What a request scores with: its head's encoder and the queue. Only a ready runtime has them. */
+  parts(): { encoder: PairEncoder; queue: BatchQueue } {
+    const encoder = this.#head?.encoder;
     const queue = this.#queue;
-    if (this.#state !== 'ready' || !tokenizer || !queue) throw new Error(`the runtime of version ${this.version} is ${this.#state}, not ready`);
-    return { tokenizer, queue };
+    if (this.#state !== 'ready' || !encoder || !queue) throw new Error(`the runtime of version ${this.version} is ${this.#state}, not ready`);
+    return { encoder, queue };
   }
 
   /** A request picked it: counted in flight until `leave()`. */
@@ -164,16 +178,26 @@ export class Runtime {
       const files = await modelFiles(this.spec.model);
       const dirConfig = await readModelDirConfig(files.config);
       this.#dirConfig = dirConfig;
+      const hints = await readModelHints(files.config);
+      const { head: resolved, source } = await headForVersion(this.spec.head, files.dir, hints);
       // Held from here, so a failure below gives it back.
-      const tokenizer = await context.tokenizers.acquire({ tokenizerPath: files.tokenizer, padId: dirConfig.padTokenId });
-      this.#tokenizer = tokenizer;
+      const head = await openScoringHead({
+        head: resolved,
+        source,
+        tokenizerPath: files.tokenizer,
+        padId: dirConfig.padTokenId,
+        caches: { pairs: context.tokenizers, prompts: context.promptTokenizers },
+        hints,
+      });
+      this.#head = head;
       const choice = chooseModelFile(files, { device: this.spec.device, useFp16: this.spec.fp16 });
       const cpuChoice = chooseModelFile(files, { device: 'cpu', useFp16: false });
       const model = await context.loadModel({
         modelPath: choice.model,
         cpuModelPath: cpuChoice.model,
         device: this.spec.device,
-        padId: tokenizer.padId,
+        padId: head.encoder.padId,
+        head: head.graph,
         logger,
         thread: context.modelThread,
         intraOpNumThreads: context.intraOpNumThreads,
@@ -191,7 +215,7 @@ export class Runtime {
 
       // Warm-up: the first run pays for ORT's allocations and kernel choices; a client should not.
       const maxLength = this.maxLength(config);
-      const warm = await tokenizer.encodePair(WARM_UP.query, WARM_UP.document, { maxLength, withTypeIds: this.takesTypeIds });
+      const [warm] = (await head.encoder.encodePairs(WARM_UP.query, [WARM_UP.document], { maxLength, withTypeIds: this.takesTypeIds })) as [EncodedPair];
       await model.run([warm]);
       if (config.serving.warmup === 'full') await model.run(fullBudgetBatch(warm, maxLength, context.limits()));
 
@@ -202,6 +226,7 @@ export class Runtime {
           model: this.#loadedFile.model,
           device: this.device,
           inputs: this.inputs,
+          head: this.head,
           logits: model.description.logits,
           maxLength,
           synthetic: this.synthetic,
@@ -209,6 +234,13 @@ export class Runtime {
         },
         'version ready',
       );
+      if (model.description.form === 'full-vocabulary') {
+        logger.warn(
+          { model: this.#loadedFile.model },
+          'the graph outputs logits for the whole vocabulary at every position (batch x seq x vocab floats per batch): memory-heavy; ' +
+            '`rerank-server models prepare DIR` cuts it to the yes/no logits of the last position',
+        );
+      }
       if (dirConfig.maxTokens !== undefined && dirConfig.maxTokens < config.serving.maxLength) {
         logger.warn({ maxLength: config.serving.maxLength, modelMaxTokens: dirConfig.maxTokens }, 'maxLength is over what the model takes: pairs are cut to the model limit');
       }
@@ -238,11 +270,11 @@ export class Runtime {
   async #free(): Promise<void> {
     await this.#queue?.close();
     this.#queue = undefined;
-    const tokenizer = this.#tokenizer;
+    const head = this.#head;
     const model = this.#model;
-    this.#tokenizer = undefined;
+    this.#head = undefined;
     this.#model = undefined;
-    if (tokenizer) this.#context.tokenizers.release(tokenizer);
+    head?.release();
     if (model) {
       await model.close().catch((error: unknown) => this.#context.logger.warn({ version: this.version, err: error }, 'closing a session failed'));
       this.#context.sessions.delete(model);

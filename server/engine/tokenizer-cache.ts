@@ -4,9 +4,9 @@ import { PairTokenizer, type PairTokenizerOptions } from './pair-tokenizer.ts';
 /** How many tokenizers no version uses are kept for reuse (oldest released goes first). */
 export const DEFAULT_MAX_IDLE_TOKENIZERS = 4;
 
-interface Entry {
+interface Entry<T> {
   key: string;
-  tokenizer: PairTokenizer;
+  tokenizer: T;
   users: number;
 }
 
@@ -23,22 +23,25 @@ interface Entry {
  * A file is identified by path, device, inode, size and modification time, so a tokenizer.json replaced
  * in place is parsed again. Sharing between versions is safe: a `PairTokenizer` coordinates callers that
  * ask for different truncation lengths.
+ *
+ * `T` is what a file is parsed into: a PairTokenizer (cross-encoders) unless `load` makes something else
+ * (the PromptTokenizer of LLM rerankers, which needs an instance of its own without truncation).
  */
-export class TokenizerCache {
+export class TokenizerCache<T extends object = PairTokenizer> {
   readonly #maxIdle: number;
-  readonly #load: (options: PairTokenizerOptions) => PairTokenizer;
-  readonly #entries = new Map<string, Entry>();
+  readonly #load: (options: PairTokenizerOptions) => T;
+  readonly #entries = new Map<string, Entry<T>>();
   /** Keys of entries no runtime uses, oldest release first. */
   readonly #idle = new Set<string>();
-  readonly #keys = new WeakMap<PairTokenizer, string>();
+  readonly #keys = new WeakMap<T, string>();
 
-  constructor(options: { maxIdle?: number; load?: (options: PairTokenizerOptions) => PairTokenizer } = {}) {
+  constructor(options: { maxIdle?: number; load?: (options: PairTokenizerOptions) => T } = {}) {
     this.#maxIdle = options.maxIdle ?? DEFAULT_MAX_IDLE_TOKENIZERS;
-    this.#load = options.load ?? ((o) => PairTokenizer.load(o));
+    this.#load = options.load ?? ((o) => PairTokenizer.load(o) as unknown as T);
   }
 
   /** A tokenizer for this file, parsed now only if no runtime holds one and none is kept idle. Pair with `release`. */
-  async acquire(options: PairTokenizerOptions): Promise<PairTokenizer> {
+  async acquire(options: PairTokenizerOptions): Promise<T> {
     const key = await fileKey(options);
     let entry = this.#entries.get(key);
     if (!entry) {
@@ -52,7 +55,7 @@ export class TokenizerCache {
   }
 
   /** The caller no longer uses `tokenizer`; it stays parsed for reuse while within the idle bound. */
-  release(tokenizer: PairTokenizer): void {
+  release(tokenizer: T): void {
     const key = this.#keys.get(tokenizer);
     const entry = key === undefined ? undefined : this.#entries.get(key);
     if (!entry || entry.tokenizer !== tokenizer || entry.users === 0) return;

@@ -1,4 +1,5 @@
 import type { GpuMemory } from '../gpu/probe.ts';
+import type { HeadInfo } from './scoring-head.ts';
 
 /**
  * The serving core's contract with the HTTP layer. Nothing here knows about HTTP: the API adapters
@@ -64,6 +65,11 @@ export interface VersionInfo {
   inputs: string[];
   /** Set when the model is a generated stand-in whose scores carry no meaning. */
   synthetic: boolean;
+  /**
+   * How its model's output becomes a score: `cross-encoder`, or `causal-lm-yes-no` with its template, yes/no
+   * token ids, normalization and the graph form that runs (`prepared` [batch, 2], or `full-vocabulary`).
+   */
+  head?: HeadInfo;
   error?: string;
   /** Tokens per pair for this version: the configured maxLength, capped by the model's position table. */
   maxLength?: number;

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { load } from 'js-yaml';
 import { z } from 'zod';
+import { HeadSchema } from '../config/head.ts';
 import { formatIssues } from '../errors.ts';
 import { PACKAGE_ROOT } from '../package-root.ts';
 
@@ -32,8 +33,14 @@ export const CatalogEntrySchema = z
       .strictObject({
         command: z.string().startsWith('optimum-cli export onnx '),
         produces: z.array(z.string().min(1)).min(1),
+        /** LLM rerankers: the cut of the exported graph to [batch, 2] yes/no logits. */
+        prepare: z.string().startsWith('rerank-server models prepare ').optional(),
       })
       .optional(),
+    /** How the server scores with it; absent: a cross-encoder. A version's own `head` overrides it. */
+    head: HeadSchema.optional(),
+    /** What serving it takes, in words (weights in memory per precision). */
+    memory: z.string().min(1).optional(),
   })
   .superRefine((entry, ctx) => {
     const models = entry.files.filter((f) => f.model);

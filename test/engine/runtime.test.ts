@@ -3,6 +3,7 @@ import { before, describe, it } from 'node:test';
 import { DEFAULT_MAX_PADDING_RATIO } from '../../server/engine/batch-packer.ts';
 import type { BatchRunResult, LoadOnnxModelOptions, PairScorer } from '../../server/engine/onnx-model.ts';
 import { Runtime, type RuntimeContext } from '../../server/engine/runtime.ts';
+import { PromptTokenizer } from '../../server/engine/prompt-encoder.ts';
 import { TokenizerCache } from '../../server/engine/tokenizer-cache.ts';
 import { silentLogger } from '../../server/logger.ts';
 import { ServerMetrics } from '../../server/metrics.ts';
@@ -11,7 +12,7 @@ import { loadedConfig } from './live-support.ts';
 
 /** A session that scores every pair 0; `failRuns` makes its runs (the warm-up too) throw. */
 class FakeSession implements PairScorer {
-  readonly description = { inputs: ['input_ids', 'attention_mask'], takesTypeIds: false, outputName: 'logits', logits: 'batch1' as const, device: 'cpu' as const };
+  readonly description = { head: 'cross-encoder' as const, inputs: ['input_ids', 'attention_mask'], takesTypeIds: false, outputName: 'logits', logits: 'batch1' as const, device: 'cpu' as const };
   readonly failRuns: boolean;
   closed = 0;
   constructor(failRuns = false) {
@@ -38,6 +39,7 @@ function context(session: FakeSession, crashes: Runtime[] = []): RuntimeContext 
     modelThread: 'main',
     intraOpNumThreads: 1,
     tokenizers: new TokenizerCache(),
+    promptTokenizers: new TokenizerCache({ load: (o) => PromptTokenizer.load(o) }),
     sessions: new Set(),
     config: () => loaded.config,
     limits: () => ({ ...loaded.config.serving, maxPaddingRatio: DEFAULT_MAX_PADDING_RATIO }),
@@ -60,8 +62,8 @@ describe('Runtime', () => {
     assert.deepEqual({ held: ctx.tokenizers.size, idle: ctx.tokenizers.idle }, { held: 1, idle: 0 });
     assert.deepEqual(runtime.inputs, ['input_ids', 'attention_mask']);
     assert.equal(runtime.synthetic, true, 'the generated model says so in its config.json');
-    const { tokenizer, queue } = runtime.parts();
-    const pairs = await tokenizer.encodePairs('q', ['a', 'b'], { maxLength: runtime.maxLength(ctx.config()), truncate: true, withTypeIds: false });
+    const { encoder, queue } = runtime.parts();
+    const pairs = await encoder.encodePairs('q', ['a', 'b'], { maxLength: runtime.maxLength(ctx.config()), truncate: true, withTypeIds: false });
     assert.deepEqual(Array.from((await queue.score(pairs)).logits), [0, 0]);
     await runtime.close();
   });

@@ -14,7 +14,17 @@ import { z } from 'zod';
 /** Named schemas: the components of the OpenAPI document. */
 export const apiSchemas = z.registry<{ id: string }>();
 
-const query = z.string({ error: 'must be a string' }).refine((text) => text.trim().length > 0, 'must not be empty');
+/**
+ * Text that shows nothing: whitespace of any kind (U+00A0, U+3000, ...), format characters (zero-width
+ * space and joiners, U+FEFF, U+2060), controls and other default-ignorable code points (Hangul fillers,
+ * variation selectors). A query of only these is empty: tokenizers drop most of them, leaving nothing to
+ * rank against.
+ */
+const BLANK = /^[\p{White_Space}\p{Cf}\p{Cc}\p{Default_Ignorable_Code_Point}]*$/u;
+
+const query = z
+  .string({ error: 'must be a string' })
+  .refine((text) => !BLANK.test(text), 'must not be empty (it holds only whitespace or invisible characters)');
 const topN = z.int({ error: 'must be a positive integer' }).min(1, 'must be at least 1');
 
 // ---- TEI: POST /rerank, POST /rerank/{version} ----
@@ -160,6 +170,22 @@ export const InfoResponseSchema = z
         device: z.enum(['cpu', 'cuda']),
         weight: z.number(),
         synthetic: z.boolean(),
+        head: z
+          .object({
+            type: z.enum(['cross-encoder', 'causal-lm-yes-no']),
+            template: z.string().optional(),
+            form: z.enum(['full-vocabulary', 'prepared']).optional(),
+            yesTokenId: z.number().optional(),
+            noTokenId: z.number().optional(),
+            normalize: z.enum(['logit', 'softmax']).optional(),
+            paddingSide: z.enum(['left', 'right']).optional(),
+            source: z.enum(['config', 'catalogue', 'default']).optional(),
+          })
+          .optional()
+          .describe(
+            'How the model output becomes a score. causal-lm-yes-no (LLM rerankers): the prompt template, the yes/no token ids, ' +
+              'the normalization, and the graph form that runs: prepared ([batch, 2] yes/no logits) or full-vocabulary ([batch, seq, vocab]).',
+          ),
       }),
     ),
     devices: z
