@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { installArchive } from './archive.ts';
 import { ChecksumError, DownloadError, downloadFile, type DownloadOutcome, type Fetcher } from './download.ts';
-import { readLimited, type Timeouts } from './http-client.ts';
+import { describeRequestError, readLimited, type Timeouts } from './http-client.ts';
 import type { PullBudget } from './limits.ts';
 import { joinInside, relativePathProblem } from './names.ts';
 import type { Progress } from './progress.ts';
@@ -120,7 +120,7 @@ export class RegistryClient {
     try {
       response = await this.#fetch(url.href, { headers: this.#basic ? { Authorization: this.#basic } : {}, redirect: 'follow' });
     } catch (error) {
-      throw new DownloadError(`${url.origin}: token request failed: ${(error as Error).message}`, { retryable: true, cause: error });
+      throw new DownloadError(`${url.origin}: token request failed: ${describeRequestError(error)}`, { retryable: true, cause: error });
     }
     if (!response.ok) {
       await response.body?.cancel();
@@ -150,7 +150,7 @@ export class RegistryClient {
       response = await this.fetcher(url, { headers: { Accept: ACCEPT }, redirect: 'follow' });
     } catch (error) {
       if (error instanceof DownloadError) throw error;
-      throw new DownloadError(`${this.#ref.baseUrl}: ${(error as Error).message} (GET ${url})`, { retryable: true, cause: error });
+      throw new DownloadError(`${this.#ref.baseUrl}: ${describeRequestError(error)} (GET ${url})`, { retryable: true, cause: error });
     }
     if (!response.ok) {
       const detail = await registryError(response);
@@ -170,7 +170,7 @@ export class RegistryClient {
       bytes = await readLimited(response, MAX_MANIFEST_BYTES, 'the manifest');
     } catch (error) {
       if (error instanceof RangeError) throw new DownloadError(`${where}: ${error.message} (${url})`, { cause: error });
-      throw new DownloadError(`${where}: ${(error as Error).message} (GET ${url})`, { retryable: true, cause: error });
+      throw new DownloadError(`${where}: ${describeRequestError(error)} (GET ${url})`, { retryable: true, cause: error });
     }
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (reference.startsWith('sha256:') && digest !== reference) {
