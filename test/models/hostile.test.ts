@@ -170,6 +170,12 @@ describe('a stalled source fails an attempt, which is retried and resumed', () =
     assert.match(lines.join(''), /model\.onnx: stalled: no response headers within the idle timeout \(0\.3 s\); retrying from byte 0 \(attempt 2 of 2\)/);
   });
 
+  test('a connection that never completes (a TLS handshake nobody answers) fails within the connect timeout', { timeout: 20_000 }, async () => {
+    const url = `${source.origin.replace('http:', 'https:')}/m/model.onnx`;
+    await assert.rejects(pull(url, { timeouts: { connectMs: 300 }, retries: 0 }), (e: Error) =>
+      e instanceof DownloadError && e.message === `model.onnx: download failed: could not connect within the connect timeout (0.3 s) (${url})`);
+  });
+
   test('a body that stops: the attempt times out and the next one resumes with a Range request', { timeout: 20_000 }, async () => {
     source.serve('/m/model.onnx', { kind: 'stall-body', body: MODEL, sent: 100_000, once: true });
     const result = await pull(`${source.origin}/m/model.onnx`, { timeouts: { idleMs: 300 }, sha256: sha256(MODEL) });
