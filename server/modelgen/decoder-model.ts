@@ -62,6 +62,36 @@ export const ANSWER_TOKENS: Readonly<Record<DecoderFlavour, { yes: string; no: s
   qwen3: { yes: 'yes', no: 'no' },
 };
 
+export interface DecoderTokenIds {
+  yesToken: string;
+  noToken: string;
+  yesTokenId: number;
+  noTokenId: number;
+  padTokenId: number;
+  specialTokens: Record<string, number>;
+  /** Tokens in the generated tokenizer: the smallest vocabSize a model of this flavour may have. */
+  tokenizerSize: number;
+}
+
+/** The ids a flavour's generated tokenizer gives its answer and special tokens, without writing a model. */
+export function decoderTokenIds(flavour: DecoderFlavour): DecoderTokenIds {
+  if (!DECODER_FLAVOURS.includes(flavour)) throw new Error(`unknown decoder flavour "${String(flavour)}" (${DECODER_FLAVOURS.join(', ')})`);
+  const tokenizer = buildDecoderTokenizer(flavour);
+  const answers = ANSWER_TOKENS[flavour];
+  const yesTokenId = tokenizer.vocab.get(answers.yes);
+  const noTokenId = tokenizer.vocab.get(answers.no);
+  if (yesTokenId === undefined || noTokenId === undefined) throw new Error('generated tokenizer lacks the answer tokens');
+  return {
+    yesToken: answers.yes,
+    noToken: answers.no,
+    yesTokenId,
+    noTokenId,
+    padTokenId: tokenizer.special.tokens[tokenizer.special.pad] as number,
+    specialTokens: { ...tokenizer.special.tokens },
+    tokenizerSize: tokenizer.size,
+  };
+}
+
 let temporaryCounter = 0;
 
 async function writeAtomically(file: string, data: string | Uint8Array): Promise<void> {

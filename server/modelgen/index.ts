@@ -12,6 +12,7 @@ import {
   type ModelShape,
 } from './graph.ts';
 import { buildTokenizerJson, specialTokenIds } from './tokenizer.ts';
+import { DEFAULT_INT8_FILE, quantizeModelDir } from '../quantize/quantize-model.ts';
 
 /**
  * Generates a self-contained synthetic reranker directory (model.onnx, tokenizer.json, config.json) with
@@ -29,6 +30,8 @@ export interface GenerateModelOptions {
   logits?: LogitsLayout;
   /** Weight seed (default 42): the same options and seed give byte-identical files. */
   seed?: number;
+  /** Also write model_int8.onnx, the dynamic int8 quantization of the model (`models quantize`). */
+  quantize?: boolean;
   outDir: string;
 }
 
@@ -37,6 +40,8 @@ export interface GeneratedModel {
   modelPath: string;
   tokenizerPath: string;
   configPath: string;
+  /** model_int8.onnx, when asked for. */
+  int8Path?: string;
 }
 
 export const DEFAULT_SEED = 42;
@@ -141,7 +146,12 @@ export async function generateModel(options: GenerateModelOptions): Promise<Gene
     paths.modelPath,
     encodeModel({ dims, arch: resolved.arch, logits: resolved.logits, seed: resolved.seed, padTokenId }),
   );
-  return paths;
+  return options.quantize ? { ...paths, int8Path: await quantizeGenerated(paths.dir) } : paths;
+}
+
+/** The int8 export beside the generated model: what `rerank-server models quantize DIR` writes. */
+async function quantizeGenerated(dir: string): Promise<string> {
+  return (await quantizeModelDir({ dir, compare: false })).output;
 }
 
 async function exists(file: string): Promise<boolean> {
@@ -158,7 +168,9 @@ export async function ensureModel(options: GenerateModelOptions): Promise<Genera
   const paths = resolvePaths(options.outDir);
   if (await exists(paths.modelPath)) {
     resolveOptions(options);
-    return { ...paths, generated: false };
+    if (!options.quantize) return { ...paths, generated: false };
+    const int8Path = path.join(paths.dir, DEFAULT_INT8_FILE);
+    return { ...paths, int8Path: (await exists(int8Path)) ? int8Path : await quantizeGenerated(paths.dir), generated: false };
   }
   return { ...(await generateModel(options)), generated: true };
 }
@@ -169,10 +181,12 @@ export {
   DECODER_SHAPES,
   DEFAULT_DECODER_SEED,
   DEFAULT_DECODER_VOCAB,
+  decoderTokenIds,
   generateDecoderModel,
   type DecoderFlavour,
   type DecoderForm,
   type DecoderShape,
+  type DecoderTokenIds,
   type GenerateDecoderOptions,
   type GeneratedDecoder,
 } from './decoder-model.ts';
