@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { LATENCY_BUCKETS } from '../server/metrics.ts';
+import { ROLLOUT_PHASES } from './crd/rollout-spec.ts';
 import type { Condition, RerankerConfigStatus } from './crd/spec.ts';
 
 /** A RerankerConfig, as the namespace and name labels of its series. */
@@ -18,6 +19,8 @@ export interface VersionPods {
 export interface ResourceMetrics {
   recordResource(key: ResourceKey, status: RerankerConfigStatus, pods: Readonly<Record<string, VersionPods>>): void;
   recordConditions(key: ResourceKey, conditions: readonly Condition[]): void;
+  /** A rollout ended: promoted, held, rolledBack, aborted or failed. */
+  recordRolloutEnd(key: ResourceKey, result: string): void;
   forgetResource(key: ResourceKey): void;
 }
 
@@ -43,6 +46,10 @@ export class OperatorMetrics implements ResourceMetrics {
   readonly versionFallbackReadyReplicas: Gauge<'namespace' | 'name' | 'version'>;
   readonly versionReadyPods: Gauge<'namespace' | 'name' | 'version' | 'config'>;
   readonly condition: Gauge<'namespace' | 'name' | 'type' | 'status'>;
+  readonly rollouts: Counter<'namespace' | 'name' | 'result'>;
+  readonly rolloutPhase: Gauge<'namespace' | 'name' | 'canary' | 'phase'>;
+  readonly rolloutCanaryWeight: Gauge<'namespace' | 'name' | 'canary'>;
+  readonly rolloutGate: Gauge<'namespace' | 'name' | 'canary' | 'gate' | 'measure'>;
   /** Series last set per resource and gauge, so a removed version or a deleted resource leaves none behind. */
   readonly #series = new Map<string, Map<ResourceGauge, Array<LabelValues<string>>>>();
 
@@ -120,6 +127,34 @@ export class OperatorMetrics implements ResourceMetrics {
       labelNames: ['namespace', 'name', 'type', 'status'],
       registers,
     });
+    this.rollouts = new Counter({
+      name: 'rerank_operator_rollouts_total',
+      help: 'Rollouts (spec.rollout) that ended, by result: promoted, held, rolledBack, aborted, failed.',
+      labelNames: ['namespace', 'name', 'result'],
+      registers,
+    });
+    this.rolloutPhase = new Gauge({
+      name: 'rerank_operator_rollout_phase',
+      help: 'Phase of a RerankerConfig\'s rollout: one series per phase, 1 for the current one and 0 for the others.',
+      labelNames: ['namespace', 'name', 'canary', 'phase'],
+      registers,
+    });
+    this.rolloutCanaryWeight = new Gauge({
+      name: 'rerank_operator_rollout_canary_weight',
+      help: 'Percent of unpinned traffic the rollout gives its canary now.',
+      labelNames: ['namespace', 'name', 'canary'],
+      registers,
+    });
+    this.rolloutGate = new Gauge({
+      name: 'rerank_operator_rollout_gate',
+      help: "The rollout's last judgement per gate: measure=\"value\" what the step measured, \"threshold\" its bound, \"ok\" 1 when it passed.",
+      labelNames: ['namespace', 'name', 'canary', 'gate', 'measure'],
+      registers,
+    });
+  }
+
+  recordRolloutEnd(key: ResourceKey, result: string): void {
+    this.rollouts.inc({ namespace: key.namespace, name: key.name, result });
   }
 
   recordResource(key: ResourceKey, status: RerankerConfigStatus, pods: Readonly<Record<string, VersionPods>>): void {
@@ -136,7 +171,21 @@ export class OperatorMetrics implements ResourceMetrics {
         [this.versionReadyPods, { namespace, name, version, config: 'stale' }, seen.readyPods - seen.appliedPods],
       );
     }
-    this.#publish(key, [this.versionWeight, this.versionReplicas, this.versionReadyReplicas, this.versionFallbackReadyReplicas, this.versionReadyPods], samples);
+    const rollout = status.rollout;
+    if (rollout) {
+      for (const phase of ROLLOUT_PHASES) samples.push([this.rolloutPhase, { namespace, name, canary: rollout.canary, phase }, rollout.phase === phase ? 1 : 0]);
+      samples.push([this.rolloutCanaryWeight, { namespace, name, canary: rollout.canary }, rollout.weight]);
+      for (const [gate, result] of Object.entries(rollout.lastAnalysis ?? {})) {
+        const labels = { namespace, name, canary: rollout.canary, gate };
+        samples.push([this.rolloutGate, { ...labels, measure: 'threshold' }, result.threshold], [this.rolloutGate, { ...labels, measure: 'ok' }, result.ok ? 1 : 0]);
+        if (result.value !== undefined) samples.push([this.rolloutGate, { ...labels, measure: 'value' }, result.value]);
+      }
+    }
+    this.#publish(
+      key,
+      [this.versionWeight, this.versionReplicas, this.versionReadyReplicas, this.versionFallbackReadyReplicas, this.versionReadyPods, this.rolloutPhase, this.rolloutCanaryWeight, this.rolloutGate],
+      samples,
+    );
     this.recordConditions(key, status.conditions ?? []);
   }
 

@@ -11,6 +11,8 @@ import { Problems } from './problems.ts';
 import { scalingObservations } from './plan/scaling.ts';
 import { planWithWeights, PlanError, type Images, type Plan } from './planner.ts';
 import type { PodConfigReader } from './pod-config.ts';
+import { RolloutDriver, ROLLOUT_ANNOTATION, type RolloutTurn } from './rollout/driver.ts';
+import { HttpPodMetricsReader, type PodMetricsReader } from './rollout/pod-metrics.ts';
 import { computeStatus, invalidSpecConditions, setConditions, unobservedConditions, type ConditionValue, type Observation, type VersionObservation } from './status.ts';
 import { heldWeights, weightsInEffect, type Availability } from './weights.ts';
 
@@ -36,6 +38,8 @@ export interface ReconcilerDeps {
   metrics?: ResourceMetrics;
   /** Where failures that reach no status are logged (Events that could not be written). */
   logger?: Logger;
+  /** How a rollout reads the pods' counters (default: GET /metrics on the pod IP). */
+  podMetrics?: PodMetricsReader;
 }
 
 type Deployment = KubeObject & {
@@ -47,9 +51,11 @@ type Pod = KubeObject & { status?: { podIP?: string; conditions?: Array<{ type: 
 export class Reconciler {
   readonly #deps: ReconcilerDeps;
   readonly #eventFailures: FailureReporter | undefined;
+  readonly #rollouts: RolloutDriver;
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
     this.#eventFailures = deps.logger && new FailureReporter({ logger: deps.logger, what: 'create Event' });
+    this.#rollouts = new RolloutDriver({ kube: deps.kube, clock: deps.clock, podMetrics: deps.podMetrics ?? new HttpPodMetricsReader() });
   }
 
   /** Level-based: reads the world now and drives it to the spec; safe to run any number of times. */
@@ -70,10 +76,14 @@ export class Reconciler {
 
     let rrc: RerankerConfig;
     let desired: Plan;
+    let rollout: RolloutTurn;
     const problems = new Problems();
     let deployments: Deployment[] | undefined;
     try {
-      rrc = parseRerankerConfig(object);
+      const parsed = parseRerankerConfig(object);
+      // While a rollout runs, its weights (and after a promotion, its default) are the spec in effect.
+      rollout = await this.#rollouts.turn(parsed, object);
+      rrc = { ...parsed, spec: rollout.spec };
       deployments = await this.#listOwned<Deployment>(rrc, KINDS.deployment, problems);
       // Fail static: without seeing which versions are ready, keep the weights last rendered from a
       // complete observation rather than route on a guess (an empty list would read as "nothing ready").
@@ -109,15 +119,28 @@ export class Reconciler {
       errors: problems.list,
       conflicts,
       scaling: scalingObservations(rrc.spec, desired.scaling, hpas ?? []),
+      ...(rollout.decision ? { rollout: rollout.decision.status } : {}),
     };
     const status = computeStatus(observation, object.status, this.#deps.clock.now());
     this.#deps.metrics?.recordResource(key, status, versions);
+    if (rollout.decision?.ended) this.#deps.metrics?.recordRolloutEnd(key, rollout.decision.ended);
     await this.#writeStatus(object, status, problems);
-    await this.#emitEvents(object, object.status, status, problems.list);
+    await this.#emitEvents(object, object.status, status, problems.list, rolloutEvents(rollout));
+    await this.#acknowledge(object, rollout, problems);
 
     if (problems.any) return { outcome: 'error', error: problems.toError() };
     const progressing = status.conditions?.find((c) => c.type === 'Progressing')?.status === 'True';
-    return progressing ? { outcome: 'requeue', afterMs: this.#deps.pollMs ?? 5000 } : { outcome: 'done' };
+    const afterMs = Math.min(progressing ? (this.#deps.pollMs ?? 5000) : Infinity, rollout.decision?.requeueAfterMs ?? Infinity);
+    return Number.isFinite(afterMs) ? { outcome: 'requeue', afterMs } : { outcome: 'done' };
+  }
+
+  /** A rollout annotation is read once: removed after the status that acted on it is written. */
+  async #acknowledge(object: RerankerConfigObject, rollout: RolloutTurn, problems: Problems): Promise<void> {
+    if (!rollout.annotation) return;
+    const ref = refOf(object as unknown as KubeObject);
+    await problems.attempt(`remove annotation ${ROLLOUT_ANNOTATION} of ${describeRef(ref)}`, () =>
+      this.#deps.kube.mergePatch(ref, { metadata: { annotations: { [ROLLOUT_ANNOTATION]: null } } }),
+    );
   }
 
   /** What this resource owns of a kind; undefined (and an error recorded) when it could not be listed. */
@@ -236,9 +259,15 @@ export class Reconciler {
     await this.#emitEvents(object, object.status, status, problems.list);
   }
 
-  async #emitEvents(object: RerankerConfigObject, before: RerankerConfigStatus | undefined, after: RerankerConfigStatus, errors: string[]): Promise<void> {
+  async #emitEvents(
+    object: RerankerConfigObject,
+    before: RerankerConfigStatus | undefined,
+    after: RerankerConfigStatus,
+    errors: string[],
+    extra: Array<{ type: 'Normal' | 'Warning'; reason: string; message: string }> = [],
+  ): Promise<void> {
     const involvedObject = { ...refOf(object as unknown as KubeObject), ...(object.metadata.uid ? { uid: object.metadata.uid } : {}) };
-    const events: Array<{ type: 'Normal' | 'Warning'; reason: string; message: string }> = [];
+    const events: Array<{ type: 'Normal' | 'Warning'; reason: string; message: string }> = [...extra];
     for (const error of errors) events.push({ type: 'Warning', reason: 'ReconcileFailed', message: error });
     for (const condition of after.conditions ?? []) {
       const previous = before?.conditions?.find((c) => c.type === condition.type);
@@ -257,6 +286,15 @@ export class Reconciler {
       }
     }
   }
+}
+
+/** What a rollout tells people: its own transitions, and an annotation that is not a command. */
+function rolloutEvents(rollout: RolloutTurn): Array<{ type: 'Normal' | 'Warning'; reason: string; message: string }> {
+  const events = [...(rollout.decision?.events ?? [])];
+  if (rollout.annotation && !rollout.annotation.command) {
+    events.push({ type: 'Warning', reason: 'RolloutCommandUnknown', message: `${ROLLOUT_ANNOTATION}=${rollout.annotation.value} is not pause, resume, abort or promote; removed` });
+  }
+  return events;
 }
 
 function availabilityOf(deployments: Deployment[]): Availability {

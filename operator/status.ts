@@ -1,3 +1,4 @@
+import type { RolloutStatus } from './crd/rollout-spec.ts';
 import type { Condition, ConditionType, RerankerConfigSpec, RerankerConfigStatus, VersionStatus } from './crd/spec.ts';
 import type { Pool } from './names.ts';
 import type { WeightPlan } from './weights.ts';
@@ -32,6 +33,8 @@ export interface Observation {
   conflicts?: string[];
   /** Per autoscaled version: what bounds it, and whether the GPU budget holds its scale-out now. */
   scaling?: Record<string, ScalingObservation>;
+  /** The rollout of spec.rollout, as this reconcile decided it. */
+  rollout?: RolloutStatus;
 }
 
 export interface ScalingObservation {
@@ -87,12 +90,15 @@ export function progressingCondition(o: Observation): ConditionValue {
   const { applied, ready } = podsApplied(o);
   if (rolling.length > 0) return cond('Progressing', true, 'RollingOut', rolling.join(', '));
   if (applied < ready) return cond('Progressing', true, 'ConfigRollout', `${applied}/${ready} ready pods run config ${o.configHash}`);
+  if (o.rollout?.phase === 'Progressing') return cond('Progressing', true, 'RolloutProgressing', o.rollout.message);
   return cond('Progressing', false, 'Stable', 'every Deployment is rolled out and every ready pod runs the current config');
 }
 
 export function degradedCondition(o: Observation): ConditionValue {
   if (o.errors.length > 0) return cond('Degraded', true, 'ReconcileFailed', o.errors.join('; '));
   if (o.conflicts?.length) return cond('Degraded', true, 'FieldConflict', o.conflicts.join('; '));
+  if (o.rollout?.phase === 'RolledBack') return cond('Degraded', true, 'RolloutRolledBack', o.rollout.message);
+  if (o.rollout?.phase === 'Failed') return cond('Degraded', true, 'RolloutFailed', o.rollout.message);
   const parts: string[] = [];
   if (o.weights.unavailable.length > 0) {
     const lost = o.weights.unavailable.map((name) => `${name} (weight ${o.spec.versions.find((v) => v.name === name)?.weight ?? 0})`);
@@ -175,5 +181,6 @@ export function computeStatus(o: Observation, previous: RerankerConfigStatus | u
     configApplied: `${applied}/${ready}`,
     versionNames: o.spec.versions.filter((v) => v.enabled).map((v) => v.name).join(','),
     weights: versions.filter((v) => o.spec.versions.find((s) => s.name === v.name)?.enabled).map((v) => `${v.name}=${v.weight}`).join(','),
+    ...(o.rollout ? { rollout: o.rollout } : {}),
   };
 }

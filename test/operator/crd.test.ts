@@ -51,7 +51,7 @@ describe('RerankerConfig CRD', () => {
     assert.deepEqual(version.subresources, { status: {} });
     assert.deepEqual(
       version.additionalPrinterColumns.map((c) => c.name),
-      ['Versions', 'Weights', 'Ready', 'Config', 'Config-Hash', 'Age'],
+      ['Versions', 'Weights', 'Ready', 'Rollout', 'Canary', 'Config', 'Config-Hash', 'Age'],
     );
   });
 

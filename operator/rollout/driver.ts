@@ -1,0 +1,104 @@
+import type { Clock } from '../clock.ts';
+import { ROLLOUT_COMMANDS, type RolloutCommand, type RolloutSpec } from '../crd/rollout-spec.ts';
+import type { RerankerConfig, RerankerConfigObject, RerankerConfigSpec } from '../crd/spec.ts';
+import { messageOf } from '../failures.ts';
+import { KINDS, type KubeClient, type KubeObject } from '../kube.ts';
+import { LABEL, ownerSelector } from '../names.ts';
+import { RolloutBaselines } from './baselines.ts';
+import { stepFigures, type PodScrape } from './figures.ts';
+import type { PodMetricsReader } from './pod-metrics.ts';
+import { planRollout, rolloutRevision, specInEffect, stableOf, type RolloutDecision, type RolloutWindow } from './planner.ts';
+
+/** `kubectl annotate rrc NAME rerank.dev/rollout=pause|resume|abort|promote`: read once, then removed. */
+export const ROLLOUT_ANNOTATION = 'rerank.dev/rollout';
+
+export interface RolloutTurn {
+  /** The spec the plan is made from: the rollout's weights (and, after a promotion, its default) in effect. */
+  spec: RerankerConfigSpec;
+  decision?: RolloutDecision;
+  /** The annotation to remove once the status is written: its value, and whether it was a command at all. */
+  annotation?: { value: string; command?: RolloutCommand };
+  /** Pods whose /metrics could not be read this time (the step is judged on the others). */
+  unreadable: string[];
+}
+
+type Pod = KubeObject & { status?: { podIP?: string; conditions?: Array<{ type: string; status: string }> } };
+type WithRollout = RerankerConfigSpec & { rollout: RolloutSpec };
+
+/** The impure half of a rollout: the pods' counters, the step baselines and the annotation, around the pure planner. */
+export class RolloutDriver {
+  readonly #kube: KubeClient;
+  readonly #metrics: PodMetricsReader;
+  readonly #clock: Clock;
+  readonly #baselines = new RolloutBaselines();
+
+  constructor(deps: { kube: KubeClient; podMetrics: PodMetricsReader; clock: Clock }) {
+    this.#kube = deps.kube;
+    this.#metrics = deps.podMetrics;
+    this.#clock = deps.clock;
+  }
+
+  async turn(rrc: RerankerConfig, object: RerankerConfigObject): Promise<RolloutTurn> {
+    const resource = `${rrc.metadata.namespace}/${rrc.metadata.name}`;
+    const value = object.metadata.annotations?.[ROLLOUT_ANNOTATION];
+    const annotation = value === undefined ? undefined : { value, ...(isCommand(value) ? { command: value } : {}) };
+    if (!rrc.spec.rollout) {
+      this.#baselines.forget(resource);
+      return { spec: rrc.spec, ...(annotation ? { annotation } : {}), unreadable: [] };
+    }
+    const spec = rrc.spec as WithRollout;
+    const now = this.#clock.now();
+    const previous = object.status?.rollout;
+    const judging = previous?.revision === rolloutRevision(spec) && (previous.phase === 'Progressing' || previous.phase === 'Paused');
+    const unreadable: string[] = [];
+    let scrapes: PodScrape[] = [];
+    let window: RolloutWindow = { startedAt: now, unavailable: 'no baseline for this step yet' };
+    if (judging || !previous || previous.revision !== rolloutRevision(spec)) {
+      scrapes = await this.#scrape(rrc, [spec.rollout.canary, stableOf(spec)], unreadable);
+      const baseline = previous && judging ? this.#baselines.get(resource, previous) : undefined;
+      if (baseline) {
+        const canaryAnswered = scrapes.some((s) => s.version === spec.rollout.canary);
+        window = canaryAnswered
+          ? { startedAt: baseline.at, figures: stepFigures(baseline.scrapes, scrapes, spec.rollout.canary, stableOf(spec)) }
+          : { startedAt: baseline.at, unavailable: unreadable.length ? `no canary pod answered /metrics (${unreadable.join('; ')})` : 'no ready canary pod' };
+      }
+    }
+    const decision = planRollout({ spec, previous, command: annotation?.command, window, now });
+    // A step that starts now is measured from this scrape.
+    if (decision.status.phase === 'Progressing' && !this.#baselines.get(resource, decision.status)) this.#baselines.set(resource, decision.status, scrapes, now);
+    return { spec: specInEffect(spec, decision), decision, ...(annotation ? { annotation } : {}), unreadable };
+  }
+
+  /** The /metrics of the ready server pods of these versions; a pod that does not answer is named in `unreadable`. */
+  async #scrape(rrc: RerankerConfig, versions: string[], unreadable: string[]): Promise<PodScrape[]> {
+    let pods: Pod[];
+    try {
+      const list = await this.#kube.list<Pod>(KINDS.pod, {
+        namespace: rrc.metadata.namespace,
+        labelSelector: `${ownerSelector(rrc.metadata.name)},${LABEL.component}=server`,
+      });
+      pods = list.items;
+    } catch (error) {
+      unreadable.push(`list pods: ${messageOf(error)}`);
+      return [];
+    }
+    const wanted = pods.filter((pod) => versions.includes(pod.metadata.labels?.[LABEL.version] ?? '') && isReadyPod(pod));
+    const scrapes = await Promise.all(
+      wanted.map(async (pod): Promise<PodScrape | undefined> => {
+        try {
+          return { pod: pod.metadata.name, version: pod.metadata.labels?.[LABEL.version] ?? '', samples: await this.#metrics.read(pod) };
+        } catch (error) {
+          unreadable.push(`${pod.metadata.name}: ${messageOf(error)}`);
+          return undefined;
+        }
+      }),
+    );
+    return scrapes.filter((s): s is PodScrape => s !== undefined);
+  }
+}
+
+const isCommand = (value: string): value is RolloutCommand => (ROLLOUT_COMMANDS as readonly string[]).includes(value);
+
+export function isReadyPod(pod: Pod): boolean {
+  return !pod.metadata.deletionTimestamp && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+}
