@@ -11,6 +11,7 @@ import { generateDecoderModel, generateModel, type GeneratedDecoder } from '../.
 import { SeededRandom } from '../../server/modelgen/graph.ts';
 import { prepareModelDir, PrepareError } from '../../server/models/prepare.ts';
 import { PREPARED_OUTPUT, preparedInfo } from '../../server/models/prepare-graph.ts';
+import { tinyDecoder } from '../support/decoder-models.ts';
 import { decoderGeometry, DecoderReference, paddedFeeds, type PaddingSide, type YesNoLogits } from '../support/llm-reference.ts';
 
 const { onnx } = onnxProto;
@@ -71,9 +72,8 @@ for (const { flavour, withPast } of [
 ] as const) {
   describe(`prepared ${flavour} graph (${withPast ? 'with' : 'without'} past)`, () => {
     test('equals the one-at-a-time reference, like the batched un-cut graph, on either padding side and in any batch', async () => {
-      const name = `${flavour}-${withPast}`;
-      const full = await generateDecoderModel({ flavour, withPast, vocabSize: VOCAB, outDir: path.join(root, `${name}-full`) });
-      const prepared = await generateDecoderModel({ flavour, withPast, vocabSize: VOCAB, form: 'prepared', outDir: path.join(root, `${name}-prepared`) });
+      const full = await tinyDecoder({ flavour, withPast, vocabSize: VOCAB });
+      const prepared = await tinyDecoder({ flavour, withPast, vocabSize: VOCAB, form: 'prepared' });
       const reference = await DecoderReference.load(full.modelPath);
       const rows = tokenRows(10, flavour === 'gemma' ? 1 : 2);
       const expected = await Promise.all(rows.map((row) => reference.yesNo(row, full.yesTokenId, full.noTokenId)));
