@@ -62,7 +62,7 @@ test('alerts: off by default, on only with the ServiceMonitor; every expression 
   const alerts = rules[0]!.spec.groups.flatMap((g) => g.rules);
   assert.deepEqual(alerts.map((a) => a.alert), [
     'RerankerCpuFallbacks', 'RerankerErrorRatio', 'RerankerP99Latency', 'RerankerConfigReloadFailing', 'RerankerModelLoadFailing',
-    'RerankerConfigNotApplied', 'RerankerOperatorReconcileErrors', 'RerankerOperatorNoLeader',
+    'RerankerConfigNotApplied', 'RerankerRolloutFailed', 'RerankerOperatorReconcileErrors', 'RerankerOperatorNoLeader',
   ]);
   const known = await registeredNames();
   const runbooks = readFileSync(join(root, 'docs/runbooks.md'), 'utf8');
