@@ -20,6 +20,19 @@ export function httpRequestDurationHistogram(registry: Registry, help = 'HTTP re
   return new Histogram({ name: 'http_request_duration_seconds', help, labelNames: ['method', 'route', 'status'], buckets: LATENCY_BUCKETS, registers: [registry] });
 }
 
+/**
+ * http_connection_errors_total{kind}: requests answered and closed by the listener before the app saw them
+ * (server/http/client-errors.ts), in the server and the router alike.
+ */
+export function httpConnectionErrorsCounter(registry: Registry): Counter<'kind'> {
+  return new Counter({
+    name: 'http_connection_errors_total',
+    help: 'Connections answered and closed before the app saw their request: receive_timeout (408: not received within serving.receiveTimeoutMs), headers_too_large (431), malformed (400), client_gone.',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+}
+
 const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 const TOKEN_BUCKETS = [64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 const RATIO_BUCKETS = [0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
@@ -28,6 +41,7 @@ const RATIO_BUCKETS = [0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
 export class ServerMetrics implements HttpMetrics {
   readonly registry: Registry;
   readonly httpRequestDuration: Histogram<HttpRequestLabels>;
+  readonly connectionErrors: Counter<'kind'>;
   readonly requests: Counter<'version' | 'status'>;
   readonly requestDuration: Histogram<'version'>;
   readonly inferenceDuration: Histogram<'version'>;
@@ -57,6 +71,7 @@ export class ServerMetrics implements HttpMetrics {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
     const registers = [registry];
     this.httpRequestDuration = httpRequestDurationHistogram(registry);
+    this.connectionErrors = httpConnectionErrorsCounter(registry);
     this.requests = new Counter({
       name: 'reranker_requests_total',
       help: 'Rerank requests by answering version and HTTP status.',

@@ -1,6 +1,7 @@
 import { createApp } from './http/app.ts';
 import { resolveApiKey } from './http/auth.ts';
 import { listen, type Listening, type ListenOptions } from './http/listen.ts';
+import { ShutdownState } from './http/shutdown.ts';
 import { versionEndpoints } from './http/version-request.ts';
 import { RerankEngine } from './engine/engine.ts';
 import type { LoadedConfig } from './config/load.ts';
@@ -63,6 +64,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   });
   reloader.start();
   const env = options.env ?? process.env;
+  const shutdown = new ShutdownState();
   const app = createApp({
     reranker: engine,
     metrics,
@@ -72,8 +74,18 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     info: () => ({ notices: syntheticNotices(engine), pid: process.pid, liveSessions: engine.liveSessions(), tokenizers: engine.tokenizers() }),
     configStatus: () => reloader.status(),
     endpoints: () => versionEndpoints(engine.config),
+    shutdown,
   });
-  const listening = await listen(app, { port: options.port, host: options.host, logger, stop: () => reloader.stop(), release: () => engine.close() });
+  const listening = await listen(app, {
+    port: options.port,
+    host: options.host,
+    logger,
+    shutdown,
+    timeouts: () => engine.config.serving,
+    connectionErrors: metrics.connectionErrors,
+    stop: () => reloader.stop(),
+    release: () => engine.close(),
+  });
   logger.info({ url: listening.url, configHash: options.loaded.hash, source: options.loaded.source }, 'listening');
   return { ...listening, engine, reloader };
 }

@@ -115,6 +115,29 @@ export const ServingConfigSchema = z
       .min(1024)
       .default(8 * 1024 * 1024)
       .meta({ description: 'Request body size limit in bytes.' }),
+    receiveTimeoutMs: z
+      .number()
+      .int()
+      .min(1000)
+      .max(3_600_000)
+      .default(30_000)
+      .meta({
+        description:
+          'Time a client has to send a whole request, headers and body; past it the request is answered 408 and its ' +
+          'connection closed. It does not bound the work once the request is in: a long rerank is never cut by it.',
+      }),
+    drainTimeoutMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(45_000)
+      .meta({
+        description:
+          'On SIGTERM: how long the requests in flight may take to finish (readiness fails and keep-alive connections ' +
+          "close at once); past it the connections left are cut and the process exits. The operator keeps the pods' " +
+          'terminationGracePeriodSeconds above the preStop sleep plus this.',
+      }),
     warmup: z
       .enum(['light', 'full'])
       .default('light')

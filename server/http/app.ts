@@ -12,6 +12,7 @@ import { requireApiKey } from './auth.ts';
 import { jsonBody } from './middleware.ts';
 import type { OperationId } from './routes.ts';
 import { createShellApp, routerFromTable } from './shell.ts';
+import type { ShutdownState } from './shutdown.ts';
 
 export type { InfoExtras };
 
@@ -29,11 +30,19 @@ export interface AppDeps {
   configStatus?: () => { hash: string; appliedAt: string };
   /** Extra paths that serve one version (a version's `endpoint`), read per request: path → version. */
   endpoints?: () => ReadonlyMap<string, string>;
+  /** Shared with listen(): while draining, /readyz is 503 and every answer closes its connection. */
+  shutdown?: ShutdownState;
 }
 
 /** The server's HTTP app, not listening: the shared HTTP shell around every route of the route table. */
 export function createApp(deps: AppDeps): Koa {
-  return createShellApp({ logger: deps.logger, metrics: deps.metrics, router: createRouter(deps), ...(deps.endpoints ? { endpoints: deps.endpoints } : {}) });
+  return createShellApp({
+    logger: deps.logger,
+    metrics: deps.metrics,
+    router: createRouter(deps),
+    ...(deps.endpoints ? { endpoints: deps.endpoints } : {}),
+    ...(deps.shutdown ? { shutdown: deps.shutdown } : {}),
+  });
 }
 
 /** The router with every route of the route table; exported so tests can compare it with the OpenAPI document. */

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { bodyParser } from '@koa/bodyparser';
 import type { Context, Middleware, Next } from 'koa';
 import { RerankError, isRerankError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { HttpMetrics } from '../metrics.ts';
-import { errorResponse } from './errors.ts';
+import { receiveTimedOut } from './client-errors.ts';
+import { errorResponse, HttpError } from './errors.ts';
 
 /** What the middleware keep on `ctx.state` for the layers below them. */
 export interface HttpState {
@@ -66,6 +68,15 @@ export function routeLabel(ctx: Context): string {
   return httpState(ctx).route ?? 'unmatched';
 }
 
+/** Kubelet's probes, a few a second per pod: logged only when they fail, unless the log level is debug. */
+const PROBE_ROUTES = new Set(['/healthz', '/readyz']);
+
+/** Probes: debug when they pass, warn when they fail (a 503 while loading or draining is no server error). Else error for 5xx, info for the rest. */
+export function accessLogLevel(route: string, status: number): 'debug' | 'info' | 'warn' | 'error' {
+  if (PROBE_ROUTES.has(route)) return status < 400 ? 'debug' : 'warn';
+  return status >= 500 ? 'error' : 'info';
+}
+
 /** One JSON line per request, written when the response is done. */
 export function accessLog(): Middleware {
   return async (ctx, next) => {
@@ -82,8 +93,7 @@ export function accessLog(): Middleware {
         durationMs: Math.round((performance.now() - state.startedAt) * 1000) / 1000,
         version: state.version,
       };
-      if (status >= 500) state.log.error(fields, 'request');
-      else state.log.info(fields, 'request');
+      state.log[accessLogLevel(fields.route, status)](fields, 'request');
     }
   };
 }
@@ -133,8 +143,8 @@ export function jsonBody(limitBytes: () => number): Middleware {
         enableTypes: ['json'],
         detectJSON: () => true,
         jsonLimit: limit,
-        onError: (error) => {
-          throw bodyError(error, limit);
+        onError: (error, ctx) => {
+          throw bodyError(error, limit, ctx.req);
         },
       }) as BodyParser;
       cached = { limit, parse };
@@ -143,13 +153,14 @@ export function jsonBody(limitBytes: () => number): Middleware {
   };
 }
 
-function bodyError(error: unknown, limit: number): RerankError {
+function bodyError(error: unknown, limit: number, req: IncomingMessage): RerankError | HttpError {
   if (isRerankError(error)) return error;
   const type = (error as { type?: unknown }).type;
   if (type === 'entity.too.large') {
     return new RerankError('payload_too_large', `body: larger than the limit of ${limit} bytes`, { field: 'body', cause: error });
   }
   if (type === 'request.aborted') {
+    if (receiveTimedOut(req)) return requestTimeout(error);
     return new RerankError('cancelled', 'body: the client went away while sending it', { field: 'body', cause: error });
   }
   const reason = error instanceof Error ? error.message : String(error);
@@ -157,4 +168,12 @@ function bodyError(error: unknown, limit: number): RerankError {
     return new RerankError('validation', `body: ${reason}`, { field: 'body', cause: error });
   }
   return new RerankError('validation', `body: not valid JSON (${reason})`, { field: 'body', cause: error });
+}
+
+/**
+ * The body stopped arriving because the receive timeout closed the connection (it was answered 408 there):
+ * what the access log and metrics then say, rather than a client that went away.
+ */
+export function requestTimeout(cause: unknown): HttpError {
+  return new HttpError(408, 'request_timeout', 'body: not received within the receive timeout (serving.receiveTimeoutMs)', { cause });
 }

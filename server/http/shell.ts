@@ -6,11 +6,14 @@ import type { HttpMetrics } from '../metrics.ts';
 import { MethodNotAllowedError } from './errors.ts';
 import { accessLog, errorHandler, httpMetrics, httpState, requestId } from './middleware.ts';
 import { ROUTES, type OperationId, type RouteSpec } from './routes.ts';
+import { drainingResponses, type ShutdownState } from './shutdown.ts';
+import { discardUnreadBody } from './unread-body.ts';
 import { rewriteVersionEndpoints } from './version-request.ts';
 
 /**
  * The HTTP shell the server and the router share: everything around their handlers. Order: request id →
- * access log → metrics → errors → version endpoints → routes → 404/405. Per-route middleware (auth, the
+ * access log → metrics → shutdown (readiness, Connection: close) → unread body (read before answering) →
+ * errors → version endpoints → routes → 404/405. Per-route middleware (auth, the
  * body parser) runs inside the router, so that a 401 or a malformed body is still labelled with its route
  * pattern in logs and metrics (app-level, it would run before routing and count as `unmatched`).
  *
@@ -25,6 +28,8 @@ export interface ShellDeps {
   router: Router;
   /** A version's own `endpoint` paths → the version; read per request. */
   endpoints?: () => ReadonlyMap<string, string> | undefined;
+  /** Set while the process drains (SIGTERM): readiness fails and connections close after their answer. */
+  shutdown?: ShutdownState;
 }
 
 /** The HTTP app, not listening. */
@@ -33,6 +38,8 @@ export function createShellApp(deps: ShellDeps): Koa {
   app.use(requestId(deps.logger));
   app.use(accessLog());
   app.use(httpMetrics(deps.metrics));
+  if (deps.shutdown) app.use(drainingResponses(deps.shutdown));
+  app.use(discardUnreadBody());
   app.use(errorHandler());
   if (deps.endpoints) app.use(rewriteVersionEndpoints(deps.endpoints));
   app.use(deps.router.routes());

@@ -10,6 +10,7 @@ import { statusForError } from '../http/errors.ts';
 import { abortOnClientGone, httpState } from '../http/middleware.ts';
 import { ROUTES, type OperationId } from '../http/routes.ts';
 import { createShellApp, routerFromTable } from '../http/shell.ts';
+import type { ShutdownState } from '../http/shutdown.ts';
 import { headerVersion, pathVersion, stickyKey, VERSION_HEADER } from '../http/version-request.ts';
 import type { Logger } from '../logger.ts';
 import type { RouterMetrics } from './metrics.ts';
@@ -43,6 +44,8 @@ export interface RouterAppDeps {
    * absent) leaves them open. Rerank requests pass through with their Authorization: the pods check it.
    */
   apiKey?: () => string | undefined;
+  /** Shared with listen(): while draining, /readyz is 503 and every answer closes its connection. */
+  shutdown?: ShutdownState;
 }
 
 const DEFAULT_MAX_BODY_BYTES = ServingConfigSchema.parse({}).maxBodyBytes;
@@ -66,6 +69,7 @@ export function createRouterApp(deps: RouterAppDeps): Koa {
     metrics: deps.metrics,
     router: routerFromTable({ handlers, countRerank: countRouted(deps.metrics), extra: (route) => (route.guarded && !route.rerank && guard ? [guard] : []) }),
     endpoints: () => deps.routing.table?.endpoints,
+    ...(deps.shutdown ? { shutdown: deps.shutdown } : {}),
   });
 }
 

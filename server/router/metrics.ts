@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Histogram } from 'prom-client';
-import { httpRequestDurationHistogram, type HttpMetrics, type HttpRequestLabels } from '../metrics.ts';
+import { httpConnectionErrorsCounter, httpRequestDurationHistogram, type HttpMetrics, type HttpRequestLabels } from '../metrics.ts';
 
 export type UpstreamFailureKind = 'refused' | 'reset' | 'timeout' | 'unresolved' | 'other';
 
@@ -13,6 +13,7 @@ export type RouterFile = 'config' | 'router';
 export class RouterMetrics implements HttpMetrics {
   readonly registry: Registry;
   readonly httpRequestDuration: Histogram<HttpRequestLabels>;
+  readonly connectionErrors: Counter<'kind'>;
   readonly requests: Counter<'version' | 'status'>;
   readonly upstreamErrors: Counter<'version' | 'kind'>;
   readonly configReloads: Counter<'file' | 'result'>;
@@ -32,6 +33,7 @@ export class RouterMetrics implements HttpMetrics {
       registry,
       'HTTP request duration by method, route and status code (until the upstream response headers, for proxied requests).',
     );
+    this.connectionErrors = httpConnectionErrorsCounter(registry);
     this.requests = new Counter({
       name: 'reranker_router_requests_total',
       help: 'Rerank requests the router handled, by chosen version and HTTP status (the upstream\'s, or the router\'s own on failure).',

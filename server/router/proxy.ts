@@ -1,7 +1,9 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { cancelled, RerankError } from '../errors.ts';
+import { receiveTimedOut } from '../http/client-errors.ts';
 import { HttpError } from '../http/errors.ts';
+import { requestTimeout } from '../http/middleware.ts';
 import type { UpstreamFailureKind } from './metrics.ts';
 
 /**
@@ -174,23 +176,36 @@ export function endToEndHeaders(headers: IncomingHttpHeaders, drop: readonly str
   return out;
 }
 
-/** Read a request body whole, refusing it past `limit` bytes. */
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Read a request body whole, refusing it past `limit` bytes. A refused body is left unread, not destroyed
+ * (which would reset the connection under a client still writing): the shell reads and drops the rest
+ * before the 413 goes out.
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const tooLarge = () => new RerankError('payload_too_large', `body: larger than the limit of ${limit} bytes`, { field: 'body' });
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of req) {
-      const buffer = chunk as Buffer;
-      size += buffer.length;
-      if (size > limit) throw tooLarge();
-      chunks.push(buffer);
-    }
-  } catch (error) {
-    if (error instanceof RerankError) throw error;
-    throw new RerankError('cancelled', 'body: the client went away while sending it', { field: 'body', cause: error });
-  }
-  return Buffer.concat(chunks);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (outcome: () => void) => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+      outcome();
+    };
+    const gone = (cause?: unknown) =>
+      receiveTimedOut(req) ? requestTimeout(cause) : new RerankError('cancelled', 'body: the client went away while sending it', { field: 'body', cause });
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+      else
+        done(() => {
+          req.pause();
+          reject(tooLarge());
+        });
+    };
+    const onEnd = () => done(() => resolve(Buffer.concat(chunks)));
+    const onError = (error: unknown) => done(() => reject(gone(error)));
+    const onClose = () => done(() => (req.complete ? resolve(Buffer.concat(chunks)) : reject(gone())));
+    req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
+  });
 }

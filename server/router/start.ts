@@ -1,7 +1,8 @@
 import { upstreamHealthSettings } from '../config/router-schema.ts';
 import type { WatchMode } from '../config/watcher.ts';
 import { resolveApiKey } from '../http/auth.ts';
-import { listen, type Listening, type ListenOptions } from '../http/listen.ts';
+import { DEFAULT_TIMEOUTS, listen, type Listening, type ListenOptions } from '../http/listen.ts';
+import { ShutdownState } from '../http/shutdown.ts';
 import { createRouterApp } from './app.ts';
 import { HealthChecker } from './health-checker.ts';
 import { RouterMetrics } from './metrics.ts';
@@ -68,6 +69,7 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
   });
   await routing.start();
   const agents = createAgents();
+  const shutdown = new ShutdownState();
   const app = createRouterApp({
     routing,
     metrics,
@@ -76,12 +78,17 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     agents,
     apiKey: () => resolveApiKey(options.env ?? process.env),
+    shutdown,
     ...(options.random ? { random: options.random } : {}),
   });
   const listening = await listen(app, {
     port: options.port,
     host: options.host,
     logger,
+    shutdown,
+    // config.yaml's serving section, as the pods read it; its defaults until one is loaded.
+    timeouts: () => routing.config?.serving ?? DEFAULT_TIMEOUTS,
+    connectionErrors: metrics.connectionErrors,
     stop: () => {
       routing.stop();
       checker.stop();
