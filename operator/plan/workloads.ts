@@ -62,15 +62,21 @@ const probes = {
 };
 
 /**
- * Shutdown, matched to the server's drain (server/http/listen.ts close()): on SIGTERM it stops accepting
- * connections, finishes every request in flight, then frees its sessions. The preStop sleep comes
- * first, so that endpoint controllers, kube-proxy, the router and gateways stop sending new requests
- * to a pod that is going away before it stops listening (they learn of it through the API, a few
- * seconds late). What is left of the grace period is the drain: a queue of a few thousand pairs on a
- * CPU pod takes tens of seconds. kubelet starts counting the grace period before preStop.
+ * Shutdown, matched to the server's drain (server/http/listen.ts close()): on SIGTERM it fails readiness,
+ * stops accepting connections, closes idle keep-alive ones, finishes every request in flight within
+ * `serving.drainTimeoutMs` (read from the mounted config), then frees its sessions and exits. The preStop
+ * sleep comes first, so that endpoint controllers, kube-proxy, the router and gateways stop sending new
+ * requests to a pod that is going away before it stops listening (they learn of it through the API, a few
+ * seconds late). kubelet counts the grace period from before preStop, so it is the sleep, the drain, and a
+ * margin for releasing the models and exiting: SIGKILL never comes while the server still drains.
  */
 export const PRESTOP_SLEEP_SECONDS = 10;
-export const DRAIN_SECONDS = 50;
+export const EXIT_MARGIN_SECONDS = 5;
+
+/** The pods' terminationGracePeriodSeconds for the resource's drain time (60 s for the default 45 s drain). */
+export function terminationGracePeriodSeconds(rrc: RerankerConfig): number {
+  return PRESTOP_SLEEP_SECONDS + Math.ceil(rrc.spec.serving.drainTimeoutMs / 1000) + EXIT_MARGIN_SECONDS;
+}
 
 /** Pods of one Deployment spread over nodes and zones; soft, so scale-out never waits for a node in another zone. */
 function topologySpread(selector: Record<string, string>) {
@@ -123,7 +129,7 @@ export function versionDeployment(rrc: RerankerConfig, version: VersionSpec, poo
   const podSpec: Record<string, unknown> = {
     securityContext: podSecurity,
     automountServiceAccountToken: false,
-    terminationGracePeriodSeconds: PRESTOP_SLEEP_SECONDS + DRAIN_SECONDS,
+    terminationGracePeriodSeconds: terminationGracePeriodSeconds(rrc),
     initContainers: [
       {
         name: 'model',
@@ -232,6 +238,8 @@ export function routerDeployment(rrc: RerankerConfig, images: Images): KubeObjec
         spec: {
           securityContext: podSecurity,
           automountServiceAccountToken: false,
+          // The router drains like the server (same listener, same serving.drainTimeoutMs).
+          terminationGracePeriodSeconds: terminationGracePeriodSeconds(rrc),
           containers: [
             {
               name: 'router',
@@ -248,6 +256,7 @@ export function routerDeployment(rrc: RerankerConfig, images: Images): KubeObjec
               // Readiness is /readyz: the files loaded and some upstream healthy. Until the process listens, only the startup probe runs.
               readinessProbe: probes.readinessProbe,
               livenessProbe: probes.livenessProbe,
+              lifecycle: { preStop: { sleep: { seconds: PRESTOP_SLEEP_SECONDS } } },
               startupProbe: routerStartupProbe,
               resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
               securityContext: containerSecurity,

@@ -6,8 +6,9 @@ import type { RerankerConfig } from '../../operator/crd/spec.ts';
 import type { KubeObject } from '../../operator/kube.ts';
 import { plan, PlanError } from '../../operator/planner.ts';
 import { planScaling, POD_METRICS, scalingObservations } from '../../operator/plan/scaling.ts';
-import { DRAIN_SECONDS, PRESTOP_SLEEP_SECONDS } from '../../operator/plan/workloads.ts';
+import { EXIT_MARGIN_SECONDS, PRESTOP_SLEEP_SECONDS } from '../../operator/plan/workloads.ts';
 import { computeStatus } from '../../operator/status.ts';
+import { ServingConfigSchema } from '../../server/config/schema.ts';
 import { ServerMetrics } from '../../server/metrics.ts';
 import type { Availability } from '../../operator/weights.ts';
 import { ACCEPTED, specWith, type Mutation } from './support/cel-cases.ts';
@@ -127,6 +128,19 @@ describe('autoscaling, disruption budgets and spreading in the plan', () => {
     assert.equal(gemma.topologySpreadConstraints, undefined, 'one fixed pod has nothing to spread');
     assert.equal(gemma.priorityClassName, undefined);
     assert.deepEqual(gemma.containers[0].lifecycle, { preStop: { sleep: { seconds: PRESTOP_SLEEP_SECONDS } } });
-    assert.equal(gemma.terminationGracePeriodSeconds, PRESTOP_SLEEP_SECONDS + DRAIN_SECONDS);
+    const drainSeconds = ServingConfigSchema.parse({}).drainTimeoutMs / 1000;
+    assert.equal(gemma.terminationGracePeriodSeconds, PRESTOP_SLEEP_SECONDS + drainSeconds + EXIT_MARGIN_SECONDS);
+    assert.equal(gemma.terminationGracePeriodSeconds, 60, "the server's default 45 s drain fits the 60 s grace period after the 10 s preStop sleep");
+  });
+
+  test("the grace period follows serving.drainTimeoutMs, the server's drain time, so SIGKILL never comes while it drains", () => {
+    const objects = objectsOf(
+      seedWith((s) => {
+        (s.serving as Record<string, unknown>).drainTimeoutMs = 90_500;
+      }),
+    );
+    for (const name of ['rerankers-v2-m3', 'rerankers-v2-m3-cpu', 'rerankers-v2-gemma']) {
+      assert.equal(find(objects, 'Deployment', name).spec.template.spec.terminationGracePeriodSeconds, PRESTOP_SLEEP_SECONDS + 91 + EXIT_MARGIN_SECONDS, name);
+    }
   });
 });
