@@ -21,6 +21,7 @@ export const CONFIG_KEY_ALIASES = {
     max_queue_wait_ms: 'maxQueueWaitMs',
     max_documents: 'maxDocuments',
     max_body_bytes: 'maxBodyBytes',
+    max_document_bytes: 'maxDocumentBytes',
     top_k: 'topK',
     use_fp16: 'useFp16',
     log_level: 'logLevel',

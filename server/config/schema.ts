@@ -115,6 +115,17 @@ export const ServingConfigSchema = z
       .min(1024)
       .default(8 * 1024 * 1024)
       .meta({ description: 'Request body size limit in bytes.' }),
+    maxDocumentBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(256 * 1024)
+      .meta({
+        description:
+          'UTF-8 bytes of one document, and of the query. A longer one is cut to this many bytes before it is tokenized ' +
+          '(the default holds far more than 8192 tokens of any text), or with `truncate: false` answered 413 naming it. ' +
+          'Long texts are cut to what maxLength keeps anyway; this bounds texts without whitespace to cut at.',
+      }),
     receiveTimeoutMs: z
       .number()
       .int()
