@@ -202,6 +202,21 @@ describe('prepareModelDir', () => {
     await session.release();
   });
 
+  test('an opset 18 export (ReduceMax takes its axes as an input there) is cut and scores the same', async () => {
+    const dir = path.join(root, 'opset18');
+    const model = await generateDecoderModel({ flavour: 'qwen3', vocabSize: VOCAB, outDir: dir });
+    await toOpset18(model.modelPath);
+    const reference = await DecoderReference.load(model.modelPath);
+    const rows = tokenRows(4, 8);
+    const expected = await Promise.all(rows.map((row) => reference.yesNo(row, model.yesTokenId, model.noTokenId)));
+    await reference.release();
+    const result = await prepareModelDir({ dir });
+    const session = await ort.InferenceSession.create(result.out);
+    const got = await yesNoOfBatch(session, paddedFeeds(rows, { side: 'left', padId: model.padTokenId, geometry: await decoderGeometry(dir, session) }), rows, 'left', model);
+    got.forEach((g, i) => assertClose(g, expected[i] as YesNoLogits, `opset 18 row ${i}`));
+    await session.release();
+  });
+
   test('rerank-server models prepare: a summary on success, one line and exit 1 on refusal', async () => {
     const dir = path.join(root, 'cli');
     await generateDecoderModel({ flavour: 'gemma', vocabSize: VOCAB, outDir: dir });
@@ -238,6 +253,20 @@ async function moveToExternalData(modelPath: string, location: string): Promise<
     tensor.rawData = new Uint8Array(0);
   }
   await writeFile(path.join(path.dirname(modelPath), location), Buffer.concat(chunks));
+  await writeFile(modelPath, onnx.ModelProto.encode(proto).finish());
+}
+
+/** Moves the generated graph to opset 18, where the Reduce* ops take their axes as an input. */
+async function toOpset18(modelPath: string): Promise<void> {
+  const proto = onnx.ModelProto.decode(await readFile(modelPath));
+  const graph = proto.graph as onnxProto.onnx.GraphProto;
+  proto.opsetImport = [onnx.OperatorSetIdProto.create({ domain: '', version: 18 })];
+  graph.initializer.push(onnx.TensorProto.create({ name: 'reduce_axes_last', dims: [1], dataType: onnx.TensorProto.DataType.INT64, int64Data: [-1] }));
+  for (const node of graph.node) {
+    if (!node.opType?.startsWith('Reduce')) continue;
+    node.attribute = (node.attribute ?? []).filter((a) => a.name !== 'axes');
+    node.input = [...(node.input ?? []), 'reduce_axes_last'];
+  }
   await writeFile(modelPath, onnx.ModelProto.encode(proto).finish());
 }
 
