@@ -373,7 +373,9 @@ export class BatchQueue {
 
     const ended = this.#now();
     metrics?.inference.observe(result.seconds);
-    this.#learnCost((ended - started) / 1000, slots, tokens);
+    // The model's own time, not the wall time around it: a main thread busy tokenizing a large request
+    // would otherwise pass for a slow model and inflate every estimate after it.
+    this.#learnCost(result.seconds, slots, tokens);
     this.#runningSlots = 0;
     this.#report();
     if (result.nonFinite > 0) {
@@ -398,10 +400,10 @@ export class BatchQueue {
     }
   }
 
-  /** Folds one batch's wall time into the smoothed cost per padded slot and padding factor. */
-  #learnCost(wallSeconds: number, slots: number, tokens: number): void {
-    if (!(wallSeconds > 0) || slots === 0 || tokens === 0) return;
-    const perSlot = wallSeconds / slots;
+  /** Folds one batch's run time into the smoothed cost per padded slot and padding factor. */
+  #learnCost(runSeconds: number, slots: number, tokens: number): void {
+    if (!(runSeconds > 0) || slots === 0 || tokens === 0) return;
+    const perSlot = runSeconds / slots;
     const padding = slots / tokens;
     if (this.#secondsPerSlot === 0) {
       this.#secondsPerSlot = perSlot;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { apiSchemas, ErrorBodySchema } from './apis/schemas.ts';
 import { openApiPath, ROUTES, type RouteSpec } from './routes.ts';
+import { REQUEST_TIMEOUT_HEADER } from './request-deadline.ts';
 import { VERSION_HEADER } from './version-request.ts';
 import { PACKAGE_ROOT } from '../package-root.ts';
 
@@ -115,6 +116,15 @@ function operation(route: RouteSpec, render: { input: SchemaRenderer; output: Sc
       schema: { type: 'string' },
       description: 'Version to answer (below the path version). The response header says which version did.',
     });
+    parameters.push({
+      name: REQUEST_TIMEOUT_HEADER,
+      in: 'header',
+      required: false,
+      schema: { type: 'integer', minimum: 1, maximum: 86_400_000 },
+      description:
+        'Milliseconds from arrival after which the answer is of no use to the client. A request expected to wait in the ' +
+        'queue past it is answered 504 at once; one not scored by then is answered 504 and its waiting work dropped.',
+    });
   }
   parameters.push({
     name: 'X-Request-Id',
@@ -169,8 +179,9 @@ const ERROR_DESCRIPTIONS: Readonly<Record<number, string>> = {
   401: 'Missing or wrong API key.',
   413: 'Body, document count or (with truncate false) a pair over a configured limit.',
   422: 'The tokenizer could not encode an input.',
-  429: 'The queue is full; retry after Retry-After seconds.',
+  429: 'The queue is full (in pairs, or in expected wait over maxQueueWaitMs); retry after Retry-After seconds, the time it takes to drain below the limit.',
   499: 'The client went away before the answer was ready.',
   500: 'The model failed, or an internal error.',
   503: 'No version is loaded and ready.',
+  504: 'The X-Request-Timeout-Ms deadline passed, or would pass in the queue, before the documents were scored.',
 };

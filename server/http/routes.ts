@@ -44,7 +44,7 @@ export interface RouteSpec {
   errors: readonly number[];
 }
 
-const RERANK_ERRORS = [400, 401, 413, 422, 429, 499, 500, 503] as const;
+const RERANK_ERRORS = [400, 401, 413, 422, 429, 499, 500, 503, 504] as const;
 
 /** What the four rerank routes share: POST, guarded, counted; the TEI ones and the Cohere/Jina ones differ in body and errors. */
 const rerankRoute = { method: 'POST', tag: 'rerank', guarded: true, rerank: true, errors: RERANK_ERRORS } as const;
