@@ -1,8 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import ort from 'onnxruntime-node';
 import { Tokenizer } from 'tokenizers';
 import { generateDecoderModel, type DecoderFlavour } from '../server/modelgen/index.ts';
@@ -93,4 +95,23 @@ test('a vocabulary smaller than the tokenizer, an unknown flavour or form is ref
   await assert.rejects(generateDecoderModel({ flavour: 'gemma', vocabSize: 100, outDir: path.join(root, 'x') }), /vocab size must be an integer of at least \d+/);
   await assert.rejects(generateDecoderModel({ flavour: 'llama' as DecoderFlavour, outDir: path.join(root, 'x') }), /unknown decoder flavour "llama"/);
   await assert.rejects(generateDecoderModel({ flavour: 'gemma', form: 'half' as 'full', outDir: path.join(root, 'x') }), /unknown form "half"/);
+});
+
+test('npm run models:generate -- --decoder: writes the chosen form, refuses an unknown flavour with usage', async () => {
+  const run = promisify(execFile);
+  const main = path.resolve('server/modelgen/main.ts');
+  const outDir = path.join(root, 'cli');
+  const { stdout } = await run(process.execPath, [main, '--decoder', 'gemma', '--form', 'prepared', '--vocab', '4000', '--no-past', '--out', outDir]);
+  assert.match(stdout, /generated gemma decoder \(tiny, vocab 4000, prepared, without past, seed 42\)/);
+  assert.match(stdout, /answer tokens: Yes=\d+ No=\d+/);
+  const session = await ort.InferenceSession.create(path.join(outDir, 'model.onnx'));
+  assert.deepEqual(session.inputNames, ['input_ids', 'attention_mask', 'position_ids']);
+  assert.deepEqual(session.outputNames, ['yes_no_logits']);
+  await session.release();
+  const refused = await run(process.execPath, [main, '--decoder', 'llama']).then(
+    () => assert.fail('an unknown flavour was accepted'),
+    (error: { code: number; stderr: string }) => error,
+  );
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /^--decoder must be one of gemma, qwen3, got "llama"\n\nUsage:/);
 });
