@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ServingConfigSchema } from '../../server/config/schema.ts';
 import { RolloutSpecSchema, RolloutStatusSchema } from './rollout-spec.ts';
 import { VersionNameSchema } from './version-name.ts';
+import { VARIANT_SETTINGS } from '../../server/engine/variant-choice.ts';
 
 /**
  * The RerankerConfig spec and status, written once. The TypeScript types are inferred from these
@@ -284,6 +285,14 @@ export const VersionSpecSchema = z
       .meta({
         description:
           "Free GPU memory in MiB under which a GPU pod moves this version to CPU until memory recovers; absent: the server's default (1024).",
+      }),
+    variant: z
+      .enum(VARIANT_SETTINGS)
+      .default('auto')
+      .meta({
+        description:
+          'Which export of the model the pods run: fp32, int8, fp16, or auto (int8 on CPUs with VNNI/AMX, fp16 on CUDA, else fp32, ' +
+          "among the exports the model directory has). The server's GET /info says per version what it chose and why.",
       }),
     autoscaling: AutoscalingSchema.optional(),
     disruption: DisruptionSchema.default(() => DisruptionSchema.parse({})).meta({

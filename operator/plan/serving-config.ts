@@ -86,6 +86,7 @@ function versionEntry(version: VersionSpec, pool: Pool, weight: number): NonNull
     device: onGpu ? 'cuda' : 'cpu',
     weight,
     fallbackToCpu: true,
+    variant: version.variant,
     ...(version.gpuMemoryThresholdMb !== undefined ? { gpuMemoryThresholdMb: version.gpuMemoryThresholdMb } : {}),
   };
 }

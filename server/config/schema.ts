@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { normaliseConfigKeys } from './aliases.ts';
+import { VARIANT_SETTINGS } from '../engine/variant-choice.ts';
 import { HeadSchema } from './head.ts';
 
 /**
@@ -31,6 +32,15 @@ export const VersionConfigSchema = z.strictObject({
     .enum(['cpu', 'cuda'])
     .default('cpu')
     .meta({ description: 'Execution provider wanted; `cuda` falls back to CPU when CUDA is absent or GPU memory runs low.' }),
+  variant: z
+    .enum(VARIANT_SETTINGS)
+    .default('auto')
+    .meta({
+      description:
+        'Which export of the model to run: `fp32` (model.onnx), `int8` (model_int8.onnx, model_qint8_avx512_vnni.onnx or model_quantized.onnx), ' +
+        '`fp16` (model_fp16.onnx), or `auto`: int8 on CPUs with VNNI/AMX, fp16 on CUDA, else fp32, among the exports the model directory has. ' +
+        '`GET /info` says per version what was chosen and why.',
+    }),
   weight: z
     .number()
     .min(0)

@@ -82,6 +82,8 @@ function versionInfo(slot: VersionSlot, config: RerankConfig, gpuFreeMb: number 
   const loaded = runtime?.loadedFile;
   if (runtime && loaded) {
     info.modelFile = loaded.model;
+    const variant = runtime.variant;
+    if (variant) info.variant = { setting: version.variant, chosen: variant.variant, reason: variant.reason };
     const fp16 = fp16Status({ useFp16: config.serving.useFp16, device: runtime.device, loaded });
     if (fp16) info.fp16 = fp16;
   }

@@ -11,6 +11,7 @@ import { engineInfo } from './engine-info.ts';
 import { loadOnnxModel, type LoadOnnxModelOptions, type PairScorer } from './onnx-model.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
 import { PromptTokenizer } from './prompt-encoder.ts';
+import type { CpuFeatures } from './cpu-features.ts';
 import { Runtime, sameSpec, type RuntimeContext, type RuntimeSpec } from './runtime.ts';
 import { TokenizerCache } from './tokenizer-cache.ts';
 import type { EngineInfo, RerankOutcome, RerankRequest, Reranker } from './types.ts';
@@ -55,6 +56,8 @@ export interface RerankEngineOptions {
   maxPaddingRatio?: number;
   /** Loads one model: `loadOnnxModel` unless a test stands in for it. */
   loadModel?: (options: LoadOnnxModelOptions) => Promise<PairScorer>;
+  /** The CPU's int8 instructions for `variant: auto`; /proc/cpuinfo's unless a test stands in for it. */
+  cpuFeatures?: () => CpuFeatures;
   /** Reads free GPU memory for the GPU → CPU fallback monitor; no monitor without one. */
   gpuProbe?: GpuProbe;
   /** Milliseconds between GPU memory probes (default 5000). */
@@ -120,6 +123,7 @@ export class RerankEngine implements Reranker {
       loadModel: options.loadModel ?? loadOnnxModel,
       modelThread: options.modelThread ?? 'worker',
       intraOpNumThreads: options.intraOpNumThreads,
+      ...(options.cpuFeatures ? { cpuFeatures: options.cpuFeatures } : {}),
       tokenizers: new TokenizerCache(),
       promptTokenizers: new TokenizerCache({ load: (o) => PromptTokenizer.load(o) }),
       sessions: new Set(),
@@ -434,7 +438,7 @@ export class RerankEngine implements Reranker {
     }
 
     const device = wantedDevice(slot, version);
-    const wanted: RuntimeSpec = { model: version.model, device, fp16: device === 'cuda' && config.serving.useFp16 };
+    const wanted: RuntimeSpec = { model: version.model, device, fp16: device === 'cuda' && config.serving.useFp16, variant: version.variant };
     if (version.head !== undefined) wanted.head = version.head;
     const active = slot.active;
     const serving = active?.state === 'ready';

@@ -2,7 +2,9 @@ import type { RerankConfig } from '../config/schema.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { BatchQueue, type QueueLimits } from './batch-queue.ts';
-import { chooseModelFile, modelFiles, type ModelChoice } from './model-files.ts';
+import { availableVariants, chooseVariantFile, modelFiles, type ModelChoice } from './model-files.ts';
+import { probeCpuFeatures, type CpuFeatures } from './cpu-features.ts';
+import { chooseVariant, describeVariant, type VariantChoice, type VariantSetting } from './variant-choice.ts';
 import { firstLine } from '../errors.ts';
 import { type Device, type LoadOnnxModelOptions, type ModelDescription, type PairScorer } from './onnx-model.ts';
 import type { HeadConfig } from '../config/head.ts';
@@ -17,12 +19,14 @@ export interface RuntimeSpec {
   device: Device;
   /** Load the fp16 export when there is one (useFp16, on CUDA). */
   fp16: boolean;
+  /** Which export to load (absent: `auto`). */
+  variant?: VariantSetting;
   /** The version's configured head (absent: the catalogue's for its model, else a cross-encoder). */
   head?: HeadConfig;
 }
 
 export function sameSpec(a: RuntimeSpec, b: RuntimeSpec): boolean {
-  return a.model === b.model && a.device === b.device && a.fp16 === b.fp16 && JSON.stringify(a.head) === JSON.stringify(b.head);
+  return a.model === b.model && a.device === b.device && a.fp16 === b.fp16 && (a.variant ?? 'auto') === (b.variant ?? 'auto') && JSON.stringify(a.head) === JSON.stringify(b.head);
 }
 
 export type RuntimeState = 'loading' | 'ready' | 'failed' | 'draining' | 'closed';
@@ -33,6 +37,8 @@ export interface RuntimeContext {
   loadModel: (options: LoadOnnxModelOptions) => Promise<PairScorer>;
   modelThread: 'worker' | 'main';
   intraOpNumThreads: number | undefined;
+  /** The CPU's int8 instructions, for `variant: auto` (probeCpuFeatures unless a test stands in for it). */
+  cpuFeatures?: () => CpuFeatures;
   /** Parsed tokenizers, shared by runtimes of the same file. */
   tokenizers: TokenizerCache;
   /** Parsed tokenizers of LLM rerankers' prompts (instances without truncation), shared the same way. */
@@ -66,6 +72,7 @@ export class Runtime {
   #dirConfig: ModelDirConfig | undefined;
   #description: ModelDescription | undefined;
   #loadedFile: ModelChoice | undefined;
+  #variant: VariantChoice | undefined;
   #head: ScoringHead | undefined;
   #model: PairScorer | undefined;
   #queue: BatchQueue | undefined;
@@ -101,6 +108,11 @@ export class Runtime {
   /** The graph the session runs (`model_cpu/`'s on CPU, the fp16 export with useFp16 on CUDA, when there are). */
   get loadedFile(): ModelChoice | undefined {
     return this.#loadedFile;
+  }
+
+  /** The export its session runs, and why that one. */
+  get variant(): VariantChoice | undefined {
+    return this.#variant;
   }
 
   /** The graph's input names. */
@@ -190,8 +202,14 @@ export class Runtime {
         hints,
       });
       this.#head = head;
-      const choice = chooseModelFile(files, { device: this.spec.device, useFp16: this.spec.fp16 });
-      const cpuChoice = chooseModelFile(files, { device: 'cpu', useFp16: false });
+      const setting = this.spec.variant ?? 'auto';
+      const available = availableVariants(files);
+      const cpu = (context.cpuFeatures ?? probeCpuFeatures)();
+      const wanted = chooseVariant({ setting, device: this.spec.device, available, cpu });
+      // A CUDA session that falls back to CPU loads what would be chosen there (fp16 is a GPU export).
+      const onCpu = this.spec.device === 'cpu' ? wanted : chooseVariant({ setting: setting === 'fp16' ? 'auto' : setting, device: 'cpu', available, cpu });
+      const choice = chooseVariantFile(files, { device: this.spec.device, variant: wanted.variant });
+      const cpuChoice = chooseVariantFile(files, { device: 'cpu', variant: onCpu.variant });
       const model = await context.loadModel({
         modelPath: choice.model,
         cpuModelPath: cpuChoice.model,
@@ -212,6 +230,7 @@ export class Runtime {
       this.#model = model;
       this.#description = model.description;
       this.#loadedFile = model.description.device === this.spec.device ? choice : cpuChoice;
+      this.#variant = model.description.device === this.spec.device ? wanted : onCpu;
 
       // Warm-up: the first run pays for ORT's allocations and kernel choices; a client should not.
       const maxLength = this.maxLength(config);
@@ -225,6 +244,7 @@ export class Runtime {
         {
           model: this.#loadedFile.model,
           device: this.device,
+          variant: describeVariant(this.#variant),
           inputs: this.inputs,
           head: this.head,
           logits: model.description.logits,

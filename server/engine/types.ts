@@ -79,6 +79,8 @@ export interface VersionInfo {
   modelFile?: string;
   /** With useFp16 on: whether its session runs the fp16 export, and if not why (e.g. it does not apply on CPU). */
   fp16?: { applied: boolean; note: string };
+  /** The export its session runs (`variant`), what the config asked for, and why this one. */
+  variant?: { setting: string; chosen: string; reason: string };
   /** Pairs waiting in the queue of the session serving it. */
   queuedPairs?: number;
   /** Requests it is answering now (tokenizing, queued or running). */

@@ -29,6 +29,7 @@ Options:
                                xlmr: XLM-RoBERTa style, no token_type_ids input
   --logits <batch1|batch>      output logits as [batch_size, 1] (default) or [batch_size]
   --seed <n>                   weight seed, integer (default ${DEFAULT_SEED}); same options, same bytes
+  --quantize                   also write model_int8.onnx (dynamic int8, as \`rerank-server models quantize\`)
   --out <dir>                  output directory (default models/local/<shape>, or models/local/<decoder>-<form>)
 
 LLM reranker (decoder-only LM, bge-reranker-v2-gemma / Qwen3-Reranker shape):
@@ -57,6 +58,7 @@ async function main(argv: string[]): Promise<number> {
         arch: { type: 'string', default: 'bert' },
         logits: { type: 'string', default: 'batch1' },
         seed: { type: 'string', default: String(DEFAULT_SEED) },
+        quantize: { type: 'boolean', default: false },
         out: { type: 'string' },
         decoder: { type: 'string' },
         vocab: { type: 'string', default: String(DEFAULT_DECODER_VOCAB) },
@@ -81,7 +83,7 @@ async function main(argv: string[]): Promise<number> {
     const logits = oneOf<LogitsLayout>('logits', values.logits, ['batch1', 'batch']);
     if (!/^\d+$/.test(values.seed)) throw new Error(`--seed must be a non-negative integer, got "${values.seed}"`);
     const seed = Number(values.seed);
-    options = { shape, arch, logits, seed, outDir: values.out ?? path.join('models', 'local', shape) };
+    options = { shape, arch, logits, seed, quantize: values.quantize, outDir: values.out ?? path.join('models', 'local', shape) };
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
     return 2;
@@ -92,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
   process.stdout.write(
     `generated ${options.shape} ${options.arch} model (logits ${options.logits}, seed ${options.seed}) in ${seconds}s\n` +
-      `  ${result.modelPath}\n  ${result.tokenizerPath}\n  ${result.configPath}\n` +
+      `  ${result.modelPath}\n  ${result.tokenizerPath}\n  ${result.configPath}\n${result.int8Path ? `  ${result.int8Path}\n` : ''}` +
       'random weights: scores are meaningless; use for wiring, tests and latency only\n',
   );
   return 0;

@@ -50,7 +50,8 @@ export interface QuantizeReport {
 export async function quantizeModelDir(options: QuantizeDirOptions): Promise<QuantizeReport> {
   const started = performance.now();
   const files = await modelFiles(options.dir);
-  const source = files.model;
+  const source = files.variants.fp32;
+  if (source === undefined) throw new Error(`no float32 model.onnx in ${files.dir} to quantize (it has ${files.model})`);
   const sourceDir = path.dirname(source);
   const output = path.resolve(sourceDir, options.out ?? DEFAULT_INT8_FILE);
   if (output === path.resolve(source)) throw new Error(`--out ${options.out}: would overwrite the float32 model it reads`);

@@ -120,7 +120,7 @@ describe('model directories in the layouts people have', () => {
 });
 
 describe('chooseModelFile', () => {
-  const files: ModelFiles = { dir: '/m', model: '/m/model.onnx', tokenizer: '/m/tokenizer.json', config: '/m/config.json' };
+  const files: ModelFiles = { dir: '/m', model: '/m/model.onnx', tokenizer: '/m/tokenizer.json', config: '/m/config.json', variants: { fp32: '/m/model.onnx' } };
   const withFp16 = { ...files, fp16Model: '/m/model_fp16.onnx' };
   const withCpu = { ...withFp16, cpuModel: '/m/model_cpu/model.onnx' };
   const table: Array<[string, ModelFiles, 'cpu' | 'cuda', boolean, string, boolean]> = [
