@@ -27,7 +27,7 @@ export function httpRequestDurationHistogram(registry: Registry, help = 'HTTP re
 export function httpConnectionErrorsCounter(registry: Registry): Counter<'kind'> {
   return new Counter({
     name: 'http_connection_errors_total',
-    help: 'Connections answered and closed before the app saw their request: receive_timeout (408: not received within serving.receiveTimeoutMs), headers_too_large (431), malformed (400), client_gone.',
+    help: 'Connections answered and closed before the app saw their request: receive_timeout (408: not received within serving.receiveTimeoutMs), headers_too_large (431), malformed (400).',
     labelNames: ['kind'],
     registers: [registry],
   });

@@ -59,6 +59,7 @@ export interface ClientErrorOptions {
 }
 
 export function clientErrorHandler(options: ClientErrorOptions): (error: NodeJS.ErrnoException, socket: Socket) => void {
+  const logged = new Set<ConnectionErrorKind>();
   return (error, socket) => {
     const kind = connectionErrorKind(error);
     // After an answer, the client closing (or more bytes failing to parse) is the end of that story.
@@ -66,11 +67,13 @@ export function clientErrorHandler(options: ClientErrorOptions): (error: NodeJS.
       if (kind === 'client_gone') socket.destroy();
       return;
     }
-    options.counter?.inc({ kind });
+    // A client that reset or closed its connection is nobody to answer, nor a refusal to count (the access
+    // log says 499 when its request had reached a handler).
     if (kind === 'client_gone') {
       socket.destroy();
       return;
     }
+    options.counter?.inc({ kind });
     answered.add(socket);
     if (kind === 'receive_timeout') timedOut.add(socket);
     const answer = ANSWERS[kind];
@@ -80,7 +83,13 @@ export function clientErrorHandler(options: ClientErrorOptions): (error: NodeJS.
         : kind === 'headers_too_large'
           ? 'the request headers are too large'
           : `malformed HTTP request (${error.code ?? error.message})`;
-    options.logger.info({ kind, status: answer.status, remoteAddress: socket.remoteAddress, code: error.code }, `connection refused: ${message}`);
+    // A slow or broken client can send thousands: the first of each kind is logged, the rest counted (and logged at debug).
+    const fields = { kind, status: answer.status, remoteAddress: socket.remoteAddress, code: error.code };
+    if (logged.has(kind)) options.logger.debug(fields, `connection answered ${answer.status}: ${message}`);
+    else {
+      logged.add(kind);
+      options.logger.info(fields, `connection answered ${answer.status}: ${message} (further ones: http_connection_errors_total, and the debug log)`);
+    }
     // Node attaches the response of the request being received; once it has sent anything, only closing is left.
     const response = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (!socket.writable || response?.headersSent) {

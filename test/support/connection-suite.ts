@@ -56,6 +56,17 @@ export function connectionSuite(name: string, start: () => Promise<ConnectionTar
     assert.ok(exchange.closedAfterMs < SUITE_SERVING.receiveTimeoutMs + 1500, `closed after ${exchange.closedAfterMs} ms`);
   });
 
+  withTarget('what is not HTTP is answered 400 as JSON, counted, and logged once per kind', async (target) => {
+    for (let i = 0; i < 2; i += 1) {
+      const exchange = await rawRequest(target.url, { head: 'HELLO THERE\r\n\u0001', thenWaitMs: 3000 });
+      assert.match(exchange.statusLine, /^HTTP\/1\.1 400 /);
+      assert.match(exchange.text, /Connection: close/);
+      assert.match(exchange.text, /"error":"malformed HTTP request \(HPE_/);
+    }
+    assert.match(await target.metricsText(), /http_connection_errors_total\{kind="malformed"\} 2/);
+    assert.equal(target.logs.filter((line) => line.kind === 'malformed').length, 1, 'the first is logged at info, the second only counted');
+  });
+
   withTarget('a request whose handler works longer than the receive timeout is still answered 200', async (target) => {
     target.slowHandler(SUITE_SERVING.receiveTimeoutMs * 2.5);
     const started = performance.now();
