@@ -129,6 +129,12 @@ export async function prepareYesNoProto(source: ModelProto, options: PrepareGrap
     const ins = node.input ?? [];
     const unary = ELEMENTWISE_UNARY.has(op) && ins.length === 1;
     const scalarBinary = ELEMENTWISE_SCALAR.has(op) && ins.length === 2 && ins.some(isScalar);
+    if (op === 'If') {
+      throw new PrepareError(
+        `cannot cut: ${current} comes from an If node (optimum's merged decoder, use_cache_branch); prepare the un-merged ` +
+          'decoder_model.onnx, or export again with --no-post-process',
+      );
+    }
     if (!unary && !scalarBinary) throw new PrepareError(`cannot cut: ${current} comes from a ${op} node, not from the LM head's MatMul`);
     epilogue.unshift(node);
     current = (unary ? ins[0] : ins.find((i) => !isScalar(i))) as string;

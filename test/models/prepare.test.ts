@@ -202,6 +202,15 @@ describe('prepareModelDir', () => {
     await session.release();
   });
 
+  test("optimum's merged decoder (logits from an If on use_cache_branch) is refused with what to prepare instead", async () => {
+    const dir = path.join(root, 'merged');
+    const model = await generateDecoderModel({ flavour: 'qwen3', vocabSize: VOCAB, outDir: dir });
+    await wrapLogitsInIf(model.modelPath);
+    const session = await ort.InferenceSession.create(model.modelPath); // still a valid graph
+    await session.release();
+    await assert.rejects(prepareModelDir({ dir }), /^PrepareError: cannot cut: logits comes from an If node \(optimum's merged decoder, use_cache_branch\); prepare the un-merged decoder_model.onnx/);
+  });
+
   test('an opset 18 export (ReduceMax takes its axes as an input there) is cut and scores the same', async () => {
     const dir = path.join(root, 'opset18');
     const model = await generateDecoderModel({ flavour: 'qwen3', vocabSize: VOCAB, outDir: dir });
@@ -253,6 +262,34 @@ async function moveToExternalData(modelPath: string, location: string): Promise<
     tensor.rawData = new Uint8Array(0);
   }
   await writeFile(path.join(path.dirname(modelPath), location), Buffer.concat(chunks));
+  await writeFile(modelPath, onnx.ModelProto.encode(proto).finish());
+}
+
+/** Routes the logits through an If on a use_cache_branch input, as optimum's merged decoders do. */
+async function wrapLogitsInIf(modelPath: string): Promise<void> {
+  const proto = onnx.ModelProto.decode(await readFile(modelPath));
+  const graph = proto.graph as onnxProto.onnx.GraphProto;
+  const head = graph.node.find((n) => n.output?.[0] === 'logits') as onnxProto.onnx.NodeProto;
+  head.output = ['/lm_head/raw'];
+  const branch = (name: string): onnxProto.onnx.IGraphProto => ({
+    name,
+    node: [{ name: `${name}/identity`, opType: 'Identity', input: ['/lm_head/raw'], output: [`${name}/logits`] }],
+    output: [{ name: `${name}/logits`, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } }],
+  });
+  const GRAPH = onnx.AttributeProto.AttributeType.GRAPH;
+  graph.input.push(onnx.ValueInfoProto.create({ name: 'use_cache_branch', type: { tensorType: { elemType: onnx.TensorProto.DataType.BOOL, shape: { dim: [{ dimValue: 1 }] } } } }));
+  graph.node.push(
+    onnx.NodeProto.create({
+      name: 'optimum::if',
+      opType: 'If',
+      input: ['use_cache_branch'],
+      output: ['logits'],
+      attribute: [
+        { name: 'then_branch', type: GRAPH, g: branch('with_past') },
+        { name: 'else_branch', type: GRAPH, g: branch('without_past') },
+      ],
+    }),
+  );
   await writeFile(modelPath, onnx.ModelProto.encode(proto).finish());
 }
 
