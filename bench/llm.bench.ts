@@ -12,6 +12,7 @@
  *    yes logit picked by hand.
  * Reports pairs/s of each and their ratio, RSS after load, peak RSS, and the RSS a run adds on top of the
  * loaded model (weights grow with the vocabulary in both; what running costs must not, for the prepared graph).
+ * Models are generated once into .bench/llm (about 1 GB) and reused; delete it after changing the generator.
  */
 import { execFile } from 'node:child_process';
 import { access, mkdir, writeFile } from 'node:fs/promises';
