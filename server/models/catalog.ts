@@ -18,6 +18,8 @@ export const CatalogFileSchema = z.strictObject({
   model: z.boolean().optional(),
   optional: z.boolean().optional(),
   sha256: Sha256.optional(),
+  /** This file is the model's int8 or fp16 export (fetched by `models pull --variant`); absent: fp32, or not a graph. */
+  variant: z.enum(['int8', 'fp16']).optional(),
 });
 
 export const CatalogEntrySchema = z
@@ -69,6 +71,52 @@ export type Catalog = z.infer<typeof CatalogSchema>;
 
 export class CatalogError extends Error {
   override name = 'CatalogError';
+}
+
+export type PullVariant = 'fp32' | 'int8' | 'fp16';
+
+/** Where an int8 or fp16 export lands, whatever the repo calls it: the first name the server looks for. */
+export const VARIANT_DEST: Readonly<Record<'int8' | 'fp16', string>> = { int8: 'model_int8.onnx', fp16: 'model_fp16.onnx' };
+
+/** One file of a pull: the first of `paths` the repo has wins, saved as `dest`. */
+export interface EntryFile {
+  paths: string[];
+  dest: string;
+  sha256?: string;
+  optional?: boolean;
+  model?: boolean;
+}
+
+/** The exports an entry lists: fp32 when it has a model file or an export recipe, and each variant it has files for. */
+export function entryVariants(entry: CatalogEntry): PullVariant[] {
+  const out: PullVariant[] = entry.files.some((f) => f.model) || entry.export ? ['fp32'] : [];
+  for (const variant of ['int8', 'fp16'] as const) if (entry.files.some((f) => f.variant === variant)) out.push(variant);
+  return out;
+}
+
+/**
+ * What a pull of one export fetches: the files that are not graphs, and that export's graph. An int8 or
+ * fp16 export may be listed under several names (model_qint8_avx512_vnni.onnx, model_quantized.onnx):
+ * the first the repo has is saved under VARIANT_DEST; the graph is required even where the catalogue marks
+ * its names optional (unsure which the repo has).
+ */
+export function entryFiles(entry: CatalogEntry, variant: PullVariant = 'fp32'): EntryFile[] {
+  const plain = (f: CatalogFile): EntryFile => ({
+    paths: [f.path],
+    dest: path.posix.basename(f.path),
+    ...(f.sha256 ? { sha256: f.sha256 } : {}),
+    ...(f.optional ? { optional: true } : {}),
+    ...(f.model ? { model: true } : {}),
+  });
+  const common = entry.files.filter((f) => !f.model && f.variant === undefined).map(plain);
+  if (variant === 'fp32') return entry.files.filter((f) => f.variant === undefined).map(plain);
+  const names = entry.files.filter((f) => f.variant === variant);
+  if (names.length === 0) {
+    const advice = variant === 'int8' ? ': pull the fp32 model and run `rerank-server models quantize DIR`' : '';
+    throw new CatalogError(`${entry.id}: the catalogue lists no ${variant} export${advice}`);
+  }
+  const only = names.length === 1 ? names[0] : undefined;
+  return [{ paths: names.map((f) => f.path), dest: VARIANT_DEST[variant], model: true, ...(only?.sha256 ? { sha256: only.sha256 } : {}) }, ...common];
 }
 
 export function parseCatalog(text: string, source = 'catalog'): Catalog {

@@ -1,7 +1,9 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { CatalogError, DEFAULT_CATALOG, loadCatalog, type Catalog } from './catalog.ts';
+import { CatalogError, DEFAULT_CATALOG, entryVariants, findEntry, loadCatalog, type Catalog, type CatalogEntry, type PullVariant } from './catalog.ts';
+import { probeCpuFeatures, type CpuFeatures } from '../engine/cpu-features.ts';
+import { chooseVariant, VARIANT_SETTINGS, type VariantSetting } from '../engine/variant-choice.ts';
 import { createProgress } from './progress.ts';
 import { pullModel } from './pull.ts';
 import { addPullBoundOptions, pullBounds, type PullBoundFlags } from './pull-flags.ts';
@@ -13,6 +15,17 @@ export function defaultDir(source: string): string {
   const name = source.replace(/^[a-z]+:\/\//i, '').replace(/@.*$/, '').replace(/[?#].*$/, '').split('/').filter(Boolean).pop() ?? 'model';
   // An oci:// reference's last part carries its tag (repo:tag).
   return path.join('models', 'local', name.replace(/:[^:]*$/, '').replace(/\.(onnx|json|tar\.gz|tgz|tar)$/i, ''));
+}
+
+/**
+ * The export `--variant` names; `auto` picks what a CPU server here would run (int8 with VNNI/AMX when the
+ * catalogue lists an int8 export, else fp32). Sources outside the catalogue: fp32 for auto.
+ */
+export function pullVariant(setting: string, entry: CatalogEntry | undefined, cpu: CpuFeatures = probeCpuFeatures()): PullVariant {
+  if (!(VARIANT_SETTINGS as readonly string[]).includes(setting)) throw new CatalogError(`--variant must be one of ${VARIANT_SETTINGS.join(', ')}, got "${setting}"`);
+  if (setting !== 'auto') return setting as PullVariant;
+  if (!entry) return 'fp32';
+  return chooseVariant({ setting: setting as VariantSetting, device: 'cpu', available: entryVariants(entry), cpu }).variant;
 }
 
 async function catalogIfPresent(): Promise<Catalog | undefined> {
@@ -29,6 +42,7 @@ async function catalogIfPresent(): Promise<Catalog | undefined> {
 
 interface PullCommandOptions extends PullBoundFlags {
   dir?: string;
+  variant: string;
   sha256?: string;
   file?: string[];
   retries: string;
@@ -45,6 +59,7 @@ export function addModelsCommand(program: Command): Command {
     .option('--dir <dir>', 'model directory to fill (default: models/local/<name>)')
     .option('--sha256 <hex>', 'expected sha256 of the model file (of the archive, for a .tar.gz/.tgz/.tar URL); a mismatch deletes it and fails')
     .option('--file <path...>', 'hf:// only: repo paths to fetch instead of the catalogue\'s or the default list')
+    .option('--variant <variant>', 'hf:// only: the export to fetch, fp32, int8, fp16, or auto (int8 when this CPU has VNNI/AMX and the catalogue lists one, else fp32)', 'fp32')
     .option('--retries <n>', 'further attempts per file after a dropped or stalled connection or a 5xx', '5');
   addPullBoundOptions(pull)
     .addHelpText(
@@ -80,6 +95,7 @@ export function addModelsCommand(program: Command): Command {
       const progress = createProgress(process.stderr);
       try {
         const catalog = await catalogIfPresent();
+        const variant = pullVariant(opts.variant, catalog ? findEntry(catalog, source) : undefined);
         const result = await pullModel({
           source,
           dir,
@@ -87,6 +103,7 @@ export function addModelsCommand(program: Command): Command {
           ...(catalog ? { catalog } : {}),
           ...(opts.sha256 ? { sha256: opts.sha256 } : {}),
           ...(opts.file?.length ? { files: opts.file } : {}),
+          ...(variant !== 'fp32' ? { variant } : {}),
           ...(Number.isInteger(retries) && retries >= 0 ? { retries } : {}),
           ...pullBounds(opts),
         });
@@ -111,7 +128,7 @@ export function addModelsCommand(program: Command): Command {
       const catalog = await loadCatalog();
       for (const m of catalog.models) {
         const onnx = m.files.some((f) => f.model) ? 'onnx in repo' : 'needs export';
-        process.stdout.write(`${m.id}\t${m.license}\tmax ${m.maxLength}\t${m.tokenTypeIds ? 'token_type_ids' : 'no token_type_ids'}\t${onnx}\n`);
+        process.stdout.write(`${m.id}\t${m.license}\tmax ${m.maxLength}\t${m.tokenTypeIds ? 'token_type_ids' : 'no token_type_ids'}\t${onnx}\tvariants ${entryVariants(m).join(',')}\n`);
       }
     });
 

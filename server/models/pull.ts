@@ -1,7 +1,7 @@
 import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { installArchive } from './archive.ts';
-import type { Catalog } from './catalog.ts';
+import type { Catalog, PullVariant } from './catalog.ts';
 import { ChecksumError, DownloadError, downloadFile, sha256File, type DownloadOutcome, type Fetcher } from './download.ts';
 import { createHttpClient, type Timeouts } from './http-client.ts';
 import { PullBudget, type DiskSpace, type PullLimits } from './limits.ts';
@@ -16,6 +16,8 @@ export interface PullOptions {
   dir: string;
   sha256?: string;
   files?: string[];
+  /** Which export of an hf:// model (default fp32); see ResolveOptions. */
+  variant?: PullVariant;
   catalog?: Catalog;
   fetcher?: Fetcher;
   progress?: Progress;
@@ -48,6 +50,7 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
   const plan = resolveSource(options.source, {
     ...(options.catalog ? { catalog: options.catalog } : {}),
     ...(options.files ? { files: options.files } : {}),
+    ...(options.variant ? { variant: options.variant } : {}),
     ...(options.sha256 ? { sha256: options.sha256 } : {}),
     ...(options.env ? { env: options.env } : {}),
   });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { isArchiveName } from './archive.ts';
-import { findEntry, type Catalog, type CatalogEntry } from './catalog.ts';
+import { entryFiles, findEntry, VARIANT_DEST, type Catalog, type CatalogEntry, type PullVariant } from './catalog.ts';
 import { fileNameProblem, relativePathProblem } from './names.ts';
 
 /** One file to fetch: the first candidate URL that exists wins (a repo keeps its graph in onnx/ or at the top). */
@@ -44,6 +44,8 @@ export interface ResolveOptions {
   files?: string[];
   /** Expected sha256 of the model file (of the archive, for an archive source). */
   sha256?: string;
+  /** Which export of an hf:// model to fetch (default fp32): the catalogue's files of it, or the usual names. */
+  variant?: PullVariant;
   env?: Record<string, string | undefined>;
 }
 
@@ -98,7 +100,7 @@ function resolveHf(input: string, options: ResolveOptions, env: Record<string, s
     files = options.files.map((f) => ({ candidates: [url(f)], dest: destOf(f), ...(f === firstOnnx ? { model: true } : {}) }));
   } else if (entry) {
     files = [];
-    if (!entry.files.some((f) => f.model)) {
+    if (!entry.files.some((f) => f.model) && (options.variant ?? 'fp32') === 'fp32') {
       // The repo is not known to ship a graph: look where exports usually land, and say how to make one.
       files.push({
         candidates: [url('onnx/model.onnx'), url('model.onnx')],
@@ -110,16 +112,25 @@ function resolveHf(input: string, options: ResolveOptions, env: Record<string, s
           'or an hf:// repo of your own (models pull hf://you/repo --file model.onnx --file tokenizer.json ...)',
       });
     }
-    files.push(...entry.files.map((f) => ({
-      candidates: [url(f.path)],
-      dest: destOf(f.path),
+    let listed;
+    try {
+      listed = entryFiles(entry, options.variant);
+    } catch (error) {
+      throw new ResolveError((error as Error).message);
+    }
+    files.push(...listed.map((f) => ({
+      candidates: f.paths.map(url),
+      dest: f.dest,
       ...(f.sha256 ? { sha256: f.sha256 } : {}),
       ...(f.optional ? { optional: true } : {}),
       ...(f.model ? { model: true } : {}),
     })));
   } else {
+    const variant = options.variant ?? 'fp32';
     files = [
-      { candidates: [url('onnx/model.onnx'), url('model.onnx')], dest: 'model.onnx', model: true },
+      variant === 'fp32'
+        ? { candidates: [url('onnx/model.onnx'), url('model.onnx')], dest: 'model.onnx', model: true }
+        : { candidates: variantNames(variant).flatMap((n) => [url(`onnx/${n}`), url(n)]), dest: VARIANT_DEST[variant], model: true },
       { candidates: [url('tokenizer.json')], dest: 'tokenizer.json' },
       { candidates: [url('config.json')], dest: 'config.json', optional: true },
     ];
@@ -128,6 +139,11 @@ function resolveHf(input: string, options: ResolveOptions, env: Record<string, s
   checkDestinations(files, input);
   const headers: Record<string, string> = env.HF_TOKEN ? { Authorization: `Bearer ${env.HF_TOKEN}` } : {};
   return { kind: 'http', source: `hf://${repo}@${revision}`, files, headers, ...(entry ? { entry } : {}) };
+}
+
+/** Where repos keep an int8 or fp16 export, in the order a pull tries them. */
+function variantNames(variant: 'int8' | 'fp16'): string[] {
+  return variant === 'int8' ? ['model_int8.onnx', 'model_qint8_avx512_vnni.onnx', 'model_quantized.onnx'] : ['model_fp16.onnx'];
 }
 
 function scheme(input: string): string | undefined {
