@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfigFile, readConfigFile } from '../config/load.ts';
 import type { RerankConfig } from '../config/schema.ts';
 import type { WatchMode } from '../config/watcher.ts';
+import { checkHead } from '../engine/head-check.ts';
 import { describeModelFiles, modelFiles } from '../engine/model-files.ts';
 import { createLogger } from '../logger.ts';
 import { chooseLocalConfig, prepareLocalModels, writeDefaultConfig } from './local-mode.ts';
@@ -89,7 +90,14 @@ export function buildCli(): Command {
           .map(([name, v]) => `${name}${v.enabled ? '' : ' (disabled)'}`)
           .join(', ');
         process.stdout.write(`${loaded.source}: ok (hash ${loaded.hash}; versions: ${versions})\n`);
-        for (const line of await modelPresence(loaded.config)) process.stdout.write(`  ${line}\n`);
+        const presence = await modelPresence(loaded.config);
+        for (const { line } of presence) process.stdout.write(`  ${line}\n`);
+        // Model files may be absent where the config is checked (they come at deploy); a head that does not fit them is an error.
+        const misfits = presence.filter((p) => !p.headFits).map((p) => p.name);
+        if (misfits.length > 0) {
+          process.stderr.write(`check-config: the head of ${misfits.join(', ')} does not fit its model's tokenizer (see above)\n`);
+          process.exitCode = 1;
+        }
       } catch (error) {
         if (!(error instanceof ConfigError)) throw error;
         const unreadable = error.issues.length === 1 && error.issues[0]?.startsWith('(file): ');
@@ -166,16 +174,22 @@ export function buildCli(): Command {
   return program;
 }
 
-/** Per version, whether its model files are where the config says: a valid config may still point at nothing. */
-async function modelPresence(config: RerankConfig): Promise<string[]> {
+/**
+ * Per version, whether its model files are where the config says (a valid config may still point at
+ * nothing), and when they are, which scoring head it gets and whether the tokenizer has its tokens.
+ */
+async function modelPresence(config: RerankConfig): Promise<{ name: string; line: string; headFits: boolean }[]> {
   return Promise.all(
     Object.entries(config.versions).map(async ([name, version]) => {
       const label = `${name}${version.enabled ? '' : ' (disabled)'}`;
+      let files;
       try {
-        return `${label}: model files found in ${version.model}: ${describeModelFiles(await modelFiles(version.model))}`;
+        files = await modelFiles(version.model);
       } catch (error) {
-        return `${label}: model files MISSING: ${(error as Error).message}`;
+        return { name, line: `${label}: model files MISSING: ${(error as Error).message}`, headFits: true };
       }
+      const head = await checkHead(files, version.head);
+      return { name, line: `${label}: model files found in ${version.model}: ${describeModelFiles(files)}; ${head.line}`, headFits: head.ok };
     }),
   );
 }
