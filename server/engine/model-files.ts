@@ -46,8 +46,7 @@ export async function modelFiles(model: string): Promise<ModelFiles> {
   // A directory may hold only a quantized or fp16 export (a pull of one variant): that is its model then.
   const modelPath = isFile ? ((await exists(model)) ? model : undefined) : ((await firstExisting(dir, MODEL_LAYOUTS)) ?? (await firstVariantOnly(dir)));
   if (modelPath === undefined) {
-    const looked = isFile ? path.basename(model) : [...MODEL_LAYOUTS, ...variantFileNames('int8'), ...variantFileNames('fp16')].join(', ');
-    throw new Error(`no model.onnx in ${dir} (looked for ${looked})`);
+    throw new Error(`no model.onnx in ${dir} (looked for ${isFile ? path.basename(model) : MODEL_LAYOUTS.join(', ')})`);
   }
   const tokenizer = await firstExisting(dir, TOKENIZER_LAYOUTS);
   if (tokenizer === undefined) throw new Error(`no tokenizer.json in ${dir} (looked for ${TOKENIZER_LAYOUTS.join(', ')})`);

@@ -1,11 +1,12 @@
 import { firstLine } from '../errors.ts';
 import { Worker } from 'node:worker_threads';
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import type { Logger } from '../logger.ts';
 import { flattenBatch, makeFinite, type FlatBatch } from './batch-inputs.ts';
 import { createGraphHead, type GraphForm, type GraphHead, type GraphHeadSpec } from './graph-head.ts';
 import { readOnnxMetadata } from './onnx-metadata.ts';
+import { createOptimizedSession, type OptimizedModel } from './optimized-model.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
 
 export { fillInputs, flattenBatch, InputBuffers, makeFinite, type FlatBatch } from './batch-inputs.ts';
@@ -40,6 +41,8 @@ export interface BatchScorer {
 
 /** The graph as its scoring head found it (inputs, output, form), and where it runs. */
 export interface ModelDescription extends GraphForm {
+  /** Whether the session read a saved optimised graph, saved one, or neither (and why). */
+  optimized?: OptimizedModel;
   /** The execution provider actually in use. */
   device: Device;
   /** Why `cuda` was asked for and CPU is in use. */
@@ -66,6 +69,12 @@ export interface PairScorer extends BatchScorer {
   close(): Promise<void>;
 }
 
+/** Records on a loaded session whether its optimised graph was saved or reused (see optimized-model.ts). */
+function withOptimized(session: OnnxSession, optimized: OptimizedModel): OnnxSession {
+  session.description.optimized = optimized;
+  return session;
+}
+
 /** One ORT session, run on the thread that holds it: a model worker's, or the main one. Concurrent runs are serialized. */
 export class OnnxSession {
   readonly description: ModelDescription;
@@ -87,8 +96,8 @@ export class OnnxSession {
     let fallbackReason: string | undefined;
     if (options.device === 'cuda') {
       try {
-        const session = await ort.InferenceSession.create(options.modelPath, { ...base, executionProviders: ['cuda', 'cpu'] });
-        return await OnnxSession.#wrap(session, options.modelPath, 'cuda', undefined, options);
+        const { session, optimized } = await createOptimizedSession(options.modelPath, { ...base, executionProviders: ['cuda', 'cpu'] }, 'cuda');
+        return withOptimized(await OnnxSession.#wrap(session, options.modelPath, 'cuda', undefined, options), optimized);
       } catch (error) {
         if (error instanceof GraphMismatch) throw error.cause;
         fallbackReason = `CUDA session failed: ${firstLine(error)}`;
@@ -96,13 +105,14 @@ export class OnnxSession {
     }
     const modelPath = fallbackReason === undefined ? options.modelPath : (options.cpuModelPath ?? options.modelPath);
     let session: InferenceSession;
+    let optimized: OptimizedModel;
     try {
-      session = await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ['cpu'] });
+      ({ session, optimized } = await createOptimizedSession(modelPath, { ...base, executionProviders: ['cpu'] }, 'cpu'));
     } catch (error) {
       throw new Error(`load ONNX model ${modelPath}: ${firstLine(error)}`, { cause: error });
     }
     try {
-      return await OnnxSession.#wrap(session, modelPath, 'cpu', fallbackReason, options);
+      return withOptimized(await OnnxSession.#wrap(session, modelPath, 'cpu', fallbackReason, options), optimized);
     } catch (error) {
       throw error instanceof GraphMismatch ? error.cause : error;
     }

@@ -245,6 +245,7 @@ export class Runtime {
           model: this.#loadedFile.model,
           device: this.device,
           variant: describeVariant(this.#variant),
+          optimizedGraph: model.description.optimized,
           inputs: this.inputs,
           head: this.head,
           logits: model.description.logits,
