@@ -133,8 +133,8 @@ export const ServingConfigSchema = z
       .meta({
         description:
           'UTF-8 bytes of one document, and of the query. A longer one is cut to this many bytes before it is tokenized ' +
-          '(the default holds far more than 8192 tokens of any text), or with `truncate: false` answered 413 naming it. ' +
-          'Long texts are cut to what maxLength keeps anyway; this bounds texts without whitespace to cut at.',
+          '(the default is 32 bytes for each of 8192 tokens, the largest maxLength), or with `truncate: false` answered 413 ' +
+          'naming it. Long texts are cut to what maxLength keeps anyway; this bounds the work on a text with no whitespace to cut at.',
       }),
     receiveTimeoutMs: z
       .number()

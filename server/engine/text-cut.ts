@@ -19,10 +19,12 @@ import { Buffer } from 'node:buffer';
  *   the words of `text[0, c)` are the first words of the text, identical, and their tokens are the first
  *   tokens of the text's.
  * - Truncation keeps a prefix of each sequence's tokens, and how many depends on each sequence's length
- *   only up to `maxLength` (the `tokenizers` binding truncates each sequence to `maxLength` before it
- *   shares the room longest-first; test/engine/text-cut.test.ts checks the cut against full-text
- *   tokenization). So if `text[0, c)` has at least `maxLength` tokens, the pair keeps the same tokens
- *   from it as from the whole text.
+ *   only up to `maxLength`: with the `tokenizers` binding in use (0.23), a pair of sequences of n1 and n2
+ *   tokens keeps what a pair of min(n1, maxLength) and min(n2, maxLength) tokens keeps. That is observed,
+ *   not documented, so test/engine/pair-tokenizer-cut.test.ts checks it for every pair of lengths up to
+ *   2 × maxLength + 2 on three tokenizers, and checks cut against whole-text encodings. So if
+ *   `text[0, c)` has at least `maxLength` tokens, the pair keeps the same tokens from it as from the
+ *   whole text.
  * The one thing that is counted, not assumed, is the last condition: a prefix of N characters may hold
  * any number of tokens (whitespace and control characters make none), so the prefix is tokenized and
  * grown until it holds `maxLength` tokens or is the whole text.
@@ -89,17 +91,20 @@ export function utf8Length(text: string): number {
   return Buffer.byteLength(text, 'utf8');
 }
 
+/** How far `cutToBytes` looks back for a word end before it cuts inside a word. */
+const WORD_END_LOOKBACK = 1024;
+
 /**
  * The longest prefix of `text` whose UTF-8 encoding fits in `maxBytes`, never splitting a character, cut
- * back to the last whitespace boundary in it when there is one (so the kept words are whole). `text`
- * itself when it fits.
+ * back to a word end within the last WORD_END_LOOKBACK characters when there is one (so the last kept
+ * word is whole). `text` itself when it fits.
  */
 export function cutToBytes(text: string, maxBytes: number): string {
   // Every UTF-16 unit is at most 3 UTF-8 bytes (a surrogate pair, two units, is 4).
   if (text.length * 3 <= maxBytes || utf8Length(text) <= maxBytes) return text;
   const { read } = new TextEncoder().encodeInto(text, new Uint8Array(maxBytes));
   const fits = text.slice(0, read);
-  for (let c = fits.length - 1; c >= 1; c--) {
+  for (let c = fits.length - 1; c >= Math.max(1, fits.length - WORD_END_LOOKBACK); c--) {
     if (isCutSeparator(fits.charCodeAt(c)) && !WHITESPACE.test(fits.charAt(c - 1))) return fits.slice(0, c);
   }
   return fits;

@@ -40,8 +40,10 @@ describe('cutToBytes', () => {
     }
   });
 
-  it('ends at the last whole word when there is one', () => {
+  it('ends at the last whole word when there is one near the limit, else at the limit', () => {
     assert.equal(cutToBytes('alpha beta gamma delta', 14), 'alpha beta');
+    const solid = `word ${'x'.repeat(5000)}`;
+    assert.equal(cutToBytes(solid, 4096), solid.slice(0, 4096), 'a word end 4000 characters back is not worth the loss');
   });
 });
 
