@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HeadSchema } from '../../server/config/head.ts';
 import { ServingConfigSchema } from '../../server/config/schema.ts';
 import { RolloutSpecSchema, RolloutStatusSchema } from './rollout-spec.ts';
 import { VersionNameSchema } from './version-name.ts';
@@ -239,6 +240,16 @@ export const DisruptionSchema = z.strictObject({
     .meta({ description: "Pods of each of the version's Deployments a voluntary disruption (node drain) may take down at once; 0 blocks drains." }),
 });
 
+/** CEL for what HeadSchema's refinement checks (server/config/head.ts headIssues), so the apiserver refuses it too. */
+const HEAD_RULES = [
+  { rule: "(has(self.type) && self.type == 'causal-lm-yes-no') || (!has(self.template) && !has(self.yesToken) && !has(self.noToken) && !has(self.yesTokenId) && !has(self.noTokenId) && !has(self.normalize) && !has(self.instruction))", message: 'template, tokens, normalize and instruction apply to type causal-lm-yes-no' },
+  { rule: "(has(self.template) && self.template == 'custom') || (!has(self.prefix) && !has(self.body) && !has(self.suffix))", message: 'prefix, body and suffix apply to template custom' },
+  { rule: "!has(self.template) || self.template != 'custom' || (has(self.body) && self.body.contains('{query}') && self.body.contains('{document}'))", message: 'template custom needs a body holding {query} and {document}' },
+  { rule: "!has(self.template) || self.template != 'custom' || has(self.yesToken) || has(self.yesTokenId)", message: 'template custom needs yesToken or yesTokenId' },
+  { rule: '!has(self.yesToken) || !has(self.yesTokenId)', message: 'give yesToken or yesTokenId, not both' },
+  { rule: '!has(self.noToken) || !has(self.noTokenId)', message: 'give noToken or noTokenId, not both' },
+];
+
 export const VersionSpecSchema = z
   .strictObject({
     name: VersionNameSchema.meta({
@@ -304,6 +315,13 @@ export const VersionSpecSchema = z
       .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/)
       .optional()
       .meta({ description: "PriorityClass of the version's pods (main and CPU fallback), e.g. to preempt batch work on GPU nodes." }),
+    head: HeadSchema.optional().meta({
+      description:
+        "How the server scores with the version's model, passed to its serving config as it is: cross-encoder, or causal-lm-yes-no " +
+        '(LLM rerankers) with a prompt template. Absent: the model catalogue\'s head when model.source is an hf:// repo it knows ' +
+        '(e.g. BAAI/bge-reranker-v2-gemma), else cross-encoder.',
+      'x-kubernetes-validations': HEAD_RULES,
+    }),
   })
   .refine((v) => !v.cpuFallback || (v.resources?.gpu?.count ?? 0) > 0, {
     path: ['cpuFallback'],

@@ -1,9 +1,11 @@
 import { dump } from 'js-yaml';
 import { configHash } from '../../server/config/load.ts';
+import type { HeadConfig } from '../../server/config/head.ts';
 import { RerankConfigSchema, type RerankConfigInput } from '../../server/config/schema.ts';
 import { RouterConfigSchema } from '../../server/config/router-schema.ts';
 import type { RerankerConfig, VersionSpec } from '../crd/spec.ts';
 import { MODELS_DIR, SERVER_PORT, names, type Pool } from '../names.ts';
+import { catalogueHeadForSource } from './catalogue-heads.ts';
 import { servingPool, type WeightPlan } from '../weights.ts';
 
 export interface RenderedFile {
@@ -88,7 +90,17 @@ function versionEntry(version: VersionSpec, pool: Pool, weight: number): NonNull
     fallbackToCpu: true,
     variant: version.variant,
     ...(version.gpuMemoryThresholdMb !== undefined ? { gpuMemoryThresholdMb: version.gpuMemoryThresholdMb } : {}),
+    ...headOf(version),
   };
+}
+
+/**
+ * The version's head: its own, else the catalogue's for an hf:// source the catalogue knows. The model lands
+ * in a directory named like the version, so the server could not find it in the catalogue by itself.
+ */
+function headOf(version: VersionSpec): { head?: HeadConfig } {
+  const head = version.head ?? catalogueHeadForSource(version.model.source);
+  return head === undefined ? {} : { head };
 }
 
 function render(key: string, input: RerankConfigInput): RenderedFile {

@@ -1,6 +1,7 @@
 import { cancelled, RerankError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
+import { BatchCost, BUCKETS, bucketOf } from './batch-cost.ts';
 import { pendingPairs, type BatchOrder, type PendingPairs, type QueuedPair } from './batch-order.ts';
 import type { PackLimits } from './batch-packer.ts';
 import type { BatchScorer } from './onnx-model.ts';
@@ -15,7 +16,8 @@ import type { EncodedPair } from './pair-tokenizer.ts';
  * answered at once and its pairs leave the queue before they run.
  *
  * Admission is bounded in pairs and in time. The queue measures what a padded token costs (each batch's
- * run time ÷ its padded token slots, smoothed) and so knows how long the work queued now will take: a
+ * run time ÷ its padded token slots, smoothed, by batch width: see batch-cost.ts) and so knows how long
+ * the work queued now will take: a
  * request that would wait longer than `maxQueueWaitMs` before its first batch, or whose own deadline falls
  * before then, is refused at once; one whose deadline passes while it waits is answered then, and its
  * pairs still waiting are dropped. Refusals carry a Retry-After: the time until the queue has drained
@@ -82,8 +84,12 @@ interface Entry extends QueuedPair<Job> {
   index: number;
 }
 
-/** Weight of the newest batch in the smoothed costs. */
-const COST_SMOOTHING = 0.3;
+/**
+ * A batch's time counts as its wall time (what the queue waits for: the model run and the hand-over around
+ * it), but at most this many times the model's own run time, so a main thread stalled by something else
+ * (tokenizing a huge request) does not pass for a slow model and inflate every estimate after it.
+ */
+const MAX_WALL_PER_MODEL_TIME = 2;
 const MAX_RETRY_AFTER_SECONDS = 60;
 
 function unrefTimer(callback: () => void, ms: number): () => void {
@@ -116,19 +122,16 @@ export class BatchQueue {
     | undefined;
 
   readonly #pending: PendingPairs<Job, Entry>;
-  /** Tokens of the waiting pairs (before padding). */
-  #pendingTokens = 0;
+  /** Tokens of the waiting pairs (before padding), by the width bucket of their length. */
+  readonly #pendingTokens = new Float64Array(BUCKETS);
+  readonly #cost = new BatchCost();
   #nextOrder = 0;
   #running = false;
-  /** Padded token slots of the batch running now, and when it started (for the wait estimate). */
-  #runningSlots = 0;
+  /** Expected seconds of the batch running now (0: none), and when it started: for the wait estimate. */
+  #runningSeconds = 0;
   #runningSince = 0;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
-  /** Seconds one padded token slot costs, smoothed over recent batches; 0 until a batch has run. */
-  #secondsPerSlot = 0;
-  /** Padded slots per real token of recent batches, smoothed: turns waiting tokens into slots. */
-  #slotsPerToken = 1;
   /** This queue's share of the version's depth gauge, which it moves by deltas: during a model switch the
    * new queue and the draining one add up, rather than the last one to write winning. */
   #reportedDepth = 0;
@@ -173,18 +176,24 @@ export class BatchQueue {
 
   /**
    * Seconds a request arriving now would wait before its first batch runs: the waiting pairs' tokens,
-   * padded as recent batches were, plus what is left of the running batch, at the measured cost per
-   * padded token. 0 until a batch has run (nothing measured yet).
+   * padded as recent batches of their width were, at the measured cost per padded token of that width,
+   * plus what is left of the running batch. 0 until a batch has run (nothing measured yet).
    */
   expectedWaitSeconds(): number {
-    if (this.#secondsPerSlot === 0) return 0;
-    let slots = this.#pendingTokens * this.#slotsPerToken;
+    let seconds = this.#queuedSeconds();
+    if (this.#runningSeconds > 0) seconds += Math.max(0, this.#runningSeconds - (this.#now() - this.#runningSince) / 1000);
+    return seconds;
+  }
+
+  /** Expected seconds of the waiting pairs alone (0 until a batch has run). */
+  #queuedSeconds(): number {
+    if (!this.#cost.measured) return 0;
     let seconds = 0;
-    if (this.#runningSlots > 0) {
-      slots += this.#runningSlots;
-      seconds -= (this.#now() - this.#runningSince) / 1000;
+    for (let bucket = 0; bucket < BUCKETS; bucket += 1) {
+      const tokens = this.#pendingTokens[bucket] as number;
+      if (tokens > 0) seconds += this.#cost.secondsForTokens(bucket, tokens);
     }
-    return Math.max(0, slots * this.#secondsPerSlot + seconds);
+    return seconds;
   }
 
   /**
@@ -203,10 +212,10 @@ export class BatchQueue {
     const pending = this.#pending.size;
     if (pending + pairs > maxQueuedPairs) {
       const excess = pending + pairs - maxQueuedPairs;
-      const averageTokens = pending > 0 ? this.#pendingTokens / pending : 0;
       this.#refused('queue_full');
       throw new RerankError('overloaded', `version ${this.version} is busy: ${pending} pairs queued (limit ${maxQueuedPairs})`, {
-        retryAfterSeconds: retryAfter(excess * averageTokens * this.#slotsPerToken * this.#secondsPerSlot),
+        // The time to run as many of the waiting pairs as there are pairs too many.
+        retryAfterSeconds: retryAfter(pending > 0 ? (this.#queuedSeconds() * Math.min(excess, pending)) / pending : 0),
       });
     }
     const waitSeconds = this.expectedWaitSeconds();
@@ -289,7 +298,7 @@ export class BatchQueue {
     for (let index = 0; index < job.pairs.length; index += 1) {
       const length = (job.pairs[index] as EncodedPair).length;
       entries[index] = { length, order: this.#nextOrder++, request: job, index };
-      this.#pendingTokens += length;
+      this.#addTokens(length, length);
     }
     this.#pending.add(job, entries);
     this.#report();
@@ -319,7 +328,7 @@ export class BatchQueue {
       for (const entry of batch) this.#fail(entry.request, failure);
     } finally {
       this.#running = false;
-      this.#runningSlots = 0;
+      this.#runningSeconds = 0;
       if (this.#pending.size > 0) this.#kick();
       else for (const resolve of this.#idleWaiters.splice(0)) resolve();
     }
@@ -328,8 +337,18 @@ export class BatchQueue {
   /** Removes the next batch from the waiting pairs. */
   #takeBatch(): Entry[] {
     const batch = this.#pending.take(this.#limits());
-    for (const entry of batch) this.#pendingTokens -= entry.length;
+    this.#forget(batch);
     return batch;
+  }
+
+  /** Takes pairs that left the queue out of the waiting tokens. */
+  #forget(entries: readonly Entry[]): void {
+    for (const entry of entries) this.#addTokens(entry.length, -entry.length);
+  }
+
+  #addTokens(length: number, delta: number): void {
+    const bucket = bucketOf(length);
+    this.#pendingTokens[bucket] = (this.#pendingTokens[bucket] as number) + delta;
   }
 
   async #runBatch(batch: Entry[]): Promise<void> {
@@ -345,7 +364,7 @@ export class BatchQueue {
       if (entry.request.firstStart < 0) entry.request.firstStart = started;
     }
     const slots = batch.length * width;
-    this.#runningSlots = slots;
+    this.#runningSeconds = this.#cost.secondsForTokens(bucketOf(width), tokens);
     this.#runningSince = started;
     this.#report();
     const metrics = this.#metrics;
@@ -364,7 +383,7 @@ export class BatchQueue {
         throw new Error(`model returned ${result.logits.length} logits for ${batch.length} pairs`);
       }
     } catch (error) {
-      this.#runningSlots = 0;
+      this.#runningSeconds = 0;
       this.#logger?.error({ version: this.version, pairs: batch.length, width, err: error }, 'inference failed');
       const failure = new RerankError('model', `inference failed: ${(error as Error).message}`, { cause: error });
       for (const entry of batch) this.#fail(entry.request, failure);
@@ -373,10 +392,9 @@ export class BatchQueue {
 
     const ended = this.#now();
     metrics?.inference.observe(result.seconds);
-    // The model's own time, not the wall time around it: a main thread busy tokenizing a large request
-    // would otherwise pass for a slow model and inflate every estimate after it.
-    this.#learnCost(result.seconds, slots, tokens);
-    this.#runningSlots = 0;
+    const seconds = Math.min((ended - started) / 1000, result.seconds * MAX_WALL_PER_MODEL_TIME);
+    this.#cost.observe({ width, slots, tokens, seconds });
+    this.#runningSeconds = 0;
     this.#report();
     if (result.nonFinite > 0) {
       this.#logger?.warn({ version: this.version, count: result.nonFinite, pairs: batch.length }, 'model produced NaN or infinite logits; replaced');
@@ -400,20 +418,6 @@ export class BatchQueue {
     }
   }
 
-  /** Folds one batch's run time into the smoothed cost per padded slot and padding factor. */
-  #learnCost(runSeconds: number, slots: number, tokens: number): void {
-    if (!(runSeconds > 0) || slots === 0 || tokens === 0) return;
-    const perSlot = runSeconds / slots;
-    const padding = slots / tokens;
-    if (this.#secondsPerSlot === 0) {
-      this.#secondsPerSlot = perSlot;
-      this.#slotsPerToken = padding;
-    } else {
-      this.#secondsPerSlot += COST_SMOOTHING * (perSlot - this.#secondsPerSlot);
-      this.#slotsPerToken += COST_SMOOTHING * (padding - this.#slotsPerToken);
-    }
-  }
-
   /** The caller's deadline passed before its last pair ran: answer it, and drop its pairs still waiting. */
   #expire(job: Job): void {
     if (job.settled) return;
@@ -431,7 +435,7 @@ export class BatchQueue {
     this.#settle(job);
     job.reject(error);
     const dropped = this.#pending.remove(job);
-    for (const entry of dropped) this.#pendingTokens -= entry.length;
+    this.#forget(dropped);
     if (dropped.length > 0) this.#report();
     return dropped.length;
   }

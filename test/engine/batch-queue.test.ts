@@ -21,6 +21,8 @@ function pair(tag: number, length: number): EncodedPair {
 class FakeModel implements BatchScorer {
   readonly batches: EncodedPair[][] = [];
   auto = false;
+  /** The run time each batch reports. */
+  seconds = 0.001;
   failNext: Error | undefined;
   #gates: (() => void)[] = [];
   #running = 0;
@@ -38,7 +40,7 @@ class FakeModel implements BatchScorer {
         this.failNext = undefined;
         throw failure;
       }
-      return { logits: Float32Array.from(pairs, (p) => p.ids[0] as number), seconds: 0.001, nonFinite: 0 };
+      return { logits: Float32Array.from(pairs, (p) => p.ids[0] as number), seconds: this.seconds, nonFinite: 0 };
     } finally {
       this.#running -= 1;
     }
@@ -158,6 +160,7 @@ describe('BatchQueue', () => {
 
   it('estimates Retry-After from recent throughput', async () => {
     const model = new FakeModel();
+    model.seconds = 1;
     let clock = 0;
     const limits: QueueLimits = { maxBatchTokens: 1000, maxBatchSize: 2, maxQueuedPairs: 10, maxPaddingRatio: 1 };
     const queue = new BatchQueue({ version: 'v1', model, limits: () => limits, now: () => clock });

@@ -86,6 +86,18 @@ export const REJECTED: Array<[what: string, mutate: Mutation, why: RegExp]> = [
   ['a version name that is not a DNS label', (s) => (s.versions[2]!.name = 'V1.old'), /spec\.versions\[2\]\.name in body should match/],
   ['CPU fallback on a version without GPUs', (s) => (s.versions[2]!.cpuFallback = { replicas: 1 }), /cpuFallback only makes sense/],
   ['gateway mode without parentRefs', (s) => (s.routing = { mode: 'gateway' }), /gateway mode needs gateway.parentRefs/],
+  ['a prompt template on a cross-encoder head', (s) => (s.versions[0]!.head = { type: 'cross-encoder', template: 'qwen3' }), /apply to type causal-lm-yes-no/],
+  [
+    'a custom prompt template whose body has no {document}',
+    (s) => (s.versions[1]!.head = { type: 'causal-lm-yes-no', template: 'custom', body: 'Q: {query}', yesToken: 'yes' }),
+    /template custom needs a body holding \{query\} and \{document\}/,
+  ],
+  [
+    'a yes token given by text and by id',
+    (s) => (s.versions[1]!.head = { type: 'causal-lm-yes-no', template: 'bge-gemma', yesToken: 'Yes', yesTokenId: 7 }),
+    /give yesToken or yesTokenId, not both/,
+  ],
+  ['an unknown head type', (s) => (s.versions[1]!.head = { type: 'seq2seq' }), /head\.type: Unsupported value|head\.type in body should be one of/],
   ['an unknown routing mode', (s) => (s.routing = { mode: 'mesh' }), /spec\.routing\.mode: Unsupported value: "mesh"/],
   ['an unknown serving knob', (s) => ((s.serving as Record<string, unknown>).batchSize = 4), /unknown field "spec\.serving\.batchSize"/],
   ['autoscaling minReplicas above maxReplicas', (s) => autoscale(s, 0, { minReplicas: 3, maxReplicas: 2, target: 70 }), /minReplicas must not exceed maxReplicas/],
