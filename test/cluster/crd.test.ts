@@ -131,9 +131,11 @@ describe('RerankerConfig CRD on a real kube-apiserver', { skip: clusterSkip }, (
     };
     const plain = await table();
     assert.deepEqual(plain.header, ['NAME', ...columns.filter((c) => !c.priority).map((c) => c.name.toUpperCase())]);
-    assert.deepEqual(plain.row.slice(0, 7), [name, status.versionNames, status.weights, 'False', 'Progressing', '10', status.configHash]);
+    assert.deepEqual(plain.row.slice(0, 5), [name, status.versionNames, status.weights, 'False', status.configHash]);
     const wide = await table('-o', 'wide');
     assert.deepEqual(wide.header, ['NAME', ...columns.map((c) => c.name.toUpperCase())]);
     assert.equal(wide.row[wide.header.indexOf('CONFIG')], status.configApplied);
+    assert.equal(wide.row[wide.header.indexOf('ROLLOUT')], 'Progressing');
+    assert.equal(wide.row[wide.header.indexOf('CANARY')], '10');
   });
 });
