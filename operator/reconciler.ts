@@ -130,7 +130,7 @@ export class Reconciler {
 
     if (problems.any) return { outcome: 'error', error: problems.toError() };
     const progressing = status.conditions?.find((c) => c.type === 'Progressing')?.status === 'True';
-    const afterMs = Math.min(progressing ? (this.#deps.pollMs ?? 5000) : Infinity, rollout.decision?.requeueAfterMs ?? Infinity);
+    const afterMs = Math.min(progressing ? (this.#deps.pollMs ?? 5000) : Infinity, rolloutRequeueMs(rollout, this.#deps.clock.now()));
     return Number.isFinite(afterMs) ? { outcome: 'requeue', afterMs } : { outcome: 'done' };
   }
 
@@ -295,6 +295,16 @@ function rolloutEvents(rollout: RolloutTurn): Array<{ type: 'Normal' | 'Warning'
     events.push({ type: 'Warning', reason: 'RolloutCommandUnknown', message: `${ROLLOUT_ANNOTATION}=${rollout.annotation.value} is not pause, resume, abort or promote; removed` });
   }
   return events;
+}
+
+/**
+ * When the rollout wants another look, from now: its delay counts from the decision, so a step ends
+ * stepInterval after it started however long this reconcile took (applies, status, Events) since.
+ */
+function rolloutRequeueMs(rollout: RolloutTurn, now: Date): number {
+  const after = rollout.decision?.requeueAfterMs;
+  if (after === undefined) return Infinity;
+  return Math.max(0, after - (now.getTime() - (rollout.decidedAt ?? now).getTime()));
 }
 
 function availabilityOf(deployments: Deployment[]): Availability {

@@ -16,6 +16,8 @@ export interface RolloutTurn {
   /** The spec the plan is made from: the rollout's weights (and, after a promotion, its default) in effect. */
   spec: RerankerConfigSpec;
   decision?: RolloutDecision;
+  /** The clock when the decision was made: its requeueAfterMs counts from here, not from the end of the reconcile. */
+  decidedAt?: Date;
   /** The annotation to remove once the status is written: its value, and whether it was a command at all. */
   annotation?: { value: string; command?: RolloutCommand };
   /** Pods whose /metrics could not be read this time (the step is judged on the others). */
@@ -66,7 +68,7 @@ export class RolloutDriver {
     const decision = planRollout({ spec, previous, command: annotation?.command, window, now });
     // A step that starts now is measured from this scrape.
     if (decision.status.phase === 'Progressing' && !this.#baselines.get(resource, decision.status)) this.#baselines.set(resource, decision.status, scrapes, now);
-    return { spec: specInEffect(spec, decision), decision, ...(annotation ? { annotation } : {}), unreadable };
+    return { spec: specInEffect(spec, decision), decision, decidedAt: now, ...(annotation ? { annotation } : {}), unreadable };
   }
 
   /** The /metrics of the ready server pods of these versions; a pod that does not answer is named in `unreadable`. */

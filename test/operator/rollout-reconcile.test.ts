@@ -19,12 +19,15 @@ const key = { namespace: 'rag', name: 'rerankers' };
 class FakePodMetrics implements PodMetricsReader {
   readonly pods = new Map<string, ServerMetrics>();
   readonly unreachable = new Set<string>();
+  /** Runs before each read answers (a slow pod, a slow reconcile). */
+  delay: (() => Promise<void>) | undefined;
   of(pod: string): ServerMetrics {
     let metrics = this.pods.get(pod);
     if (!metrics) this.pods.set(pod, (metrics = new ServerMetrics({ defaultMetrics: false })));
     return metrics;
   }
   async read(pod: KubeObject): Promise<Sample[]> {
+    await this.delay?.();
     if (this.unreachable.has(pod.metadata.name)) throw new Error('connect ECONNREFUSED');
     return parseExposition(await this.of(pod.metadata.name).registry.metrics());
   }
@@ -102,6 +105,22 @@ describe('a rollout, reconciled against the fake apiserver', () => {
     assert.match(ctx.condition('Degraded')?.message ?? '', /errorRatio 0\.2 > 0\.05/);
     assert.ok(ctx.kube.events.some((e) => e.type === 'Warning' && e.reason === 'RolloutRolledBack'));
     assert.match(await ctx.metrics.registry.metrics(), /rerank_operator_rollouts_total\{namespace="rag",name="rerankers",result="rolledBack"\} 1/);
+  });
+
+  test('the next look comes when the step ends, however long the reconcile that started the step took', async () => {
+    const ctx = await setup({ canary: 'v2-gemma', steps: [10, 50], stepInterval: '3s', minRequests: 1 });
+    ctx.podMetrics.serve('v2-gemma', 5);
+    await ctx.clock.advance(3000);
+    // This reconcile decides at once, then takes 1.5 s (its scrapes) before it is done: step 2 started 1.5 s ago.
+    let slow = true;
+    ctx.podMetrics.delay = async () => {
+      if (!slow) return;
+      slow = false;
+      await ctx.clock.advance(1500);
+    };
+    const result = await ctx.reconcile();
+    assert.equal(ctx.rrc().status?.rollout?.step, 1);
+    assert.deepEqual(result, { outcome: 'requeue', afterMs: 1500 });
   });
 
   test('too few requests: the step waits and says so; unreadable canary pods are named', async () => {
