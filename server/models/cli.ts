@@ -127,8 +127,9 @@ export function addModelsCommand(program: Command): Command {
     .action(async () => {
       const catalog = await loadCatalog();
       for (const m of catalog.models) {
-        const onnx = m.files.some((f) => f.model) ? 'onnx in repo' : 'needs export';
-        process.stdout.write(`${m.id}\t${m.license}\tmax ${m.maxLength}\t${m.tokenTypeIds ? 'token_type_ids' : 'no token_type_ids'}\t${onnx}\tvariants ${entryVariants(m).join(',')}\n`);
+        const onnx = m.files.some((f) => f.model) ? 'onnx in repo' : m.export?.prepare ? 'needs export + prepare' : 'needs export';
+        const head = m.head?.type === 'causal-lm-yes-no' ? `head causal-lm-yes-no (${m.head.template ?? 'no template'})` : 'head cross-encoder';
+        process.stdout.write(`${m.id}\t${m.license}\tmax ${m.maxLength}\t${m.tokenTypeIds ? 'token_type_ids' : 'no token_type_ids'}\t${onnx}\tvariants ${entryVariants(m).join(',')}\t${head}\n`);
       }
     });
 
