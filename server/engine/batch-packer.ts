@@ -1,11 +1,13 @@
 /**
  * Choosing the next inference batch: pure functions over plain data.
  *
- * The oldest pending pair anchors every batch, so nothing waits behind a stream of better-fitting pairs.
- * Around it go the pending pairs whose lengths are closest to its own, so the batch holds similar lengths
- * and little of it is padding. Every pair in a batch is padded to the longest, so a batch costs
- * `count × longest` token slots; that product stays within `maxBatchTokens` (TEI's max-batch-tokens),
- * except for a lone pair longer than the budget, which still runs, alone.
+ * A batch grows from an anchor pair (the queue's order decides which: the oldest waiting request's longest
+ * pair first come, the oldest pair in the mixed order; see batch-order.ts). Around it go the pending pairs
+ * whose lengths are closest to its own, so the batch holds similar lengths and little of it is padding.
+ * Every pair in a batch is padded to the longest, so a batch costs `count × longest` token slots; that
+ * product stays within `maxBatchTokens` (TEI's max-batch-tokens), except for a lone pair longer than the
+ * budget, which still runs, alone. A batch may be topped up from another length-sorted list (a younger
+ * request's pairs) under the same limits.
  */
 
 export interface PackLimits {

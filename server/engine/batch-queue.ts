@@ -52,6 +52,13 @@ export interface ScoreOptions {
   signal?: AbortSignal | undefined;
   /** When the caller can no longer use the answer, on the `now` clock: then it is answered `deadline`. */
   deadline?: number | undefined;
+  /** The request's place taken by `reserve` before tokenizing: released as its pairs are queued. */
+  reservation?: Reservation | undefined;
+}
+
+/** Work admitted and not queued yet (being tokenized); `release` (idempotent) takes it out of the estimate. */
+export interface Reservation {
+  release(): void;
 }
 
 export interface ScoreResult {
@@ -90,6 +97,8 @@ interface Entry extends QueuedPair<Job> {
  * (tokenizing a huge request) does not pass for a slow model and inflate every estimate after it.
  */
 const MAX_WALL_PER_MODEL_TIME = 2;
+/** Weight of the newest request in the expected seconds per pair that a reservation holds. */
+const RESERVATION_SMOOTHING = 0.3;
 const MAX_RETRY_AFTER_SECONDS = 60;
 
 function unrefTimer(callback: () => void, ms: number): () => void {
@@ -125,6 +134,11 @@ export class BatchQueue {
   /** Tokens of the waiting pairs (before padding), by the width bucket of their length. */
   readonly #pendingTokens = new Float64Array(BUCKETS);
   readonly #cost = new BatchCost();
+  /** Requests admitted by `reserve` and still tokenizing: their pairs, and their expected seconds. */
+  #reservedPairs = 0;
+  #reservedSeconds = 0;
+  /** Expected seconds per pair of recent requests, smoothed: what a reservation holds per document. */
+  #secondsPerPair = 0;
   #nextOrder = 0;
   #running = false;
   /** Expected seconds of the batch running now (0: none), and when it started: for the wait estimate. */
@@ -177,10 +191,11 @@ export class BatchQueue {
   /**
    * Seconds a request arriving now would wait before its first batch runs: the waiting pairs' tokens,
    * padded as recent batches of their width were, at the measured cost per padded token of that width,
-   * plus what is left of the running batch. 0 until a batch has run (nothing measured yet).
+   * plus the requests admitted and still tokenizing (they queue ahead of it), plus what is left of the
+   * running batch. 0 until a batch has run (nothing measured yet).
    */
   expectedWaitSeconds(): number {
-    let seconds = this.#queuedSeconds();
+    let seconds = this.#queuedSeconds() + this.#reservedSeconds;
     if (this.#runningSeconds > 0) seconds += Math.max(0, this.#runningSeconds - (this.#now() - this.#runningSince) / 1000);
     return seconds;
   }
@@ -209,13 +224,13 @@ export class BatchQueue {
         field: 'documents',
       });
     }
-    const pending = this.#pending.size;
+    const pending = this.#pending.size + this.#reservedPairs;
     if (pending + pairs > maxQueuedPairs) {
       const excess = pending + pairs - maxQueuedPairs;
       this.#refused('queue_full');
       throw new RerankError('overloaded', `version ${this.version} is busy: ${pending} pairs queued (limit ${maxQueuedPairs})`, {
         // The time to run as many of the waiting pairs as there are pairs too many.
-        retryAfterSeconds: retryAfter(pending > 0 ? (this.#queuedSeconds() * Math.min(excess, pending)) / pending : 0),
+        retryAfterSeconds: retryAfter(pending > 0 ? ((this.#queuedSeconds() + this.#reservedSeconds) * Math.min(excess, pending)) / pending : 0),
       });
     }
     const waitSeconds = this.expectedWaitSeconds();
@@ -239,6 +254,30 @@ export class BatchQueue {
     }
   }
 
+  /**
+   * `checkRoom`, and on admission holds the request's expected work in the estimate until its pairs are
+   * queued (`score` with the reservation) or it is released (tokenizing failed). Without it, requests
+   * arriving together would all pass the check before any of them is queued, be tokenized, and most be
+   * refused only then: tokenizing work that is thrown away, on the cores the model needs.
+   */
+  reserve(pairs: number, deadline?: number): Reservation {
+    this.checkRoom(pairs, deadline);
+    const seconds = pairs * this.#secondsPerPair;
+    this.#reservedPairs += pairs;
+    this.#reservedSeconds += seconds;
+    this.#report();
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.#reservedPairs -= pairs;
+        this.#reservedSeconds = this.#reservedPairs === 0 ? 0 : this.#reservedSeconds - seconds;
+        this.#report();
+      },
+    };
+  }
+
   #refused(reason: 'queue_full' | 'wait' | 'deadline'): void {
     this.#metrics?.refusals.inc({ version: this.version, reason });
   }
@@ -246,6 +285,7 @@ export class BatchQueue {
   /** Scores every pair; resolves when the last one has run. */
   score(pairs: readonly EncodedPair[], options: ScoreOptions = {}): Promise<ScoreResult> {
     const { signal, deadline } = options;
+    options.reservation?.release();
     if (signal?.aborted) return Promise.reject(cancelled());
     try {
       this.checkRoom(pairs.length, deadline);
@@ -295,11 +335,15 @@ export class BatchQueue {
 
   #enqueue(job: Job): void {
     const entries: Entry[] = new Array<Entry>(job.pairs.length);
+    let seconds = 0;
     for (let index = 0; index < job.pairs.length; index += 1) {
       const length = (job.pairs[index] as EncodedPair).length;
       entries[index] = { length, order: this.#nextOrder++, request: job, index };
       this.#addTokens(length, length);
+      seconds += this.#cost.secondsForTokens(bucketOf(length), length);
     }
+    const perPair = seconds / job.pairs.length;
+    this.#secondsPerPair = this.#secondsPerPair === 0 ? perPair : this.#secondsPerPair + RESERVATION_SMOOTHING * (perPair - this.#secondsPerPair);
     this.#pending.add(job, entries);
     this.#report();
   }

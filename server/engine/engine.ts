@@ -273,20 +273,29 @@ export class RerankEngine implements Reranker {
 
   async #score(runtime: Runtime, config: RerankConfig, request: RerankRequest, choice: VersionChoice): Promise<RerankOutcome> {
     const { encoder, queue } = runtime.parts();
-    // Refuse before tokenizing when the queue is already too full: the work would be thrown away.
-    queue.checkRoom(request.documents.length, request.deadline);
-
-    const tokenizeStarted = performance.now();
-    const pairs = await encoder.encodePairs(request.query, request.documents, {
-      maxLength: runtime.maxLength(config),
-      truncate: request.truncate ?? true,
-      withTypeIds: runtime.takesTypeIds,
-    });
-    const tokenizeSeconds = (performance.now() - tokenizeStarted) / 1000;
+    // Refuse before tokenizing when the queue is already too full: the work would be thrown away. Admitted,
+    // the request holds its place in the queue's estimate while it is tokenized.
+    const reservation = queue.reserve(request.documents.length, request.deadline);
+    let pairs;
+    let tokenizeSeconds;
+    try {
+      const tokenizeStarted = performance.now();
+      pairs = await encoder.encodePairs(request.query, request.documents, {
+        maxLength: runtime.maxLength(config),
+        truncate: request.truncate ?? true,
+        withTypeIds: runtime.takesTypeIds,
+      });
+      tokenizeSeconds = (performance.now() - tokenizeStarted) / 1000;
+    } finally {
+      if (pairs === undefined) reservation.release();
+    }
     this.#metrics.tokenizationDuration.observe({ version: runtime.version }, tokenizeSeconds);
-    if (request.signal?.aborted) throw cancelled();
+    if (request.signal?.aborted) {
+      reservation.release();
+      throw cancelled();
+    }
 
-    const scored = await queue.score(pairs, { signal: request.signal, deadline: request.deadline });
+    const scored = await queue.score(pairs, { signal: request.signal, deadline: request.deadline, reservation });
     const logits = Array.from(scored.logits);
     const outcome: RerankOutcome = {
       version: runtime.version,

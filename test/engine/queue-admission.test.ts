@@ -154,6 +154,28 @@ describe('BatchQueue admission by expected wait', () => {
     await backlog;
   });
 
+  it('requests admitted and still tokenizing count in the wait of those after them, until queued or released', async () => {
+    const { queue, model, metrics } = setup({ maxQueueWaitMs: 500 });
+    for (let i = 0; i < 2; i += 1) {
+      const warm = queue.score(pairs(2)); // measures 10 ms per slot, then 100 ms per 10-token pair
+      await model.finish();
+      await warm;
+    }
+    const first = queue.reserve(5); // tokenizing: 0.5 s of work ahead of later arrivals
+    assert.equal(queue.expectedWaitSeconds(), 0.5);
+    assert.equal(await sample(metrics, 'reranker_queue_expected_wait_seconds'), 0.5);
+    const second = queue.reserve(1); // a wait of 0.5 s is not over 500 ms
+    await assert.rejects(async () => queue.reserve(1), refusal('overloaded', (error) => assert.equal(error.retryAfterSeconds, 1)));
+    first.release(); // its tokenizing failed
+    first.release();
+    assert.ok(Math.abs(queue.expectedWaitSeconds() - 0.1) < 1e-12);
+    const queued = queue.score(pairs(1), { reservation: second }); // queued: the reservation becomes queued work
+    assert.ok(Math.abs(queue.expectedWaitSeconds() - 0.1) < 1e-12);
+    await model.finish();
+    await queued;
+    assert.equal(queue.expectedWaitSeconds(), 0);
+  });
+
   it('maxQueueWaitMs 0 turns the time limit off', async () => {
     const { queue, model } = setup({ maxQueueWaitMs: 0 });
     const first = queue.score(pairs(2));
