@@ -35,6 +35,7 @@ let url: string;
 interface InfoVersion {
   name: string;
   state: string;
+  error?: string;
   modelPath: string;
   head?: { type: string; template?: string; form?: string; yesTokenId?: number; noTokenId?: number; normalize?: string; source?: string };
 }
@@ -192,6 +193,16 @@ describe('a cross-encoder version and an LLM-reranker version in one server', ()
     const expected = await referenceScores(await generateDecoderModel({ flavour: 'qwen3', outDir: qwenFull }), 'qwen3', 'Judge passages about animals');
     const after = await until('the new instruction', () => rerank('/rerank/llm'), (r) => Math.abs((r.scores[0] as number) - (before[0] as number)) > 1e-6);
     assertClose(after.scores, expected, 'llm with the new instruction');
+
+    // A head whose template the tokenizer does not have fails the load, saying so; the serving session stays.
+    await writeConfig({
+      ce: { model: gemmaFull.dir, weight: 50, head: { type: 'causal-lm-yes-no', template: 'bge-gemma' } },
+      llm: { model: qwen.dir, weight: 50, head: { type: 'causal-lm-yes-no', template: 'qwen3', yesToken: 'Absolutely' } },
+    });
+    const failed = await until('the failed load', info, (v) => v.find((x) => x.name === 'llm')?.error !== undefined);
+    assert.match(failed.find((v) => v.name === 'llm')?.error ?? '', /the yes token "Absolutely" is not a token of the tokenizer/);
+    assert.equal(failed.find((v) => v.name === 'llm')?.state, 'ready');
+    assertClose((await rerank('/rerank/llm')).scores, expected, 'the previous session keeps serving');
 
     // ...and back to a cross-encoder.
     await writeConfig({
