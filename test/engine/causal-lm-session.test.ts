@@ -3,12 +3,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { PREPARED_METADATA, PREPARED_OUTPUT } from '../../server/engine/causal-lm-graph.ts';
 import type { CausalLmGraphSpec } from '../../server/engine/graph-head.ts';
 import { OnnxSession } from '../../server/engine/onnx-model.ts';
 import type { EncodedPair } from '../../server/engine/pair-tokenizer.ts';
 import { PromptEncoder, PromptTokenizer } from '../../server/engine/prompt-encoder.ts';
 import { resolveHead, type CausalLmHead } from '../../server/engine/prompt-template.ts';
 import { generateDecoderModel, type GeneratedDecoder } from '../../server/modelgen/decoder-model.ts';
+import * as prepareGraph from '../../server/models/prepare-graph.ts';
 import { DecoderReference, normalise } from '../support/llm-reference.ts';
 
 /**
@@ -134,6 +136,11 @@ for (const flavour of FLAVOURS) {
 }
 
 describe('causal-lm-yes-no session: graphs that do not fit the head', () => {
+  it('reads the output and metadata names models prepare writes (the worker does not load the protobuf code for two strings)', () => {
+    assert.equal(PREPARED_OUTPUT, prepareGraph.PREPARED_OUTPUT);
+    assert.deepEqual(PREPARED_METADATA, { form: prepareGraph.PREPARED_KEYS.form, yes: prepareGraph.PREPARED_KEYS.yes, no: prepareGraph.PREPARED_KEYS.no });
+  });
+
   it('a prepared graph cut for other tokens is refused, naming both', async () => {
     const model = await generateDecoderModel({ flavour: 'qwen3', form: 'prepared', outDir: path.join(root, 'mismatch') });
     const head: CausalLmGraphSpec = { type: 'causal-lm-yes-no', yesId: model.noTokenId, noId: model.yesTokenId, normalize: 'softmax', paddingSide: 'left' };
