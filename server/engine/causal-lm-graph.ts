@@ -73,7 +73,12 @@ export class CausalLmGraph implements GraphHead {
         throw new Error(`output ${outputName} has shape [${dims.join(', ')}]; [batch, 2] (yes, no) expected`);
       }
       if (!prepared) {
-        if (dims.length !== 3) throw new Error(`output logits has shape [${dims.join(', ')}]; [batch, seq, vocab] expected of a causal LM`);
+        if (dims.length !== 3) {
+          throw new Error(
+            `output logits has shape [${dims.join(', ')}]; [batch, seq, vocab] expected of a causal LM` +
+              (dims.length <= 2 ? ' (one logit per pair is a classification head: give the version head type cross-encoder)' : ''),
+          );
+        }
         const vocab = dims[2];
         for (const [role, id] of [['yes', spec.yesId], ['no', spec.noId]] as const) {
           if (id !== undefined && typeof vocab === 'number' && id >= vocab) throw new Error(`the ${role} token id ${id} is outside the graph's vocabulary (${vocab} logits)`);

@@ -12,6 +12,7 @@ import { resolveHead, type CausalLmHead } from '../../server/engine/prompt-templ
 import { generateDecoderModel, type GeneratedDecoder } from '../../server/modelgen/decoder-model.ts';
 import * as prepareGraph from '../../server/models/prepare-graph.ts';
 import { DecoderReference, normalise } from '../support/llm-reference.ts';
+import { tinyModel } from '../support/models.ts';
 
 /**
  * The batched decoder path against the independent one-sequence reference (full logits, last token picked
@@ -145,6 +146,12 @@ describe('causal-lm-yes-no session: graphs that do not fit the head', () => {
     const model = await generateDecoderModel({ flavour: 'qwen3', form: 'prepared', outDir: path.join(root, 'mismatch') });
     const head: CausalLmGraphSpec = { type: 'causal-lm-yes-no', yesId: model.noTokenId, noId: model.yesTokenId, normalize: 'softmax', paddingSide: 'left' };
     await assert.rejects(OnnxSession.load({ modelPath: model.modelPath, device: 'cpu', padId: 0, head }), /prepared for other tokens: yes id \d+ \(the head's is \d+\)/);
+  });
+
+  it('a cross-encoder served with a causal-lm head says to give it the cross-encoder head', async () => {
+    const model = await tinyModel({ arch: 'xlmr' });
+    const head: CausalLmGraphSpec = { type: 'causal-lm-yes-no', yesId: 5, noId: 6, normalize: 'softmax', paddingSide: 'left' };
+    await assert.rejects(OnnxSession.load({ modelPath: model.modelPath, device: 'cpu', padId: 1, head }), /classification head: give the version head type cross-encoder/);
   });
 
   it('a decoder served with a cross-encoder head says to give it the causal-lm head', async () => {
