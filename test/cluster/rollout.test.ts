@@ -1,0 +1,312 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- objects read back from kubectl and watches as JSON */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { load } from 'js-yaml';
+import { KINDS, type KindRef, type KubeObject, type WatchHandle } from '../../operator/kube.ts';
+import { ClientNodeKube } from '../../operator/kube-client.ts';
+import { LABEL } from '../../operator/names.ts';
+import { ROLLOUT_ANNOTATION } from '../../operator/rollout/driver.ts';
+import { scratchDir, tinyModel } from '../support/models.ts';
+import { clusterSkip, installCrd, installGatewayApi, startCluster, type Cluster } from './harness.ts';
+import { kubeletSkip, startTestKubelet, type TestKubelet } from './kubelet.ts';
+import { eventually, startOperator, type OperatorProcess } from './operator-process.ts';
+import { Resources } from './resources.ts';
+
+/**
+ * spec.rollout on the real API server with pods that really answer: the operator process, the test
+ * kubelet running each server pod as a `rerank-server` on its own 127.0.0.N, and real rerank requests
+ * sent to the pods' IPs. The operator reads each ready pod's /metrics, judges each 3 s step and moves the
+ * weights it renders (the ConfigMap in router mode, the HTTPRoute in gateway mode).
+ *
+ * The failing canary is a real model failure: its tokenizer maps the word "boom" to an id outside the
+ * embedding table, so the model loads and warms up (the pod gets ready), then every request whose text
+ * holds the word fails in onnxruntime's Gather and is answered 500. Stable's tokenizer splits the word
+ * into pieces it has and answers 200.
+ */
+
+const STEP_INTERVAL_MS = 3000;
+const rolloutOf = (canary: string) => ({
+  canary,
+  steps: [25, 100],
+  stepInterval: `${STEP_INTERVAL_MS / 1000}s`,
+  minRequests: 5,
+  analysis: { maxErrorRatio: 0.05 },
+});
+
+/** A copy of the tiny model whose tokenizer gives "boom" an id past the model's vocabulary. */
+async function modelThatFailsOnBoom(): Promise<string> {
+  const dir = await scratchDir('fails-on-boom');
+  await cp((await tinyModel()).dir, dir, { recursive: true });
+  const tokenizer = JSON.parse(await readFile(`${dir}/tokenizer.json`, 'utf8')) as { model: { vocab: Record<string, number> } };
+  tokenizer.model.vocab.boom = 999_999;
+  await writeFile(`${dir}/tokenizer.json`, JSON.stringify(tokenizer));
+  return dir;
+}
+
+/** Every change of the watched objects with the time this process saw it. */
+class Recorder {
+  readonly seen: Array<{ at: number; kind: string; object: any }> = [];
+  readonly #handles: WatchHandle[] = [];
+  /** Watches that ended with an error (the figures would miss changes). */
+  readonly ended: string[] = [];
+  readonly #kube: ClientNodeKube;
+  constructor(kube: ClientNodeKube) {
+    this.#kube = kube;
+  }
+  /** Watch from the current state on; a watch that ends (the API server restarted, a timeout) starts again. */
+  async watch(kind: KindRef, namespace: string): Promise<void> {
+    const handle = await this.#kube.watch<KubeObject>(kind, { namespace, resourceVersion: '0' }, {
+      onEvent: (type, object) => {
+        if (type !== 'BOOKMARK') this.seen.push({ at: Date.now(), kind: kind.kind, object });
+      },
+      onDone: (error) => {
+        this.ended.push(`${kind.kind}: ${error === undefined ? 'ended' : String(error)}`);
+        if (!this.#stopped) setTimeout(() => void this.watch(kind, namespace).catch(() => {}), 200);
+      },
+    });
+    this.#handles.push(handle);
+  }
+  of(kind: string, name: string) {
+    return this.seen.filter((s) => s.kind === kind && s.object.metadata.name === name);
+  }
+  #stopped = false;
+  stop(): void {
+    this.#stopped = true;
+    for (const handle of this.#handles) handle.stop();
+  }
+}
+
+/** Rerank requests to each target pod's IP, a few per second each, until stopped; counts by pod and status. */
+class Traffic {
+  readonly answered = new Map<string, Map<number, number>>();
+  #running = true;
+  readonly #loops: Array<Promise<void>>;
+  constructor(targets: Array<{ pod: string; ip: string }>, everyMs: number) {
+    this.#loops = targets.map(async ({ pod, ip }) => {
+      const counts = new Map<number, number>();
+      this.answered.set(pod, counts);
+      while (this.#running) {
+        try {
+          const response = await fetch(`http://${ip}:8080/rerank`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ query: 'what goes boom', texts: ['a boom in the night', 'a quiet evening'] }),
+            signal: AbortSignal.timeout(5000),
+          });
+          await response.arrayBuffer();
+          counts.set(response.status, (counts.get(response.status) ?? 0) + 1);
+        } catch {
+          counts.set(0, (counts.get(0) ?? 0) + 1);
+        }
+        await sleep(everyMs);
+      }
+    });
+  }
+  async stop(): Promise<void> {
+    this.#running = false;
+    await Promise.all(this.#loops);
+  }
+  summary(): string {
+    return [...this.answered].map(([pod, counts]) => `${pod}: ${[...counts].map(([s, n]) => `${s}×${n}`).join(' ')}`).join('; ');
+  }
+}
+
+// The two scenarios run side by side (their own resources, one operator): the file's wall time is the setup and the longer one.
+describe('spec.rollout with pods that really answer (test kubelet)', { skip: clusterSkip || kubeletSkip, timeout: 120_000, concurrency: true }, () => {
+  let cluster: Cluster;
+  let operator: OperatorProcess;
+  let kubelet: TestKubelet;
+  let r: Resources;
+  let recorder: Recorder;
+  let traffic: Traffic;
+  let setupMs = 0;
+
+  const versions = (second: string) => [
+    { name: 'v1', model: { source: 'hf://example/v1' }, replicas: 1, weight: 100 },
+    { name: second, model: { source: `hf://example/${second}` }, replicas: 1, weight: 0 },
+  ];
+  // Router mode, renders weights into the ConfigMap; its router pod is not run (nothing here calls it).
+  const promo = {
+    apiVersion: 'rerank.dev/v1alpha1',
+    kind: 'RerankerConfig',
+    metadata: { name: 'promo' },
+    spec: { defaultVersion: 'v1', versions: versions('v2'), routing: { mode: 'router', router: { replicas: 1 } } },
+  };
+  // Gateway mode, renders weights into the HTTPRoute; its canary's model fails at run time.
+  const rb = {
+    apiVersion: 'rerank.dev/v1alpha1',
+    kind: 'RerankerConfig',
+    metadata: { name: 'rb' },
+    spec: {
+      defaultVersion: 'v1',
+      versions: versions('bad'),
+      routing: { mode: 'gateway', gateway: { parentRefs: [{ name: 'internal-gateway', namespace: 'gateway-system' }] } },
+    },
+  };
+
+  before(async () => {
+    const started = Date.now();
+    cluster = await startCluster();
+    await installCrd(cluster);
+    await installGatewayApi(cluster);
+    r = new Resources(cluster, await cluster.namespace('rrc-rollout'));
+    const failing = await modelThatFailsOnBoom();
+    kubelet = await startTestKubelet({
+      kubeConfig: cluster.kubeConfig(),
+      namespaces: [r.namespace],
+      model: async (pod) => (pod.metadata.labels?.[LABEL.version] === 'bad' ? failing : (await tinyModel()).dir),
+    });
+    // Only this namespace: other suites' resources on the shared API server do not queue before ours.
+    operator = await startOperator({ kubeconfig: cluster.kubeconfig, env: { LEADER_ELECT: 'false', WATCH_NAMESPACE: r.namespace } });
+    recorder = new Recorder(new ClientNodeKube(cluster.kubeConfig()));
+    await Promise.all([KINDS.rerankerConfig, KINDS.configMap, KINDS.httpRoute].map((kind) => recorder.watch(kind, r.namespace)));
+    await r.apply(promo);
+    await r.apply(rb);
+    // Each version's one pod, ready as the API server has it (what the operator lists).
+    const pods = await eventually('4 ready server pods', async () => {
+      const ready = (await r.list('pods', 'app.kubernetes.io/component=server')).filter((p) =>
+        p.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'),
+      );
+      return ready.length === 4 ? ready : undefined;
+    }, 60_000, 250);
+    traffic = new Traffic(pods.map((p) => ({ pod: p.metadata.name, ip: p.status.podIP })), 150);
+    setupMs = Date.now() - started;
+  });
+
+  after(async () => {
+    await traffic?.stop();
+    recorder?.stop();
+    await operator?.stop();
+    await kubelet?.stop();
+    await cluster?.cleanup();
+  });
+
+  const rollout = async (name: string) => (await r.get('rerankerconfig', name))?.status?.rollout;
+  const rolloutIs = (name: string, want: (s: any) => boolean) =>
+    eventually(`rollout of ${name}`, async () => {
+      const s = await rollout(name);
+      if (s && want(s)) return s;
+      throw new Error(`status.rollout: ${JSON.stringify(s)}`);
+    }, 20_000, 100);
+  const configWeights = (object: any) => {
+    const config = load(object.data['config.yaml']) as { defaultVersion: string; versions: Record<string, { weight: number }> };
+    return `${Object.entries(config.versions).map(([name, v]) => `${name}=${v.weight}`).sort().join(',')} default=${config.defaultVersion}`;
+  };
+  const routeWeights = (object: any) =>
+    (object.spec.rules.at(-1).backendRefs as Array<{ name: string; weight: number }>).map((b) => `${b.name}=${b.weight}`).sort().join(',');
+  /** How long after `since` this process first saw the object rendered with these weights (after `since`). */
+  const seenAfter = (since: number, kind: string, name: string, render: (o: any) => string, want: string): string => {
+    const at = recorder.of(kind, name).find((s) => s.at >= since && render(s.object) === want)?.at;
+    return at === undefined ? 'not seen by the watch' : `${at - since} ms`;
+  };
+  const events = async (name: string) =>
+    JSON.parse(await r.kubectl(['get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'json'])).items as any[];
+
+  /** One series of the operator's /metrics. */
+  const operatorSample = async (series: string) => {
+    const metrics = await operator.metrics();
+    return Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1]);
+  };
+  const reconcileCost = async () => {
+    const count = await operatorSample('rerank_operator_reconcile_duration_seconds_count');
+    const mean = Math.round(((await operatorSample('rerank_operator_reconcile_duration_seconds_sum')) / count) * 1000);
+    return `operator so far: ${count} reconciles, mean ${mean} ms; setup (API server, CRDs, kubelet, operator, 4 pods ready) took ${setupMs} ms`;
+  };
+
+  test('router mode: 25 % → 100 % as each step passes its gate, then promoted; the ConfigMap follows each step', async (t) => {
+    // Rendered once the operator has seen the Deployments ready.
+    await eventually('ConfigMap at 0 %', async () => configWeights(await r.get('configmap', 'promo-config')) === 'v1=100,v2=0 default=v1');
+    await r.mergePatch('rerankerconfig', 'promo', { spec: { rollout: rolloutOf('v2') } });
+
+    const step0 = await rolloutIs('promo', (s) => s.step === 0 && s.phase === 'Progressing');
+    assert.equal(step0.weight, 25);
+    await eventually('ConfigMap at 25 %', async () => configWeights(await r.get('configmap', 'promo-config')) === 'v1=75,v2=25 default=v1');
+
+    const step1 = await rolloutIs('promo', (s) => s.step === 1);
+    assert.equal(step1.weight, 100);
+    assert.deepEqual(step1.lastAnalysis, { errorRatio: { value: 0, threshold: 0.05, ok: true } });
+    await eventually('ConfigMap at 100 %', async () => configWeights(await r.get('configmap', 'promo-config')).startsWith('v1=0,v2=100 '));
+
+    const done = await rolloutIs('promo', (s) => s.phase === 'Succeeded');
+    assert.equal(done.weight, 100);
+    assert.match(done.message, /^every step passed: v2 is promoted and takes all unpinned traffic; v1 keeps its pods for 10m$/);
+    assert.equal(done.lastAnalysis.errorRatio.value, 0);
+    assert.ok(Date.parse(done.finishedAt) - Date.parse(done.stepStartedAt) >= STEP_INTERVAL_MS, 'the last step ran its interval');
+    await eventually('ConfigMap promoted', async () => configWeights(await r.get('configmap', 'promo-config')) === 'v1=0,v2=100 default=v2');
+
+    const reasons = (await events('promo')).filter((e) => e.reason.startsWith('Rollout')).map((e) => `${e.type}:${e.reason}`);
+    for (const reason of ['RolloutStarted', 'RolloutStepPassed', 'RolloutPromoted']) assert.ok(reasons.includes(`Normal:${reason}`), `${reason} in ${reasons.join(', ')}`);
+    assert.match((await r.kubectl(['get', 'rrc', 'promo', '-o', 'wide'])).split('\n')[1]!, /\bSucceeded\s+100\b/);
+    assert.equal(await operatorSample(`rerank_operator_rollouts_total{namespace="${r.namespace}",name="promo",result="promoted"}`), 1);
+
+    // The figures: each step's start (stepStartedAt, the operator's clock) to this process seeing the ConfigMap with its weights.
+    const starts = recorder.of('RerankerConfig', 'promo').map((s) => s.object.status?.rollout).filter((s) => s?.phase === 'Progressing');
+    const startOf = (step: number) => Date.parse(starts.find((s: any) => s.step === step)!.stepStartedAt);
+    t.diagnostic(`step 1 (25%) start → ConfigMap seen: ${seenAfter(startOf(0), 'ConfigMap', 'promo-config', configWeights, 'v1=75,v2=25 default=v1')}`);
+    t.diagnostic(`step 1 start → step 2 start: ${startOf(1) - startOf(0)} ms (interval ${STEP_INTERVAL_MS} ms)`);
+    t.diagnostic(`step 2 (100%) start → ConfigMap seen: ${seenAfter(startOf(1), 'ConfigMap', 'promo-config', configWeights, 'v1=0,v2=100 default=v1')}`);
+    t.diagnostic(`step 2 start → promoted (finishedAt): ${Date.parse(done.finishedAt) - startOf(1)} ms`);
+    t.diagnostic(`promoted → ConfigMap with default v2 seen: ${seenAfter(Date.parse(done.finishedAt), 'ConfigMap', 'promo-config', configWeights, 'v1=0,v2=100 default=v2')}`);
+    t.diagnostic(`traffic so far: ${traffic.summary()}`);
+    t.diagnostic(await reconcileCost());
+    if (recorder.ended.length) t.diagnostic(`watches that ended (changes in the gap are seen late): ${recorder.ended.join('; ')}`);
+  });
+
+  test('gateway mode: a canary answering 500s is rolled back at the end of its first step (weight 0 in the HTTPRoute, Degraded, a Warning Event); restarted, it pauses and aborts by annotation', async (t) => {
+    const route = 'httproutes.gateway.networking.k8s.io';
+    // A backend of weight 0 is left out of the route.
+    await eventually('HTTPRoute at 0 %', async () => routeWeights(await r.get(route, 'rb')) === 'rb-v1=100');
+    await r.mergePatch('rerankerconfig', 'rb', { spec: { rollout: rolloutOf('bad') } });
+    const step0 = await rolloutIs('rb', (s) => s.phase === 'Progressing');
+    assert.equal(step0.weight, 25);
+    await eventually('HTTPRoute at 25 %', async () => routeWeights(await r.get(route, 'rb')) === 'rb-bad=25,rb-v1=75');
+
+    const rolledBack = await rolloutIs('rb', (s) => s.phase === 'RolledBack');
+    assert.equal(rolledBack.weight, 0);
+    assert.deepEqual(rolledBack.lastAnalysis, { errorRatio: { value: 1, threshold: 0.05, ok: false } });
+    assert.match(rolledBack.message, /^step 1\/2 \(25%\) failed errorRatio 1 > 0\.05: rolled back, canary bad gets no traffic$/);
+    await eventually('HTTPRoute back at 0 %', async () => routeWeights(await r.get(route, 'rb')) === 'rb-v1=100');
+    const degraded = await r.condition('rb', 'Degraded');
+    assert.deepEqual([degraded?.status, degraded?.reason], ['True', 'RolloutRolledBack']);
+    const warning = await eventually('the RolloutRolledBack Event', async () => (await events('rb')).find((e) => e.reason === 'RolloutRolledBack'));
+    assert.equal(warning.type, 'Warning');
+    assert.match(warning.message, /failed errorRatio 1 > 0\.05/);
+    assert.match(await r.kubectl(['get', 'events', '--field-selector', 'reason=RolloutRolledBack']), /Warning\s+RolloutRolledBack\s+rerankerconfig\/rb/);
+    assert.equal(await operatorSample(`rerank_operator_rollouts_total{namespace="${r.namespace}",name="rb",result="rolledBack"}`), 1);
+    // What the pods answered: the canary's pod only 500s, stable's only 200s.
+    const answered = (version: string) => [...traffic.answered].filter(([pod]) => pod.startsWith(`rb-${version}-`)).flatMap(([, counts]) => [...counts.keys()]);
+    assert.deepEqual(answered('bad'), [500]);
+    assert.deepEqual(answered('v1'), [200]);
+
+    const startedAt = Date.parse(step0.stepStartedAt);
+    const finishedAt = Date.parse(rolledBack.finishedAt);
+    t.diagnostic(`step 1 (25%) start → HTTPRoute seen: ${seenAfter(startedAt, 'HTTPRoute', 'rb', routeWeights, 'rb-bad=25,rb-v1=75')}`);
+    t.diagnostic(`step 1 start → rolled back (finishedAt): ${finishedAt - startedAt} ms (interval ${STEP_INTERVAL_MS} ms)`);
+    t.diagnostic(`rolled back → HTTPRoute without the canary seen: ${seenAfter(finishedAt, 'HTTPRoute', 'rb', routeWeights, 'rb-v1=100')}`);
+
+    // A changed rollout starts over; with a minute's steps there is time to pause it by annotation, then abort it.
+    await r.mergePatch('rerankerconfig', 'rb', { spec: { rollout: { stepInterval: '1m' } } });
+    await rolloutIs('rb', (s) => s.phase === 'Progressing' && s.weight === 25);
+    await eventually('HTTPRoute at 25 % again', async () => routeWeights(await r.get(route, 'rb')) === 'rb-bad=25,rb-v1=75');
+    await r.kubectl(['annotate', 'rrc', 'rb', `${ROLLOUT_ANNOTATION}=pause`]);
+    const paused = await rolloutIs('rb', (s) => s.phase === 'Paused');
+    assert.deepEqual([paused.step, paused.weight], [0, 25]);
+    assert.match(paused.message, /^paused by annotation at step 1\/2 \(25%\): canary keeps 25%$/);
+    await eventually('the pause annotation removed', async () => (await r.get('rerankerconfig', 'rb')).metadata.annotations?.[ROLLOUT_ANNOTATION] === undefined, 10_000, 100);
+    assert.match((await r.kubectl(['get', 'rrc', 'rb', '-o', 'wide'])).split('\n')[1]!, /\bPaused\s+25\b/);
+    assert.equal(routeWeights(await r.get(route, 'rb')), 'rb-bad=25,rb-v1=75', 'a paused rollout keeps its weight');
+
+    await r.kubectl(['annotate', 'rrc', 'rb', `${ROLLOUT_ANNOTATION}=abort`]);
+    const aborted = await rolloutIs('rb', (s) => s.phase === 'RolledBack');
+    assert.equal(aborted.weight, 0);
+    assert.match(aborted.message, /^aborted by annotation at step 1\/2 \(25%\): rolled back, canary bad gets no traffic$/);
+    await eventually('HTTPRoute at 0 % after the abort', async () => routeWeights(await r.get(route, 'rb')) === 'rb-v1=100');
+    await eventually('the abort annotation removed', async () => (await r.get('rerankerconfig', 'rb')).metadata.annotations?.[ROLLOUT_ANNOTATION] === undefined, 10_000, 100);
+    const reasons = (await events('rb')).filter((e) => e.reason.startsWith('Rollout')).map((e) => `${e.type}:${e.reason}`);
+    for (const reason of ['Normal:RolloutStarted', 'Normal:RolloutRestarted', 'Normal:RolloutPaused']) assert.ok(reasons.includes(reason), `${reason} in ${reasons.join(', ')}`);
+    assert.equal(await operatorSample(`rerank_operator_rollouts_total{namespace="${r.namespace}",name="rb",result="aborted"}`), 1);
+    t.diagnostic(await reconcileCost());
+  });
+});
