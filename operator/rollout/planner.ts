@@ -60,12 +60,38 @@ export function rolloutRevision(spec: RerankerConfigSpec & { rollout: RolloutSpe
   return createHash('sha256').update(JSON.stringify({ rollout: spec.rollout, stable: stableOf(spec), canary: version })).digest('hex').slice(0, 12);
 }
 
+/** The phases a command acts in; `start` is a rollout that starts (or starts over) in this decision. */
+const COMMAND_APPLIES: Record<RolloutCommand, ReadonlyArray<RolloutStatus['phase'] | 'start'>> = {
+  pause: ['start', 'Progressing'],
+  resume: ['Paused', 'RolledBack', 'Failed'],
+  abort: ['Progressing', 'Paused'],
+  promote: ['Progressing', 'Paused'],
+};
+
 export function planRollout(input: RolloutInput): RolloutDecision {
+  const decision = decide(input);
+  const command = input.command;
+  if (!command) return decision;
+  const revision = rolloutRevision(input.spec);
+  const phase = input.previous?.revision === revision ? input.previous.phase : 'start';
+  if (COMMAND_APPLIES[command].includes(phase)) return decision;
+  // The annotation is removed all the same: say so, or it vanishes without a word.
+  const message = `rollout command ${command} does nothing ${phase === 'start' ? 'as the rollout starts' : `while the rollout is ${phase}`}; removed`;
+  return { ...decision, events: [...decision.events, { type: 'Normal', reason: 'RolloutCommandIgnored', message }] };
+}
+
+function decide(input: RolloutInput): RolloutDecision {
   const { spec, now } = input;
   const rollout = spec.rollout;
   const revision = rolloutRevision(spec);
   const previous = input.previous?.revision === revision ? input.previous : undefined;
-  if (!previous) return start(input, revision, input.previous !== undefined);
+  if (!previous) {
+    const started = start(input, revision, input.previous !== undefined);
+    // Paused from the first step on: the annotation may come with the edit that starts the rollout.
+    if (input.command !== 'pause') return started;
+    const message = `paused by annotation as it started: ${started.status.message}; canary keeps ${started.status.weight}%`;
+    return { status: { ...started.status, phase: 'Paused', message }, events: [...started.events, { type: 'Normal', reason: 'RolloutPaused', message }], retireStable: false };
+  }
 
   const at = now.toISOString();
   const base = { ...previous };

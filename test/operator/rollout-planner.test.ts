@@ -125,8 +125,26 @@ describe('rollout planner', () => {
     assert.deepEqual([retried.status.phase, retried.status.step, retried.status.weight], ['Progressing', 0, 10]);
     const promoted = decide(spec, { previous: retried.status, seconds: 40, command: 'promote' });
     assert.deepEqual([promoted.status.phase, promoted.status.weight, promoted.ended], ['Succeeded', 100, 'promoted']);
-    // A command that does not apply to the phase changes nothing.
-    assert.deepEqual(decide(spec, { previous: started, seconds: 10, command: 'resume' }).status.phase, 'Progressing');
+    // A command that does not apply to the phase changes nothing, and an Event says so (the annotation is removed all the same).
+    const ignored = decide(spec, { previous: started, seconds: 10, command: 'resume' });
+    assert.deepEqual(ignored.status.phase, 'Progressing');
+    assert.deepEqual(ignored.events, [{ type: 'Normal', reason: 'RolloutCommandIgnored', message: 'rollout command resume does nothing while the rollout is Progressing; removed' }]);
+    assert.equal(decide(spec, { previous: promoted.status, seconds: 50, command: 'pause' }).events.at(-1)?.message, 'rollout command pause does nothing while the rollout is Succeeded; removed');
+    assert.equal(decide(spec, { seconds: 0, command: 'abort' }).events.at(-1)?.reason, 'RolloutCommandIgnored');
+  });
+
+  test('pause given with the edit that starts the rollout: it starts paused at the first step, and is judged only after resume', () => {
+    const spec = specOf();
+    const paused = decide(spec, { seconds: 0, command: 'pause' });
+    assert.deepEqual([paused.status.phase, paused.status.step, paused.status.weight], ['Paused', 0, 10]);
+    assert.deepEqual(paused.events.map((e) => e.reason), ['RolloutStarted', 'RolloutPaused']);
+    assert.match(paused.status.message, /^paused by annotation as it started: step 1\/3: canary v2-gemma takes 10% of unpinned traffic from v2-m3; canary keeps 10%$/);
+    assert.equal(decide(spec, { previous: paused.status, seconds: 3600, figures: good }).status.phase, 'Paused');
+    const resumed = decide(spec, { previous: paused.status, seconds: 3600, command: 'resume' });
+    assert.deepEqual([resumed.status.phase, resumed.status.step, resumed.status.stepStartedAt], ['Progressing', 0, at(3600).toISOString()]);
+    // A changed rollout that starts over with the annotation starts paused too.
+    const restarted = decide(specOf({ steps: [25, 100] }), { previous: resumed.status, seconds: 3610, command: 'pause' });
+    assert.deepEqual([restarted.status.phase, restarted.status.weight, restarted.events[0]!.reason], ['Paused', 25, 'RolloutRestarted']);
   });
 
   test('a changed canary version or rollout spec starts over; a changed weight of the canary does not', () => {
