@@ -92,11 +92,21 @@ interface Entry extends QueuedPair<Job> {
 }
 
 /**
- * A batch's time counts as its wall time (what the queue waits for: the model run and the hand-over around
- * it), but at most this many times the model's own run time, so a main thread stalled by something else
- * (tokenizing a huge request) does not pass for a slow model and inflate every estimate after it.
+ * A batch's time counts as what the queue waited for it: from its start to the start of the next batch
+ * when one followed at once (the hand-over between batches included), else to its end; but at most this
+ * many times the model's own run time, so a main thread stalled by something else (tokenizing a huge
+ * request) does not pass for a slow model and inflate every estimate after it.
  */
 const MAX_WALL_PER_MODEL_TIME = 2;
+
+interface RunBatch {
+  width: number;
+  slots: number;
+  tokens: number;
+  started: number;
+  ended: number;
+  modelSeconds: number;
+}
 /** Weight of the newest request in the expected seconds per pair that a reservation holds. */
 const RESERVATION_SMOOTHING = 0.3;
 const MAX_RETRY_AFTER_SECONDS = 60;
@@ -144,6 +154,8 @@ export class BatchQueue {
   /** Expected seconds of the batch running now (0: none), and when it started: for the wait estimate. */
   #runningSeconds = 0;
   #runningSince = 0;
+  /** The last batch that ran, not yet counted in the cost: it is, once the next one starts or the loop stops. */
+  #lastBatch: RunBatch | undefined;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
   /** This queue's share of the version's depth gauge, which it moves by deltas: during a model switch the
@@ -373,6 +385,7 @@ export class BatchQueue {
     } finally {
       this.#running = false;
       this.#runningSeconds = 0;
+      this.#learn(undefined);
       if (this.#pending.size > 0) this.#kick();
       else for (const resolve of this.#idleWaiters.splice(0)) resolve();
     }
@@ -408,6 +421,7 @@ export class BatchQueue {
       if (entry.request.firstStart < 0) entry.request.firstStart = started;
     }
     const slots = batch.length * width;
+    this.#learn(started);
     this.#runningSeconds = this.#cost.secondsForTokens(bucketOf(width), tokens);
     this.#runningSince = started;
     this.#report();
@@ -436,8 +450,7 @@ export class BatchQueue {
 
     const ended = this.#now();
     metrics?.inference.observe(result.seconds);
-    const seconds = Math.min((ended - started) / 1000, result.seconds * MAX_WALL_PER_MODEL_TIME);
-    this.#cost.observe({ width, slots, tokens, seconds });
+    this.#lastBatch = { width, slots, tokens, started, ended, modelSeconds: result.seconds };
     this.#runningSeconds = 0;
     this.#report();
     if (result.nonFinite > 0) {
@@ -460,6 +473,15 @@ export class BatchQueue {
         });
       }
     }
+  }
+
+  /** Counts the last batch in the cost, up to `nextStarted` (the batch that follows it at once) or its end. */
+  #learn(nextStarted: number | undefined): void {
+    const last = this.#lastBatch;
+    if (last === undefined) return;
+    this.#lastBatch = undefined;
+    const waited = ((nextStarted ?? last.ended) - last.started) / 1000;
+    this.#cost.observe({ width: last.width, slots: last.slots, tokens: last.tokens, seconds: Math.min(waited, last.modelSeconds * MAX_WALL_PER_MODEL_TIME) });
   }
 
   /** The caller's deadline passed before its last pair ran: answer it, and drop its pairs still waiting. */
