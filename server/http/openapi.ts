@@ -177,6 +177,7 @@ function rerankHeaders(): Record<string, unknown> {
 const ERROR_DESCRIPTIONS: Readonly<Record<number, string>> = {
   400: 'A field is missing, of the wrong type or out of range, or the body is not JSON; `field` names it.',
   401: 'Missing or wrong API key.',
+  408: 'The request (headers and body) did not arrive within serving.receiveTimeoutMs; the connection is closed.',
   413: 'Body, document count or (with truncate false) a pair over a configured limit.',
   422: 'The tokenizer could not encode an input.',
   429: 'The queue is full (in pairs, or in expected wait over maxQueueWaitMs); retry after Retry-After seconds, the time it takes to drain below the limit.',

@@ -44,7 +44,7 @@ export interface RouteSpec {
   errors: readonly number[];
 }
 
-const RERANK_ERRORS = [400, 401, 413, 422, 429, 499, 500, 503, 504] as const;
+const RERANK_ERRORS = [400, 401, 408, 413, 422, 429, 499, 500, 503, 504] as const;
 
 /** What the four rerank routes share: POST, guarded, counted; the TEI ones and the Cohere/Jina ones differ in body and errors. */
 const rerankRoute = { method: 'POST', tag: 'rerank', guarded: true, rerank: true, errors: RERANK_ERRORS } as const;
@@ -100,7 +100,7 @@ export const ROUTES = [
     modelVersion: false,
     responses: {
       200: { description: 'Ready for traffic.', schema: HealthResponseSchema },
-      503: { description: 'Still loading.', schema: HealthResponseSchema },
+      503: { description: 'Still loading; or draining after SIGTERM (`reason: draining`).', schema: HealthResponseSchema },
     },
     errors: [],
   },

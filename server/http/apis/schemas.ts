@@ -154,7 +154,9 @@ export const ErrorBodySchema = z
   })
   .register(apiSchemas, { id: 'Error' });
 
-export const HealthResponseSchema = z.object({ status: z.string() }).register(apiSchemas, { id: 'Health' });
+export const HealthResponseSchema = z
+  .object({ status: z.string(), reason: z.string().optional().describe('Why not ready, when it is known: `draining` once SIGTERM came.') })
+  .register(apiSchemas, { id: 'Health' });
 
 export const InfoResponseSchema = z
   .looseObject({
