@@ -122,7 +122,7 @@ export function connectionSuite(name: string, start: () => Promise<ConnectionTar
   });
 
   withTarget('draining: readiness fails, idle connections close, in-flight requests are answered with Connection: close, then it is done', async (target) => {
-    target.slowHandler(600);
+    target.slowHandler(400);
     const idle = await RawConnection.open(target.url);
     idle.write('GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n');
     assert.equal((await idle.response()).status, 200);
