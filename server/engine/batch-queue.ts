@@ -76,6 +76,8 @@ interface Job {
   /** Pairs not yet scored. */
   remaining: number;
   submittedAt: number;
+  /** The wait estimated for it as it was queued, before the correction (see `#correction`). */
+  estimatedWait: number;
   firstStart: number;
   lastEnd: number;
   settled: boolean;
@@ -109,6 +111,12 @@ interface RunBatch {
 }
 /** Weight of the newest request in the expected seconds per pair that a reservation holds. */
 const RESERVATION_SMOOTHING = 0.3;
+/** Weight of the newest request in the correction of the estimate, and the bounds of that correction. */
+const CORRECTION_SMOOTHING = 0.2;
+const MIN_CORRECTION = 0.5;
+const MAX_CORRECTION = 4;
+/** Waits shorter than this (seconds) are too short to correct the estimate by: noise dominates them. */
+const MIN_CORRECTED_WAIT = 0.05;
 const MAX_RETRY_AFTER_SECONDS = 60;
 
 function unrefTimer(callback: () => void, ms: number): () => void {
@@ -149,6 +157,12 @@ export class BatchQueue {
   #reservedSeconds = 0;
   /** Expected seconds per pair of recent requests, smoothed: what a reservation holds per document. */
   #secondsPerPair = 0;
+  /**
+   * How much longer recent requests waited than estimated, smoothed (1: as estimated). What the batch
+   * costs leave out lands here: the CPU that tokenizing and parsing take from the model while requests
+   * wait, hand-overs, other processes on the machine.
+   */
+  #correction = 1;
   #nextOrder = 0;
   #running = false;
   /** Expected seconds of the batch running now (0: none), and when it started: for the wait estimate. */
@@ -207,6 +221,11 @@ export class BatchQueue {
    * running batch. 0 until a batch has run (nothing measured yet).
    */
   expectedWaitSeconds(): number {
+    return this.#rawWaitSeconds() * this.#correction;
+  }
+
+  /** The estimate from the batch costs alone, before the correction learnt from actual waits. */
+  #rawWaitSeconds(): number {
     let seconds = this.#queuedSeconds() + this.#reservedSeconds;
     if (this.#runningSeconds > 0) seconds += Math.max(0, this.#runningSeconds - (this.#now() - this.#runningSince) / 1000);
     return seconds;
@@ -229,6 +248,11 @@ export class BatchQueue {
    * `deadline` when the expected wait already ends after `deadline` (a time on the `now` clock).
    */
   checkRoom(pairs: number, deadline?: number): void {
+    this.#check(pairs, deadline, true);
+  }
+
+  /** `checkRoom`; with `byTime` false, only the pair limit and the deadline (a request admitted by `reserve`). */
+  #check(pairs: number, deadline: number | undefined, byTime: boolean): void {
     if (this.#closed) throw new RerankError('unavailable', `version ${this.version} is shutting down`);
     const { maxQueuedPairs, maxQueueWaitMs = 0 } = this.#limits();
     if (pairs > maxQueuedPairs) {
@@ -246,7 +270,7 @@ export class BatchQueue {
       });
     }
     const waitSeconds = this.expectedWaitSeconds();
-    if (maxQueueWaitMs > 0 && waitSeconds * 1000 > maxQueueWaitMs) {
+    if (byTime && maxQueueWaitMs > 0 && waitSeconds * 1000 > maxQueueWaitMs) {
       this.#refused('wait');
       throw new RerankError(
         'overloaded',
@@ -294,13 +318,17 @@ export class BatchQueue {
     this.#metrics?.refusals.inc({ version: this.version, reason });
   }
 
-  /** Scores every pair; resolves when the last one has run. */
+  /**
+   * Scores every pair; resolves when the last one has run. A request with a reservation was admitted by
+   * expected wait before it was tokenized and is not refused by it now: only the pair limit and its
+   * deadline still apply.
+   */
   score(pairs: readonly EncodedPair[], options: ScoreOptions = {}): Promise<ScoreResult> {
-    const { signal, deadline } = options;
-    options.reservation?.release();
+    const { signal, deadline, reservation } = options;
+    reservation?.release();
     if (signal?.aborted) return Promise.reject(cancelled());
     try {
-      this.checkRoom(pairs.length, deadline);
+      this.#check(pairs.length, deadline, reservation === undefined);
     } catch (error) {
       return Promise.reject(error as Error);
     }
@@ -312,6 +340,7 @@ export class BatchQueue {
         logits: new Float32Array(pairs.length),
         remaining: pairs.length,
         submittedAt: this.#now(),
+        estimatedWait: this.#rawWaitSeconds(),
         firstStart: -1,
         lastEnd: -1,
         settled: false,
@@ -418,7 +447,10 @@ export class BatchQueue {
       pairs[i] = entry.request.pairs[entry.index] as EncodedPair;
       tokens += entry.length;
       if (entry.length > width) width = entry.length;
-      if (entry.request.firstStart < 0) entry.request.firstStart = started;
+      if (entry.request.firstStart < 0) {
+        entry.request.firstStart = started;
+        this.#correct(entry.request);
+      }
     }
     const slots = batch.length * width;
     this.#learn(started);
@@ -473,6 +505,13 @@ export class BatchQueue {
         });
       }
     }
+  }
+
+  /** Folds how long a request waited, against its raw estimate, into the correction. */
+  #correct(job: Job): void {
+    if (job.estimatedWait < MIN_CORRECTED_WAIT) return;
+    const ratio = Math.min(MAX_CORRECTION, Math.max(MIN_CORRECTION, (job.firstStart - job.submittedAt) / 1000 / job.estimatedWait));
+    this.#correction += CORRECTION_SMOOTHING * (ratio - this.#correction);
   }
 
   /** Counts the last batch in the cost, up to `nextStarted` (the batch that follows it at once) or its end. */

@@ -35,11 +35,15 @@ class SteppedClock {
   }
 }
 
-/** Each run waits for `finish()`, which moves the clock by the batch's cost first. */
+/**
+ * Each run waits for `finish()`, which moves the clock by the batch's cost first. With `wallFactor` above 1
+ * the clock moves that many times what the model reports as its own time (work outside the model run).
+ */
 class CostedModel implements BatchScorer {
   readonly batches: EncodedPair[][] = [];
   #finish: (() => void)[] = [];
   readonly clock: SteppedClock;
+  wallFactor = 1;
   constructor(clock: SteppedClock) {
     this.clock = clock;
   }
@@ -48,7 +52,7 @@ class CostedModel implements BatchScorer {
     const slots = pairs.length * Math.max(...pairs.map((p) => p.length));
     await new Promise<void>((resolve) =>
       this.#finish.push(() => {
-        this.clock.advance(slots * MS_PER_SLOT);
+        this.clock.advance(slots * MS_PER_SLOT * this.wallFactor);
         resolve();
       }),
     );
@@ -174,6 +178,36 @@ describe('BatchQueue admission by expected wait', () => {
     await model.finish();
     await queued;
     assert.equal(queue.expectedWaitSeconds(), 0);
+    // Admitted before tokenizing, a request is queued after it even if the wait grew meanwhile.
+    const admitted = queue.reserve(2);
+    const backlog = queue.score(pairs(10));
+    await assert.rejects(queue.score(pairs(2)), refusal('overloaded'), 'without a reservation: refused by the wait');
+    const late = queue.score(pairs(2), { reservation: admitted });
+    for (let i = 0; i < 6; i += 1) await model.finish();
+    await Promise.all([backlog, late]);
+  });
+
+  it('corrects the estimate by how long requests actually waited', async () => {
+    const { queue, model } = setup({ maxQueueWaitMs: 0 });
+    // Batches take 3 times the model's reported time on the clock (600 ms for 200); batch costs count at
+    // most twice it, so the raw estimate is 2/3 of the truth, and the waits teach the queue the rest.
+    model.wallFactor = 3;
+    const round = async () => {
+      const ahead = queue.score(pairs(4)); // two batches: one running, one waiting
+      await nextTurn();
+      const estimate = queue.expectedWaitSeconds();
+      const behind = queue.score(pairs(2));
+      for (let i = 0; i < 3; i += 1) await model.finish();
+      const [, result] = await Promise.all([ahead, behind]);
+      return { estimate, actual: result.queueSeconds };
+    };
+    assert.equal((await round()).estimate, 0, 'cold: nothing measured');
+    const early = await round();
+    for (let i = 0; i < 14; i += 1) await round();
+    const late = await round();
+    assert.ok(Math.abs(early.actual - 1.2) < 1e-9 && Math.abs(late.actual - 1.2) < 1e-9, `waits of ${early.actual} and ${late.actual} s`);
+    assert.ok(Math.abs(early.estimate - 0.8) < 1e-9, `early: ${early.estimate} s estimated for 1.2 s (2 × 400 ms)`);
+    assert.ok(Math.abs(late.estimate - 1.2) < 0.05, `late: ${late.estimate} s estimated for 1.2 s`);
   });
 
   it('maxQueueWaitMs 0 turns the time limit off', async () => {
