@@ -44,6 +44,27 @@ export const OutlierDetectionSchema = z.strictObject({
 });
 
 /**
+ * Mirroring for ranking agreement: of the unpinned requests `from` answers (2xx), `fraction` is sent
+ * again to `to` after the client has its answer; the client never waits for it and never sees it. The
+ * two rankings are compared (top-k overlap, Kendall's tau) into reranker_router_agreement_* per pair.
+ */
+export const MirrorSchema = z
+  .strictObject({
+    from: z.string().min(1).meta({ description: 'The version whose answers are mirrored (a rollout\'s stable).' }),
+    to: z.string().min(1).meta({ description: 'The version the copies go to, pinned by the version header (a rollout\'s canary).' }),
+    fraction: z.number().min(0).max(1).meta({ description: "Share of `from`'s unpinned answered requests mirrored, 0 to 1." }),
+    topK: z.number().int().min(1).max(1000).default(10).meta({ description: 'k of the top-k overlap.' }),
+    maxInFlight: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(16)
+      .meta({ description: 'Most mirrored requests under way at once; past it a mirror is skipped and counted (reason saturated).' }),
+  })
+  .refine((m) => m.from !== m.to, { path: ['to'], message: 'mirror.from and mirror.to must differ' });
+
+/**
  * router.yaml, the router's part of the serving ConfigMap, in its own key because config.yaml is read
  * by the strict RerankConfigSchema. `rerank-server router` loads it (proxying each request to the
  * upstream of the version it chose: path, then header, then weighted choice from config.yaml's weights,
@@ -61,6 +82,7 @@ export const RouterConfigSchema = z.strictObject({
         .meta({ description: "Base URL of each enabled version's Service (its CPU fallback's while only that is ready)." }),
       healthCheck: HealthCheckSchema.optional().meta({ description: "Active checks of each upstream's readiness." }),
       outlierDetection: OutlierDetectionSchema.optional().meta({ description: 'Ejection of an upstream after failures in a row.' }),
+      mirror: MirrorSchema.optional().meta({ description: 'Copies of some requests to a second version, whose ranking is compared with the answer.' }),
     })
     .meta({ description: 'The built-in router: how it pins versions, where each one is served, how it watches their health.' }),
 });
@@ -68,6 +90,7 @@ export const RouterConfigSchema = z.strictObject({
 export type RouterConfig = z.infer<typeof RouterConfigSchema>;
 export type HealthCheckSettings = z.infer<typeof HealthCheckSchema>;
 export type OutlierDetectionSettings = z.infer<typeof OutlierDetectionSchema>;
+export type MirrorSettings = z.infer<typeof MirrorSchema>;
 
 export interface UpstreamHealthSettings {
   healthCheck: HealthCheckSettings;

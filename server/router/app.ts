@@ -14,6 +14,7 @@ import type { ShutdownState } from '../http/shutdown.ts';
 import { headerVersion, pathVersion, stickyKey, VERSION_HEADER } from '../http/version-request.ts';
 import type { Logger } from '../logger.ts';
 import type { RouterMetrics } from './metrics.ts';
+import { Mirrorer } from './mirror.ts';
 import { createAgents, endToEndHeaders, forward, readBody, UpstreamFailure, type Agents } from './proxy.ts';
 import { routerReadiness, routerReadyz } from './readiness.ts';
 import { routeRequest, upstreamUrl, type Route, type RoutingTable } from './routing-table.ts';
@@ -46,6 +47,8 @@ export interface RouterAppDeps {
   apiKey?: () => string | undefined;
   /** Shared with listen(): while draining, /readyz is 503 and every answer closes its connection. */
   shutdown?: ShutdownState;
+  /** router.yaml's mirroring; made here (over the same agents and health) when absent. */
+  mirrorer?: Mirrorer;
 }
 
 const DEFAULT_MAX_BODY_BYTES = ServingConfigSchema.parse({}).maxBodyBytes;
@@ -56,13 +59,14 @@ const DEFAULT_MAX_BODY_BYTES = ServingConfigSchema.parse({}).maxBodyBytes;
  */
 export function createRouterApp(deps: RouterAppDeps): Koa {
   const agents = deps.agents ?? createAgents();
+  const mirrorer = deps.mirrorer ?? routerMirrorer(deps, agents);
   const handlers: Partial<Record<OperationId, Middleware>> = {
     healthz: healthz(),
     readyz: routerReadyz(() => routerReadiness(deps.routing.isReady(), deps.routing.table, deps.health)),
     config: configStatus(() => deps.routing.status()),
     metrics: metricsText(deps.metrics),
   };
-  for (const route of ROUTES) if (route.rerank) handlers[route.operationId] = proxyHandler(deps, agents, route.modelVersion);
+  for (const route of ROUTES) if (route.rerank) handlers[route.operationId] = proxyHandler(deps, agents, mirrorer, route.modelVersion);
   const guard = deps.apiKey ? requireApiKey(deps.apiKey) : undefined;
   return createShellApp({
     logger: deps.logger,
@@ -73,7 +77,19 @@ export function createRouterApp(deps: RouterAppDeps): Koa {
   });
 }
 
-function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean): Middleware {
+/** The mirrorer over the router's agents and upstream health, its copies timed like the requests. */
+export function routerMirrorer(deps: Pick<RouterAppDeps, 'metrics' | 'logger' | 'health' | 'upstreamTimeoutMs'>, agents: Agents): Mirrorer {
+  const { upstreamTimeoutMs } = deps;
+  return new Mirrorer({
+    metrics: deps.metrics,
+    logger: deps.logger,
+    agents,
+    available: (upstream) => deps.health.isAvailable(upstream),
+    timeoutMs: typeof upstreamTimeoutMs === 'function' ? upstreamTimeoutMs : () => upstreamTimeoutMs,
+  });
+}
+
+function proxyHandler(deps: RouterAppDeps, agents: Agents, mirrorer: Mirrorer, modelField: boolean): Middleware {
   const random = deps.random ?? Math.random;
   return async (ctx) => {
     const table = deps.routing.table;
@@ -103,7 +119,8 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
     if (route.unavailable) throw unavailable(route, route.upstream, deps.health);
     // A named version that fell back is asked for by the name of the one that answers.
     const path = named === undefined ? ctx.path : `/rerank/${encodeURIComponent(version)}`;
-    const url = upstreamUrl(route.upstream, ctx.querystring ? `${path}?${ctx.querystring}` : path);
+    const pathAndQuery = ctx.querystring ? `${path}?${ctx.querystring}` : path;
+    const url = upstreamUrl(route.upstream, pathAndQuery);
     const headers = endToEndHeaders(ctx.req.headers, ['host', 'content-length', 'expect', 'x-request-id', VERSION_HEADER.toLowerCase()]);
     headers['content-length'] = String(body.length);
     headers['x-request-id'] = state.requestId;
@@ -144,7 +161,8 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, modelField: boolean):
       res.resume();
       ctx.body = null;
     } else {
-      ctx.body = res;
+      // A request to be mirrored streams through a recorder; the copy goes to the other version after this answer.
+      ctx.body = mirrorer.tap({ table, route, pathAndQuery, headers, body, method: ctx.method }, ctx.status, res, random) ?? res;
     }
   };
 }

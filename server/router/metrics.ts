@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Histogram } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { httpConnectionErrorsCounter, httpRequestDurationHistogram, type HttpMetrics, type HttpRequestLabels } from '../metrics.ts';
 
 export type UpstreamFailureKind = 'refused' | 'reset' | 'timeout' | 'unresolved' | 'other';
@@ -21,6 +21,11 @@ export class RouterMetrics implements HttpMetrics {
   readonly upstreamEjections: Counter<'upstream'>;
   readonly healthCheckFailures: Counter<'upstream' | 'kind'>;
   readonly upstreamHealthy: Gauge<'upstream'>;
+  readonly mirrored: Counter<'from' | 'to'>;
+  readonly mirrorFailures: Counter<'from' | 'to' | 'reason'>;
+  readonly agreementComparisons: Counter<'from' | 'to'>;
+  readonly agreementTopKOverlap: Histogram<'from' | 'to'>;
+  readonly agreementKendallTau: Histogram<'from' | 'to'>;
   /** Each upstream's health at scrape time; set by whoever tracks it (startRouter). */
   upstreamHealthSource: (() => ReadonlyArray<{ upstream: string; healthy: boolean }>) | undefined;
 
@@ -68,6 +73,43 @@ export class RouterMetrics implements HttpMetrics {
       name: 'reranker_router_health_check_failures_total',
       help: "Failed active checks of an upstream's readiness path, by upstream and kind (status: answered not 2xx; refused, reset, timeout, unresolved, other: no answer).",
       labelNames: ['upstream', 'kind'],
+      registers,
+    });
+    const pair = ['from', 'to'] as const;
+    this.mirrored = new Counter({
+      name: 'reranker_router_mirrored_requests_total',
+      help: 'Requests answered by `from` that were sent again to `to` (router.yaml mirror), after the client had its answer.',
+      labelNames: pair,
+      registers,
+    });
+    this.mirrorFailures = new Counter({
+      name: 'reranker_router_mirror_failures_total',
+      help:
+        'Mirrors that gave no comparison, by reason: saturated (maxInFlight under way, not sent), unavailable (`to` has no upstream taking requests), ' +
+        'status (`to` answered not 2xx), refused, reset, timeout, unresolved, other (no answer), too_large (an answer over 8 MiB), ' +
+        'unparsable (`to`\'s answer is no ranking), from_unparsable (`from`\'s answer is no ranking; not sent).',
+      labelNames: [...pair, 'reason'],
+      registers,
+    });
+    this.agreementComparisons = new Counter({
+      name: 'reranker_router_agreement_comparisons_total',
+      help: 'Mirrored requests whose two rankings were compared.',
+      labelNames: pair,
+      registers,
+    });
+    // Histograms: their _sum and _count give a window's mean as Δsum / Δcount (tau may be negative, which a counter cannot add).
+    this.agreementTopKOverlap = new Histogram({
+      name: 'reranker_router_agreement_topk_overlap',
+      help: "Top-k overlap of each comparison: the share of `from`'s first k documents that are also in `to`'s first k, 0 to 1.",
+      labelNames: pair,
+      buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1],
+      registers,
+    });
+    this.agreementKendallTau = new Histogram({
+      name: 'reranker_router_agreement_kendall_tau',
+      help: "Kendall's tau-b of each comparison where it is defined (two or more documents both ranked, not all tied): the two orders over those documents, -1 to 1.",
+      labelNames: pair,
+      buckets: [-0.5, 0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95, 1],
       registers,
     });
     const healthSource = () => this.upstreamHealthSource;

@@ -7,7 +7,8 @@ import type { RerankConfig } from '../config/schema.ts';
 import { WatchedFile, type ReloadMetrics, type WatchedFileStatus, type WatchSettings } from '../config/watched-file.ts';
 import type { Logger } from '../logger.ts';
 import type { RouterFile, RouterMetrics } from './metrics.ts';
-import { buildRoutingTable, servableVersions, unknownUpstreams, type RoutingTable } from './routing-table.ts';
+import { buildRoutingTable, mirrorProblem, servableVersions, unknownUpstreams, type RoutingTable } from './routing-table.ts';
+import type { MirrorSettings } from '../config/router-schema.ts';
 
 /** Parse and validate router.yaml through RouterConfigSchema (the one contract the router and the operator use). */
 export function parseRouterConfig(text: string, source: string): { value: RouterConfig; hash: string } {
@@ -19,9 +20,10 @@ export function parseRouterConfig(text: string, source: string): { value: Router
   }
   const parsed = RouterConfigSchema.safeParse(raw ?? {});
   if (!parsed.success) throw new ConfigError(source, formatIssues(parsed.error.issues));
-  const { headerName, upstreams, healthCheck, outlierDetection } = parsed.data.router;
+  const { headerName, upstreams, healthCheck, outlierDetection, mirror } = parsed.data.router;
   const health = healthCheck || outlierDetection ? [{ healthCheck: healthCheck ?? null, outlierDetection: outlierDetection ?? null }] : [];
-  const stable = JSON.stringify([headerName, Object.entries(upstreams).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)), ...health]);
+  const mirrored = mirror ? [{ mirror }] : [];
+  const stable = JSON.stringify([headerName, Object.entries(upstreams).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)), ...health, ...mirrored]);
   return { value: parsed.data, hash: createHash('sha256').update(stable).digest('hex').slice(0, 16) };
 }
 
@@ -43,6 +45,8 @@ export interface RoutingStatus {
     defaultVersion: string;
     headerName: string;
     versions: Array<{ name: string; enabled: boolean; weight: number; upstream: string | null }>;
+    /** router.yaml's mirror, and why it cannot run when it cannot. */
+    mirror?: MirrorSettings & { problem?: string };
   };
   files: { config: WatchedFileStatus; router: WatchedFileStatus };
 }
@@ -121,6 +125,8 @@ export class RoutingFiles {
         headerName: this.#table.headerName,
         versions: this.#table.versions.map((v) => ({ name: v.name, enabled: v.enabled, weight: v.weight, upstream: v.upstream ?? null })),
       };
+      const problem = mirrorProblem(this.#table);
+      if (this.#table.mirror) status.routing.mirror = { ...this.#table.mirror, ...(problem ? { problem } : {}) };
     }
     return status;
   }
@@ -134,6 +140,8 @@ export class RoutingFiles {
       const unknown = unknownUpstreams(config, router);
       const log = this.#options.logger;
       if (unknown.length > 0) log.warn({ versions: unknown }, `router.yaml names versions config.yaml does not: ${unknown.join(', ')} (no traffic)`);
+      const problem = mirrorProblem(this.#table);
+      if (problem) log.warn({ mirror: this.#table.mirror }, `${problem}: nothing is mirrored`);
       if (servable.length === 0) log.warn('no enabled version has an upstream: not ready, rerank requests answered 503');
       else log.info({ defaultVersion: this.#table.defaultVersion, servable }, 'routing table in force');
     }

@@ -1,4 +1,4 @@
-import type { RouterConfig } from '../config/router-schema.ts';
+import type { MirrorSettings, RouterConfig } from '../config/router-schema.ts';
 import type { RerankConfig } from '../config/schema.ts';
 import { chooseVersion, type VersionChoice } from '../engine/version-choice.ts';
 import { versionEndpoints } from '../http/version-request.ts';
@@ -16,6 +16,8 @@ export interface RoutingTable {
   versions: RoutedVersion[];
   /** A version's own extra path (config.yaml `endpoint`) → the version. */
   endpoints: ReadonlyMap<string, string>;
+  /** router.yaml's mirror: copies of some of `from`'s unpinned requests to `to`, compared. */
+  mirror?: MirrorSettings;
 }
 
 export interface RoutedVersion {
@@ -32,7 +34,27 @@ export function buildRoutingTable(config: RerankConfig, router: RouterConfig): R
     const upstream = Object.hasOwn(upstreams, name) ? upstreams[name] : undefined;
     return { name, enabled: version.enabled, weight: version.weight, ...(upstream !== undefined ? { upstream } : {}) };
   });
-  return { defaultVersion: config.defaultVersion, headerName: router.router.headerName, versions, endpoints: versionEndpoints(config) };
+  const { mirror } = router.router;
+  return {
+    defaultVersion: config.defaultVersion,
+    headerName: router.router.headerName,
+    versions,
+    endpoints: versionEndpoints(config),
+    ...(mirror ? { mirror } : {}),
+  };
+}
+
+/** Why the mirror of router.yaml cannot run with this config.yaml (a version it names is unknown, disabled or has no upstream); undefined when it can or there is none. */
+export function mirrorProblem(table: RoutingTable): string | undefined {
+  const { mirror } = table;
+  if (!mirror) return undefined;
+  for (const name of [mirror.from, mirror.to]) {
+    const version = table.versions.find((v) => v.name === name);
+    if (!version) return `mirror names version ${name}, which config.yaml does not`;
+    if (!version.enabled) return `mirror names version ${name}, which is disabled`;
+    if (version.upstream === undefined) return `mirror names version ${name}, which has no upstream in router.yaml`;
+  }
+  return undefined;
 }
 
 /** Versions router.yaml names that config.yaml does not: they get no traffic. */
@@ -91,13 +113,17 @@ export function routeRequest(table: RoutingTable, input: RouteInput): Route {
   if (upstream === undefined) return { choice };
   const available = input.available;
   if (available === undefined || available(upstream)) return { choice, upstream };
-  const unpinned = choice.reason === 'weighted' || choice.reason === 'sticky' || (choice.reason === 'default' && choice.fallbackFrom === undefined);
-  if (unpinned) {
+  if (isUnpinned(choice)) {
     const again = choose((v) => v.upstream !== undefined && available(v.upstream), false);
     const other = upstreamOf(again.version);
     if (other !== undefined && available(other)) return { choice: again, upstream: other };
   }
   return { choice, upstream, unavailable: true };
+}
+
+/** A choice the request did not name (weighted, sticky, or the default's own): health may move it, and it may be mirrored. */
+export function isUnpinned(choice: VersionChoice): boolean {
+  return choice.reason === 'weighted' || choice.reason === 'sticky' || (choice.reason === 'default' && choice.fallbackFrom === undefined);
 }
 
 /** The upstream URL for a request: the Service's base URL (and any path it has), then the request's path and query. */

@@ -3,7 +3,7 @@ import type { WatchMode } from '../config/watcher.ts';
 import { resolveApiKey } from '../http/auth.ts';
 import { DEFAULT_TIMEOUTS, listen, type Listening, type ListenOptions } from '../http/listen.ts';
 import { ShutdownState } from '../http/shutdown.ts';
-import { createRouterApp } from './app.ts';
+import { createRouterApp, routerMirrorer } from './app.ts';
 import { HealthChecker } from './health-checker.ts';
 import { RouterMetrics } from './metrics.ts';
 import { createAgents } from './proxy.ts';
@@ -70,7 +70,9 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
   await routing.start();
   const agents = createAgents();
   const shutdown = new ShutdownState();
+  const mirrorer = routerMirrorer({ metrics, logger, health, upstreamTimeoutMs: options.upstreamTimeoutMs }, agents);
   const app = createRouterApp({
+    mirrorer,
     routing,
     metrics,
     logger,
@@ -92,6 +94,7 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
     stop: () => {
       routing.stop();
       checker.stop();
+      mirrorer.stop();
     },
     release: () => {
       agents.http.destroy();

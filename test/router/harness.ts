@@ -21,6 +21,8 @@ export interface Echo {
   authorization: string | undefined;
   contentType: string | undefined;
   forwardedFor: string | undefined;
+  /** X-Rerank-Mirror as received: '1' on the router's mirrored copies. */
+  mirror: string | undefined;
   body: string;
 }
 
@@ -62,6 +64,7 @@ export async function fakeUpstream(name: string): Promise<FakeUpstream> {
       authorization: header('authorization'),
       contentType: header('content-type'),
       forwardedFor: header('x-forwarded-for'),
+      mirror: header('x-rerank-mirror'),
       body: Buffer.concat(chunks).toString('utf8'),
     };
     upstream.requests.push(echo);
@@ -116,7 +119,7 @@ export function configYaml(
   });
 }
 
-/** router.yaml; `health` adds its healthCheck and outlierDetection sections. */
+/** router.yaml; `health` adds its healthCheck and outlierDetection (or mirror) sections. */
 export function routerYaml(upstreams: Record<string, string>, headerName = 'X-Rerank-Version', health: Record<string, unknown> = {}): string {
   return dump({ router: { headerName, upstreams, ...health } });
 }
