@@ -13,6 +13,7 @@ import { LeaderElector } from './leader.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import type { PodConfigReader } from './pod-config.ts';
 import { Reconciler } from './reconciler.ts';
+import type { PodMetricsReader } from './rollout/pod-metrics.ts';
 
 /** What the operator runs on; operator/main.ts gives the real ones, tests give fakes. */
 export interface OperatorDeps {
@@ -23,6 +24,8 @@ export interface OperatorDeps {
   logger: Logger;
   metrics: OperatorMetrics;
   podConfig: PodConfigReader;
+  /** How rollouts read the server pods' counters (default: GET /metrics on the pod IP, port 8080). */
+  podMetrics?: PodMetricsReader;
   /** Ends the process: after lost leadership (1), or a bad setting (2). */
   exit: (code: number) => void;
   /** This replica's name in the Lease (default: $HOSTNAME or the host name, and a random suffix). */
@@ -63,7 +66,15 @@ export function runOperator(env: NodeJS.ProcessEnv, deps: OperatorDeps): Running
   if (where.found) logger.info({ context: where.context, server: where.server, user: where.user, namespace: where.namespace }, 'Kubernetes API');
   else logger.warn({ server: where.server }, NO_KUBECONFIG);
 
-  const reconciler = new Reconciler({ kube, clock, podConfig: deps.podConfig, metrics, logger, images: imagesFromEnv(env) });
+  const reconciler = new Reconciler({
+    kube,
+    clock,
+    podConfig: deps.podConfig,
+    ...(deps.podMetrics ? { podMetrics: deps.podMetrics } : {}),
+    metrics,
+    logger,
+    images: imagesFromEnv(env),
+  });
   let controller: Controller | undefined;
   let failed = false;
   let stopping = false;
