@@ -3,8 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { load } from 'js-yaml';
-import { KINDS, type KindRef, type KubeObject, type WatchHandle } from '../../operator/kube.ts';
+import { KINDS } from '../../operator/kube.ts';
 import { ClientNodeKube } from '../../operator/kube-client.ts';
 import { LABEL } from '../../operator/names.ts';
 import { ROLLOUT_ANNOTATION } from '../../operator/rollout/driver.ts';
@@ -13,6 +12,7 @@ import { clusterSkip, installCrd, installGatewayApi, startCluster, type Cluster 
 import { kubeletSkip, startTestKubelet, type TestKubelet } from './kubelet.ts';
 import { eventually, startOperator, type OperatorProcess } from './operator-process.ts';
 import { Resources } from './resources.ts';
+import { configWeights, promo, rb, Recorder, rolloutChecks, rolloutOf, routeWeights, STEP_INTERVAL_MS } from './rollout-support.ts';
 
 /**
  * spec.rollout on the real API server with pods that really answer: the operator process, the test
@@ -26,15 +26,6 @@ import { Resources } from './resources.ts';
  * into pieces it has and answers 200.
  */
 
-const STEP_INTERVAL_MS = 3000;
-const rolloutOf = (canary: string) => ({
-  canary,
-  steps: [25, 100],
-  stepInterval: `${STEP_INTERVAL_MS / 1000}s`,
-  minRequests: 5,
-  analysis: { maxErrorRatio: 0.05 },
-});
-
 /** A copy of the tiny model whose tokenizer gives "boom" an id past the model's vocabulary. */
 async function modelThatFailsOnBoom(): Promise<string> {
   const dir = await scratchDir('fails-on-boom');
@@ -43,39 +34,6 @@ async function modelThatFailsOnBoom(): Promise<string> {
   tokenizer.model.vocab.boom = 999_999;
   await writeFile(`${dir}/tokenizer.json`, JSON.stringify(tokenizer));
   return dir;
-}
-
-/** Every change of the watched objects with the time this process saw it. */
-class Recorder {
-  readonly seen: Array<{ at: number; kind: string; object: any }> = [];
-  readonly #handles: WatchHandle[] = [];
-  /** Watches that ended with an error (the figures would miss changes). */
-  readonly ended: string[] = [];
-  readonly #kube: ClientNodeKube;
-  constructor(kube: ClientNodeKube) {
-    this.#kube = kube;
-  }
-  /** Watch from the current state on; a watch that ends (the API server restarted, a timeout) starts again. */
-  async watch(kind: KindRef, namespace: string): Promise<void> {
-    const handle = await this.#kube.watch<KubeObject>(kind, { namespace, resourceVersion: '0' }, {
-      onEvent: (type, object) => {
-        if (type !== 'BOOKMARK') this.seen.push({ at: Date.now(), kind: kind.kind, object });
-      },
-      onDone: (error) => {
-        this.ended.push(`${kind.kind}: ${error === undefined ? 'ended' : String(error)}`);
-        if (!this.#stopped) setTimeout(() => void this.watch(kind, namespace).catch(() => {}), 200);
-      },
-    });
-    this.#handles.push(handle);
-  }
-  of(kind: string, name: string) {
-    return this.seen.filter((s) => s.kind === kind && s.object.metadata.name === name);
-  }
-  #stopped = false;
-  stop(): void {
-    this.#stopped = true;
-    for (const handle of this.#handles) handle.stop();
-  }
 }
 
 /** Rerank requests to each target pod's IP, a few per second each, until stopped; counts by pod and status. */
@@ -122,29 +80,7 @@ describe('spec.rollout with pods that really answer (test kubelet)', { skip: clu
   let recorder: Recorder;
   let traffic: Traffic;
   let setupMs = 0;
-
-  const versions = (second: string) => [
-    { name: 'v1', model: { source: 'hf://example/v1' }, replicas: 1, weight: 100 },
-    { name: second, model: { source: `hf://example/${second}` }, replicas: 1, weight: 0 },
-  ];
-  // Router mode, renders weights into the ConfigMap; its router pod is not run (nothing here calls it).
-  const promo = {
-    apiVersion: 'rerank.dev/v1alpha1',
-    kind: 'RerankerConfig',
-    metadata: { name: 'promo' },
-    spec: { defaultVersion: 'v1', versions: versions('v2'), routing: { mode: 'router', router: { replicas: 1 } } },
-  };
-  // Gateway mode, renders weights into the HTTPRoute; its canary's model fails at run time.
-  const rb = {
-    apiVersion: 'rerank.dev/v1alpha1',
-    kind: 'RerankerConfig',
-    metadata: { name: 'rb' },
-    spec: {
-      defaultVersion: 'v1',
-      versions: versions('bad'),
-      routing: { mode: 'gateway', gateway: { parentRefs: [{ name: 'internal-gateway', namespace: 'gateway-system' }] } },
-    },
-  };
+  const { rolloutIs, rolloutWas, seenAfter, wasRendered, events, operatorSample } = rolloutChecks(() => ({ r, recorder, operator }));
 
   before(async () => {
     const started = Date.now();
@@ -183,38 +119,6 @@ describe('spec.rollout with pods that really answer (test kubelet)', { skip: clu
     await cluster?.cleanup();
   });
 
-  const rollout = async (name: string) => (await r.get('rerankerconfig', name))?.status?.rollout;
-  const rolloutIs = (name: string, want: (s: any) => boolean) =>
-    eventually(`rollout of ${name}`, async () => {
-      const s = await rollout(name);
-      if (s && want(s)) return s;
-      throw new Error(`status.rollout: ${JSON.stringify(s)}`);
-    }, 20_000, 100);
-  /** A state that lasts only a step: the watch saw the rollout in it (polling could come after the next step). */
-  const rolloutWas = (name: string, want: (s: any) => boolean) =>
-    eventually(`rollout of ${name} seen by the watch`, async () => recorder.of('RerankerConfig', name).map((s) => s.object.status?.rollout).find((s) => s && want(s)), 20_000, 100);
-  const configWeights = (object: any) => {
-    const config = load(object.data['config.yaml']) as { defaultVersion: string; versions: Record<string, { weight: number }> };
-    return `${Object.entries(config.versions).map(([name, v]) => `${name}=${v.weight}`).sort().join(',')} default=${config.defaultVersion}`;
-  };
-  const routeWeights = (object: any) =>
-    (object.spec.rules.at(-1).backendRefs as Array<{ name: string; weight: number }>).map((b) => `${b.name}=${b.weight}`).sort().join(',');
-  /** How long after `since` this process first saw the object rendered with these weights (after `since`). */
-  const seenAfter = (since: number, kind: string, name: string, render: (o: any) => string, want: string): string => {
-    const at = recorder.of(kind, name).find((s) => s.at >= since && render(s.object) === want)?.at;
-    return at === undefined ? 'not seen by the watch' : `${at - since} ms`;
-  };
-  /** A rendering that lasts only a step: the watch saw it (polling could come after the next step replaced it). */
-  const wasRendered = (kind: string, name: string, render: (o: any) => string, want: string) =>
-    eventually(`${kind} ${name} rendered ${want}`, async () => recorder.of(kind, name).some((s) => render(s.object) === want), 20_000, 100);
-  const events = async (name: string) =>
-    JSON.parse(await r.kubectl(['get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'json'])).items as any[];
-
-  /** One series of the operator's /metrics. */
-  const operatorSample = async (series: string) => {
-    const metrics = await operator.metrics();
-    return Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1]);
-  };
   const reconcileCost = async () => {
     const count = await operatorSample('rerank_operator_reconcile_duration_seconds_count');
     const mean = Math.round(((await operatorSample('rerank_operator_reconcile_duration_seconds_sum')) / count) * 1000);
