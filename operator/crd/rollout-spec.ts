@@ -29,8 +29,8 @@ export const AnalysisSchema = z.strictObject({
   maxFallbacks: count('Most moves of the canary from GPU to CPU (reranker_fallback_count_total) in a step.'),
   maxLoadFailures: count("Most failed loads of the canary's model (reranker_version_load_failures_total) in a step."),
   minTopKOverlap: ratio(
-    'Lowest share of top-k documents canary and stable agree on, over the requests the router mirrored to the canary in a step ' +
-      '(router mode with mirroring; without mirrored requests the gate has no data and does not block).',
+    'Lowest mean share of the top 10 documents canary and stable agree on, over the requests the router mirrored to the canary in a step ' +
+      '(router mode: the router mirrors mirrorFraction of stable\'s requests; in gateway mode, or without mirrored requests, the gate has no data and does not block).',
   ),
   minKendallTau: z
     .number()
@@ -38,6 +38,16 @@ export const AnalysisSchema = z.strictObject({
     .max(1)
     .optional()
     .meta({ description: "Lowest mean Kendall's tau between canary's and stable's orders of the mirrored requests in a step, -1 to 1." }),
+  mirrorFraction: z
+    .number()
+    .min(0.001)
+    .max(1)
+    .optional()
+    .meta({
+      description:
+        "Share of stable's unpinned requests the router also sends to the canary while a step runs, to compare their rankings " +
+        '(router mode, only when minTopKOverlap or minKendallTau is set), 0.001 to 1; default 0.1.',
+    }),
 });
 
 export const ROLLOUT_COMMANDS = ['pause', 'resume', 'abort', 'promote'] as const;

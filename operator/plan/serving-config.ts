@@ -5,6 +5,7 @@ import { RerankConfigSchema, type RerankConfigInput } from '../../server/config/
 import { RouterConfigSchema } from '../../server/config/router-schema.ts';
 import type { RerankerConfig, VersionSpec } from '../crd/spec.ts';
 import { MODELS_DIR, SERVER_PORT, names, type Pool } from '../names.ts';
+import { mirrorInEffect } from '../rollout/mirror.ts';
 import { catalogueHeadForSource } from './catalogue-heads.ts';
 import { servingPool, type WeightPlan } from '../weights.ts';
 
@@ -61,7 +62,9 @@ export function renderServingConfig(rrc: RerankerConfig, weights: WeightPlan): R
       .filter((v) => v.enabled)
       .map((v) => [v.name, `http://${names.service(rrc.metadata.name, v.name, servingPool(weights, v.name))}.${rrc.metadata.namespace}.svc:${SERVER_PORT}`]),
   );
-  const router = RouterConfigSchema.parse({ router: { headerName: spec.routing.headerName, upstreams } });
+  // While a rollout's step runs in router mode with a ranking gate, the router mirrors stable's requests to the canary.
+  const mirror = spec.routing.mode === 'router' ? mirrorInEffect(spec) : undefined;
+  const router = RouterConfigSchema.parse({ router: { headerName: spec.routing.headerName, upstreams, ...(mirror ? { mirror } : {}) } });
   files.push({ key: names.routerConfigKey, text: dump(router, { sortKeys: true, lineWidth: -1 }), hash: '' });
   return {
     files,

@@ -5,7 +5,8 @@ import { messageOf } from '../failures.ts';
 import { KINDS, type KubeClient, type KubeObject } from '../kube.ts';
 import { LABEL, ownerSelector } from '../names.ts';
 import { RolloutBaselines } from './baselines.ts';
-import { stepFigures, type PodScrape } from './figures.ts';
+import { agreementFigures, ROUTER_POD, stepFigures, type PodScrape } from './figures.ts';
+import { judgesRanking, rolloutMirror, withMirror } from './mirror.ts';
 import type { PodMetricsReader } from './pod-metrics.ts';
 import { planRollout, rolloutRevision, specInEffect, stableOf, type RolloutDecision, type RolloutWindow } from './planner.ts';
 
@@ -57,18 +58,23 @@ export class RolloutDriver {
     let window: RolloutWindow = { startedAt: now, unavailable: 'no baseline for this step yet' };
     if (judging || !previous || previous.revision !== rolloutRevision(spec)) {
       scrapes = await this.#scrape(rrc, [spec.rollout.canary, stableOf(spec)], unreadable);
+      // Ranking agreement is the routers' count of the requests they mirrored (router mode only: a gateway cannot compare).
+      const agreement = spec.routing.mode === 'router' && judgesRanking(spec.rollout);
+      if (agreement) scrapes.push(...(await this.#scrapeRouters(rrc, unreadable)));
       const baseline = previous && judging ? this.#baselines.get(resource, previous) : undefined;
       if (baseline) {
         const canaryAnswered = scrapes.some((s) => s.version === spec.rollout.canary);
+        const figures = stepFigures(baseline.scrapes, scrapes, spec.rollout.canary, stableOf(spec));
+        if (agreement) figures.agreement = agreementFigures(baseline.scrapes, scrapes, stableOf(spec), spec.rollout.canary);
         window = canaryAnswered
-          ? { startedAt: baseline.at, figures: stepFigures(baseline.scrapes, scrapes, spec.rollout.canary, stableOf(spec)) }
+          ? { startedAt: baseline.at, figures }
           : { startedAt: baseline.at, unavailable: unreadable.length ? `no canary pod answered /metrics (${unreadable.join('; ')})` : 'no ready canary pod' };
       }
     }
     const decision = planRollout({ spec, previous, command: annotation?.command, window, now });
     // A step that starts now is measured from this scrape.
     if (decision.status.phase === 'Progressing' && !this.#baselines.get(resource, decision.status)) this.#baselines.set(resource, decision.status, scrapes, now);
-    return { spec: specInEffect(spec, decision), decision, decidedAt: now, ...(annotation ? { annotation } : {}), unreadable };
+    return { spec: withMirror(specInEffect(spec, decision), rolloutMirror(spec, decision)), decision, decidedAt: now, ...(annotation ? { annotation } : {}), unreadable };
   }
 
   /** The /metrics of the ready server pods of these versions; a pod that does not answer is named in `unreadable`. */
@@ -89,6 +95,32 @@ export class RolloutDriver {
       wanted.map(async (pod): Promise<PodScrape | undefined> => {
         try {
           return { pod: pod.metadata.name, version: pod.metadata.labels?.[LABEL.version] ?? '', samples: await this.#metrics.read(pod) };
+        } catch (error) {
+          unreadable.push(`${pod.metadata.name}: ${messageOf(error)}`);
+          return undefined;
+        }
+      }),
+    );
+    return scrapes.filter((s): s is PodScrape => s !== undefined);
+  }
+
+  /** The /metrics of the ready router pods (ROUTER_POD as their version); a pod that does not answer is named in `unreadable`. */
+  async #scrapeRouters(rrc: RerankerConfig, unreadable: string[]): Promise<PodScrape[]> {
+    let pods: Pod[];
+    try {
+      const list = await this.#kube.list<Pod>(KINDS.pod, {
+        namespace: rrc.metadata.namespace,
+        labelSelector: `${ownerSelector(rrc.metadata.name)},${LABEL.component}=router`,
+      });
+      pods = list.items.filter(isReadyPod);
+    } catch (error) {
+      unreadable.push(`list router pods: ${messageOf(error)}`);
+      return [];
+    }
+    const scrapes = await Promise.all(
+      pods.map(async (pod): Promise<PodScrape | undefined> => {
+        try {
+          return { pod: pod.metadata.name, version: ROUTER_POD, samples: await this.#metrics.read(pod) };
         } catch (error) {
           unreadable.push(`${pod.metadata.name}: ${messageOf(error)}`);
           return undefined;

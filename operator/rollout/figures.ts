@@ -1,4 +1,4 @@
-import type { StepFigures, VersionFigures } from './analysis.ts';
+import type { AgreementFigures, StepFigures, VersionFigures } from './analysis.ts';
 import type { Sample } from './exposition.ts';
 
 /**
@@ -14,9 +14,17 @@ export const ROLLOUT_METRICS = {
   loadFailures: 'reranker_version_load_failures_total',
 } as const;
 
+/** The router's agreement series (server/router/metrics.ts): a counter and two histograms per (from, to). */
+export const AGREEMENT_METRICS = {
+  comparisons: 'reranker_router_agreement_comparisons_total',
+  topKOverlap: 'reranker_router_agreement_topk_overlap',
+  kendallTau: 'reranker_router_agreement_kendall_tau',
+} as const;
+
 /** One pod's samples at one moment. */
 export interface PodScrape {
   pod: string;
+  /** The pod's version; ROUTER_POD for a router pod. */
   version: string;
   samples: Sample[];
 }
@@ -65,6 +73,46 @@ export function versionFigures(baseline: PodScrape[], now: PodScrape[], version:
     ...(p99 === undefined ? {} : { p99Ms: Math.round(p99 * 1000 * 10) / 10 }),
     fallbacks: sum(ROLLOUT_METRICS.fallbacks),
     loadFailures: sum(ROLLOUT_METRICS.loadFailures),
+  };
+}
+
+/** PodScrape.version of a router pod: no version name is empty. */
+export const ROUTER_POD = '';
+
+/**
+ * Ranking agreement of `to` with `from` on the requests the routers mirrored between the two scrapes,
+ * summed over the router pods: the comparisons, and the mean top-k overlap and Kendall's tau as Δsum ÷
+ * Δcount of their histograms. A histogram's _sum may fall (tau can be negative), so a router pod's
+ * restart shows in its _count going down, and then all of its now-values are the window's.
+ */
+export function agreementFigures(baseline: PodScrape[], now: PodScrape[], from: string, to: string): AgreementFigures {
+  const pair = (s: Sample) => s.labels.from === from && s.labels.to === to;
+  const total = { comparisons: 0, overlapSum: 0, overlapCount: 0, tauSum: 0, tauCount: 0 };
+  for (const pod of now) {
+    const before = baseline.find((b) => b.pod === pod.pod)?.samples ?? [];
+    const read = (samples: Sample[], name: string) => samples.filter((s) => s.name === name && pair(s)).reduce((sum, s) => sum + s.value, 0);
+    const delta = (name: string) => {
+      const [was, is] = [read(before, name), read(pod.samples, name)];
+      return is >= was ? is - was : is;
+    };
+    const histogram = (name: string) => {
+      const [wasCount, isCount] = [read(before, `${name}_count`), read(pod.samples, `${name}_count`)];
+      const [wasSum, isSum] = [read(before, `${name}_sum`), read(pod.samples, `${name}_sum`)];
+      return isCount >= wasCount ? { count: isCount - wasCount, sum: isSum - wasSum } : { count: isCount, sum: isSum };
+    };
+    total.comparisons += delta(AGREEMENT_METRICS.comparisons);
+    const overlap = histogram(AGREEMENT_METRICS.topKOverlap);
+    const tau = histogram(AGREEMENT_METRICS.kendallTau);
+    total.overlapSum += overlap.sum;
+    total.overlapCount += overlap.count;
+    total.tauSum += tau.sum;
+    total.tauCount += tau.count;
+  }
+  const mean = (sum: number, count: number) => Math.min(1, Math.max(-1, sum / count));
+  return {
+    comparisons: total.comparisons,
+    ...(total.overlapCount > 0 ? { topKOverlap: mean(total.overlapSum, total.overlapCount) } : {}),
+    ...(total.tauCount > 0 ? { kendallTau: mean(total.tauSum, total.tauCount) } : {}),
   };
 }
 
