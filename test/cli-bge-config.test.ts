@@ -28,9 +28,9 @@ describe('a config written for the BGE reranker image', () => {
     const dir = await bgeImageDir();
     const { stdout } = await run(process.execPath, [cli, 'check-config', path.join(dir, 'config.yaml')]);
     assert.match(stdout, /: ok \(hash [0-9a-f]{16}; versions: v2-m3, v2-gemma \(disabled\), v1\)\n/);
-    assert.match(stdout, /\n {2}v2-m3: model files found in .*v2-m3: model model\/model\.onnx, tokenizer tokenizer\/tokenizer\.json, CPU fallback model_cpu\/model\.onnx\n/);
+    assert.match(stdout, /\n {2}v2-m3: model files found in .*v2-m3: model model\/model\.onnx, tokenizer tokenizer\/tokenizer\.json, CPU fallback model_cpu\/model\.onnx; head cross-encoder \(default\)\n/);
     assert.match(stdout, /\n {2}v2-gemma \(disabled\): model files MISSING: no model\.onnx in .*v2-gemma/);
-    assert.match(stdout, /\n {2}v1: model files found in .*v1: model model\.onnx, tokenizer tokenizer\.json\n/);
+    assert.match(stdout, /\n {2}v1: model files found in .*v1: model model\.onnx, tokenizer tokenizer\.json; head cross-encoder \(default\)\n/);
   });
 
   test('start serves it: POST /rerank/v1 {query, docs} is answered in the TEI shape', async () => {

@@ -43,7 +43,7 @@ const CHILDREN: Array<[group: string, resource: string]> = [['', 'configmaps'], 
 function operatorNeeds(namespace: string | undefined): Access[] {
   const at = namespace ? { namespace } : {};
   return [
-    ...['get', 'list', 'watch'].map((verb) => ({ verb, group: 'rerank.dev', resource: 'rerankerconfigs', ...at })),
+    ...['get', 'list', 'watch', 'patch'].map((verb) => ({ verb, group: 'rerank.dev', resource: 'rerankerconfigs', ...at })),
     { verb: 'patch', group: 'rerank.dev', resource: 'rerankerconfigs', subresource: 'status', ...at },
     ...CHILDREN.flatMap(([group, resource]) => ['get', 'list', 'watch', 'create', 'patch', 'delete'].map((verb) => ({ verb, group, resource, ...at }))),
     ...['list', 'watch', 'patch'].map((verb) => ({ verb, group: '', resource: 'pods', ...at })),

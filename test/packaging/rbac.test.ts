@@ -45,6 +45,7 @@ function recording(inner: KubeClient, seen: Set<string>): KubeClient {
  * The calls operator/ makes, by where they happen:
  *  rerankerconfigs get          reconciler.ts reconcile (kube.get)
  *  rerankerconfigs list/watch   controller.ts informer on RerankerConfig (informer.ts list + watch)
+ *  rerankerconfigs patch        reconciler.ts #acknowledge: removes the rerank.dev/rollout annotation it acted on
  *  rerankerconfigs/status patch reconciler.ts #writeStatus (kube-client.ts patchNamespacedCustomObjectStatus)
  *  configmaps/services/deployments/httproutes list/watch  controller.ts WATCHED_CHILDREN informers; reconciler.ts #listOwned
  *  horizontalpodautoscalers/poddisruptionbudgets list/watch  the same: watched children, listed to prune
@@ -59,7 +60,7 @@ function recording(inner: KubeClient, seen: Set<string>): KubeClient {
 /** Needed for blockOwnerDeletion where OwnerReferencesPermissionEnforcement is on; no call of its own. */
 const OWNER_FINALIZERS = 'rerank.dev/rerankerconfigs/finalizers:update';
 const OPERATOR = [
-  'rerank.dev/rerankerconfigs:get', 'rerank.dev/rerankerconfigs:list', 'rerank.dev/rerankerconfigs:watch',
+  'rerank.dev/rerankerconfigs:get', 'rerank.dev/rerankerconfigs:list', 'rerank.dev/rerankerconfigs:watch', 'rerank.dev/rerankerconfigs:patch',
   'rerank.dev/rerankerconfigs/status:patch',
   OWNER_FINALIZERS,
   ...['/configmaps', '/services', 'apps/deployments', 'gateway.networking.k8s.io/httproutes', 'autoscaling/horizontalpodautoscalers', 'policy/poddisruptionbudgets']
@@ -92,6 +93,8 @@ test('running the controller, reconciler and leader election makes only calls th
   const reconciler = new Reconciler({ kube, podConfig: new FakePodConfigReader(fake), clock, images: IMAGES });
   const controller = new Controller({ kube, reconciler, clock, logger: pino({ level: 'silent' }), namespace: 'rag' });
   await controller.start();
+  // A rollout command: carried out (here: none runs, so it is refused) and the annotation removed (patch).
+  fake.edit('RerankerConfig', 'rag', 'rerankers-lite', (o: KubeObject) => (o.metadata.annotations = { 'rerank.dev/rollout': 'pause' }));
   // A hand edit took a field: the apply conflicts, the operator reads who holds it (get), then forces.
   fake.fail('apply', 'ConfigMap', 409, { causes: [{ message: 'conflict with "kubectl-edit" using v1: .data', field: '.data' }] });
   for (const name of ['rerankers', 'rerankers-lite', 'rerankers-autoscaled']) {

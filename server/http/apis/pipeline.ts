@@ -9,6 +9,7 @@ import { statusForError, validationError } from '../errors.ts';
 import { abortOnClientGone, httpState } from '../middleware.ts';
 import { requestDeadline } from '../request-deadline.ts';
 import { headerVersion, pathVersion, stickyKey, VERSION_HEADER } from '../version-request.ts';
+import { boundTextBytes } from './text-limits.ts';
 
 /**
  * The one rerank pipeline every API shares: validate → call the core → rank → shape. An adapter only
@@ -92,13 +93,14 @@ async function runPipeline<Parsed>(ctx: Context, deps: PipelineDeps, adapter: Re
   const parsed = adapter.schema.safeParse(body);
   if (!parsed.success) throw validationError(parsed.error);
   const call = adapter.toCall(parsed.data);
+  const texts = boundTextBytes(call, serving.maxDocumentBytes, adapter.documentsField);
 
   const key = stickyKey(ctx);
   const deadline = requestDeadline(ctx, httpState(ctx).startedAt);
   const outcome = await deps.reranker
     .rerank({
-      query: call.query,
-      documents: call.documents,
+      query: texts.query,
+      documents: texts.documents,
       truncate: call.truncate,
       pathVersion: pathVersion(ctx),
       headerVersion: headerVersion(ctx, { model: call.model, isVersion: (name) => deps.reranker.info().versions.some((version) => version.name === name) }),
