@@ -84,8 +84,15 @@ export class Mirrorer {
     if (choice.version !== mirror.from || !isUnpinned(choice) || status < 200 || status >= 300) return undefined;
     if (mirror.fraction <= 0 || random() >= mirror.fraction) return undefined;
     const labels = { from: mirror.from, to: mirror.to };
-    if (mirrorProblem(request.table) !== undefined) return this.#fail(labels, 'unavailable', mirrorProblem(request.table)!), undefined;
-    if (this.#inFlight >= mirror.maxInFlight) return this.#fail(labels, 'saturated', `${mirror.maxInFlight} mirrored requests already under way`), undefined;
+    const problem = mirrorProblem(request.table);
+    if (problem !== undefined) {
+      this.#fail(labels, 'unavailable', problem);
+      return undefined;
+    }
+    if (this.#inFlight >= mirror.maxInFlight) {
+      this.#fail(labels, 'saturated', `${mirror.maxInFlight} mirrored requests already under way`);
+      return undefined;
+    }
     this.#inFlight += 1;
     const chunks: Buffer[] = [];
     let size = 0;
@@ -123,7 +130,11 @@ export class Mirrorer {
       }
       const answer = Buffer.concat(chunks);
       // After the client's answer: the copy runs on its own, its outcome only counted.
-      setImmediate(() => void this.#send(request, mirror, decode(answer, upstream.headers['content-encoding'])).finally(() => (this.#inFlight -= 1)));
+      setImmediate(() => {
+        this.#send(request, mirror, decode(answer, upstream.headers['content-encoding']))
+          .catch((error: unknown) => this.#fail(labels, 'other', `comparing the answers: ${(error as Error).message}`))
+          .finally(() => (this.#inFlight -= 1));
+      });
     };
     recorder.once('end', () => settle(true));
     recorder.once('close', () => settle(false));
