@@ -23,7 +23,7 @@ export function parseExposition(text: string): Sample[] {
     try {
       samples.push(parseLine(line));
     } catch (error) {
-      throw new Error(`metrics line ${n + 1}: ${(error as Error).message}: ${line.slice(0, 120)}`);
+      throw new Error(`metrics line ${n + 1}: ${(error as Error).message}: ${line.slice(0, 120)}`, { cause: error });
     }
   }
   return samples;
