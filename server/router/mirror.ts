@@ -6,7 +6,8 @@ import { VERSION_HEADER } from '../http/version-request.ts';
 import type { Logger } from '../logger.ts';
 import type { RouterMetrics } from './metrics.ts';
 import { forward, UpstreamFailure, type Agents } from './proxy.ts';
-import { compareRankings, parseRanking, type Ranking } from './ranking-agreement.ts';
+import { compareRankings, type Ranking } from '../ranking/agreement.ts';
+import { parseRanking } from './ranking-agreement.ts';
 import { isUnpinned, mirrorProblem, upstreamUrl, type Route, type RoutingTable } from './routing-table.ts';
 
 /** Marks a mirrored request, so a pod can tell it from client traffic (its answer goes nowhere). */

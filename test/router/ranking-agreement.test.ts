@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compareRankings, kendallTauB, parseRanking } from '../../server/router/ranking-agreement.ts';
+import { compareRankings, kendallTauB, rankingOfScores } from '../../server/ranking/agreement.ts';
+import { parseRanking } from '../../server/router/ranking-agreement.ts';
 
 const tei = (...pairs: Array<[number, number]>) => JSON.stringify(pairs.map(([index, score]) => ({ index, score })));
 const cohere = (...pairs: Array<[number, number]>) =>
@@ -62,5 +63,13 @@ describe('ranking agreement', () => {
     const strict = parseRanking(tei([1, 0.9], [0, 0.8], [2, 0.1]));
     assert.equal(compareRankings(tied, strict, 3).kendallTau, kendallTauB([0.5, 0.5, 0.1], [0.8, 0.9, 0.1]));
     assert.ok(compareRankings(tied, strict, 3).kendallTau! > 0.8 && compareRankings(tied, strict, 3).kendallTau! < 1);
+  });
+  test('the ranking of a score per document (the engine\'s outcome): best first, ties by index, the same as the answer parsed', () => {
+    const ranking = rankingOfScores([0.2, 0.9, 0.2, 0.5]);
+    assert.deepEqual(ranking.order, [1, 3, 0, 2]);
+    assert.equal(ranking.scores.get(3), 0.5);
+    assert.deepEqual(ranking, parseRanking(tei([0, 0.2], [1, 0.9], [2, 0.2], [3, 0.5])));
+    // Pairs: 3 concordant, 2 discordant, one tied in x (documents 0 and 2): (3 − 2) / √(5 · 6).
+    assert.deepEqual(compareRankings(ranking, rankingOfScores([0.1, 0.2, 0.3, 0.4]), 2), { topKOverlap: 0.5, kendallTau: 1 / Math.sqrt(30), k: 2, common: 4 });
   });
 });
