@@ -199,8 +199,9 @@ async function overload(url: string, bodies: readonly unknown[], rate: number, s
  * refused ones, the client told to wait longest (it saw the queue fullest) waits its Retry-After and sends
  * again, while nothing else arrives. Honest: accepted then.
  */
-async function honestyProbe(url: string, bodies: readonly unknown[], rounds: number, burst: number): Promise<{ retryAfterSeconds: number; status: number }[]> {
-  const outcomes: { retryAfterSeconds: number; status: number }[] = [];
+async function honestyProbe(url: string, bodies: readonly unknown[], rounds: number, firstBurst: number): Promise<{ retryAfterSeconds: number; status: number; burst: number }[]> {
+  const outcomes: { retryAfterSeconds: number; status: number; burst: number }[] = [];
+  let burst = firstBurst;
   for (let round = 0; round < rounds; round += 1) {
     const refused: { retryAfterSeconds: number; body: unknown }[] = [];
     const sent = Array.from({ length: burst }, (_, i) => {
@@ -212,9 +213,17 @@ async function honestyProbe(url: string, bodies: readonly unknown[], rounds: num
     // Refusals come back at once (before or right after tokenizing); the admitted ones take seconds.
     await sleep(1000);
     const longest = refused.reduce<(typeof refused)[number] | undefined>((a, b) => (a === undefined || b.retryAfterSeconds > a.retryAfterSeconds ? b : a), undefined);
-    if (longest === undefined) throw new Error(`a burst of ${burst} requests was admitted whole: raise it`);
+    if (longest === undefined) {
+      // The queue took the whole burst (its estimate was low after the quiet spell): say so, and try a bigger one.
+      console.log(`  a burst of ${burst} requests was admitted whole; the next burst is twice as big`);
+      await Promise.all(sent);
+      if (burst >= firstBurst * 8) throw new Error(`bursts up to ${burst} requests were admitted whole: the queue never refused`);
+      burst *= 2;
+      round -= 1;
+      continue;
+    }
     await sleep(longest.retryAfterSeconds * 1000 - 1000);
-    outcomes.push({ retryAfterSeconds: longest.retryAfterSeconds, status: (await send(url, longest.body)).status });
+    outcomes.push({ retryAfterSeconds: longest.retryAfterSeconds, status: (await send(url, longest.body)).status, burst });
     await Promise.all(sent);
   }
   return outcomes;
@@ -325,7 +334,7 @@ async function overloadPart(targets: Targets, modelDir: string, workload: Rerank
     const honesty = await honestyProbe(url, bodies, honestyRounds, burst);
     const honestShare = share(honesty.filter((o) => o.status === 200).length, honesty.length);
     console.log(
-      `quiet server, bursts of ${burst}: the refused client told to wait longest retries after Retry-After (${honesty.map((o) => `${o.retryAfterSeconds} s → ${o.status}`).join(', ')}): ` +
+      `quiet server, bursts of ${honesty.map((o) => o.burst).join('/')}: the refused client told to wait longest retries after Retry-After (${honesty.map((o) => `${o.retryAfterSeconds} s → ${o.status}`).join(', ')}): ` +
         `${fmt(honestShare * 100)} % accepted ${targets.check('Retry-After honest: retries accepted on a quiet server', honestShare, '>=', 0.9)}`,
     );
 
