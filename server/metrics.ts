@@ -33,6 +33,11 @@ export function httpConnectionErrorsCounter(registry: Registry): Counter<'kind'>
   });
 }
 
+/** Buckets of the ranking-agreement histograms (the router's mirroring, the server's shadow scoring): top-k overlap, 0 to 1. */
+export const AGREEMENT_OVERLAP_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1];
+/** Kendall's tau-b, -1 to 1. */
+export const AGREEMENT_TAU_BUCKETS = [-0.5, 0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95, 1];
+
 const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 const TOKEN_BUCKETS = [64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 const RATIO_BUCKETS = [0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
@@ -64,6 +69,10 @@ export class ServerMetrics implements HttpMetrics {
   readonly fallbacks: Counter<'version'>;
   readonly gpuMemoryUsed: Gauge<'version'>;
   readonly versionLoadFailures: Counter<'version'>;
+  readonly shadowComparisons: Counter<'from' | 'to'>;
+  readonly shadowTopKOverlap: Histogram<'from' | 'to'>;
+  readonly shadowKendallTau: Histogram<'from' | 'to'>;
+  readonly shadowFailures: Counter<'from' | 'to' | 'reason'>;
 
   constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
     const registry = options.registry ?? new Registry();
@@ -208,6 +217,41 @@ export class ServerMetrics implements HttpMetrics {
       name: 'reranker_version_load_failures_total',
       help: 'Model loads that failed, by version.',
       labelNames: ['version'],
+      registers,
+    });
+    // Shadow scoring (a version's `shadow`): same shapes as the router's reranker_router_agreement_*, so one
+    // reading of Δsum / Δcount serves both.
+    const pair = ['from', 'to'] as const;
+    const notARequest =
+      ' Shadow scorings are not requests: they are not in reranker_requests_total nor reranker_request_duration_seconds of `to`, ' +
+      "but their tokenization, queueing and batches are in `to`'s inference metrics.";
+    this.shadowComparisons = new Counter({
+      name: 'reranker_shadow_agreement_comparisons_total',
+      help: 'Requests answered by `from` whose ranking was compared with the one its shadow version `to` gave the same query and documents.' + notARequest,
+      labelNames: pair,
+      registers,
+    });
+    this.shadowTopKOverlap = new Histogram({
+      name: 'reranker_shadow_agreement_topk_overlap',
+      help: "Top-k overlap of each shadow comparison: the share of `from`'s first k documents that are also in `to`'s first k, 0 to 1.",
+      labelNames: pair,
+      buckets: AGREEMENT_OVERLAP_BUCKETS,
+      registers,
+    });
+    this.shadowKendallTau = new Histogram({
+      name: 'reranker_shadow_agreement_kendall_tau',
+      help: "Kendall's tau-b of each shadow comparison where it is defined (two or more documents, not all tied): the two orders, -1 to 1.",
+      labelNames: pair,
+      buckets: AGREEMENT_TAU_BUCKETS,
+      registers,
+    });
+    this.shadowFailures = new Counter({
+      name: 'reranker_shadow_failures_total',
+      help:
+        'Shadow scorings that gave no comparison, by reason: saturated (shadow.maxInFlight under way, skipped), unavailable (`to` not ready, skipped), ' +
+        "refused (`to`'s queue refused it: maxQueuedPairs or maxQueueWaitMs), error (`to` failed to score it)." +
+        notARequest,
+      labelNames: [...pair, 'reason'],
       registers,
     });
   }

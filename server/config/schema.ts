@@ -13,6 +13,34 @@ const versionName = z
   .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be lower-case letters, digits, "-" or "." (DNS-safe)')
   .max(63);
 
+/**
+ * Shadow scoring: a share of the requests a version answers are scored again, in the background, by a
+ * second version this server hosts, and the two rankings are compared (reranker_shadow_agreement_*).
+ * The in-process counterpart of the router's mirroring (router.yaml `mirror`).
+ */
+export const ShadowSchema = z
+  .strictObject({
+    version: versionName.meta({ description: 'The version that scores the copies: another enabled version of this config.' }),
+    fraction: z
+      .number()
+      .min(0)
+      .max(1)
+      .meta({ description: 'Share of the requests this version answers that are scored again by `version`, 0 to 1.' }),
+    topK: z.number().int().min(1).max(1000).default(10).meta({ description: 'k of the top-k overlap.' }),
+    maxInFlight: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(4)
+      .meta({ description: 'Most shadow scorings of this version under way at once; past it one is skipped and counted (reason saturated).' }),
+  })
+  .meta({
+    description:
+      'Compare this version with another on live traffic: after a request is answered, `fraction` of them are scored again by ' +
+      '`version` in the background (the client never waits for it) and the two rankings compared into reranker_shadow_agreement_*.',
+  });
+
 export const VersionConfigSchema = z.strictObject({
   enabled: z
     .boolean()
@@ -67,6 +95,7 @@ export const VersionConfigSchema = z.strictObject({
         'Its own /rerank/{version} is accepted and changes nothing.',
     }),
   head: HeadSchema.optional(),
+  shadow: ShadowSchema.optional(),
 });
 
 /** Paths of the server's own routes, which a version's `endpoint` may not take. */
@@ -210,6 +239,15 @@ const RerankConfigObjectSchema = z
       if (other !== undefined) ctx.addIssue({ code: 'custom', path, message: `"${v.endpoint}" is also the endpoint of version ${other}` });
       endpoints.set(v.endpoint, name);
     }
+    for (const [name, v] of Object.entries(config.versions)) {
+      if (v.shadow === undefined) continue;
+      const target = v.shadow.version;
+      const path = ['versions', name, 'shadow', 'version'];
+      if (target === name) ctx.addIssue({ code: 'custom', path, message: `names "${target}", the version itself: a shadow must be another version` });
+      else if (!config.versions[target]) {
+        ctx.addIssue({ code: 'custom', path, message: `names "${target}", which is not among versions (${Object.keys(config.versions).join(', ')})` });
+      } else if (!config.versions[target].enabled) ctx.addIssue({ code: 'custom', path, message: `names "${target}", which is disabled` });
+    }
     const version = config.versions[config.defaultVersion];
     if (!version) {
       ctx.addIssue({
@@ -238,5 +276,6 @@ export const RerankConfigSchema = z.preprocess(
 export type ServingConfig = z.infer<typeof ServingConfigSchema>;
 export type RerankConfig = z.output<typeof RerankConfigSchema>;
 export type VersionConfig = RerankConfig['versions'][string];
+export type ShadowSettings = z.infer<typeof ShadowSchema>;
 /** The config as written by a user, before defaults are filled in (the schema's own keys, not the aliases). */
 export type RerankConfigInput = z.input<typeof RerankConfigObjectSchema>;

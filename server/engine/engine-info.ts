@@ -10,6 +10,8 @@ export function engineInfo(options: {
   loaded: LoadedConfig;
   appliedAt: Date;
   slots: Iterable<VersionSlot>;
+  /** Shadow scorings under way for an answering version. */
+  shadowInFlight?: (version: string) => number;
   /** The version answering default traffic. */
   servingDefault: string;
   /** The GPU at the fallback monitor's last probe. */
@@ -17,7 +19,7 @@ export function engineInfo(options: {
 }): EngineInfo {
   const { config, hash } = options.loaded;
   const serving = config.serving;
-  const versions = [...options.slots].map((slot) => versionInfo(slot, config, options.gpu?.freeMb));
+  const versions = [...options.slots].map((slot) => versionInfo(slot, config, options.gpu?.freeMb, options.shadowInFlight));
   const info: EngineInfo = {
     defaultVersion: config.defaultVersion,
     configHash: hash,
@@ -48,7 +50,7 @@ function devices(versions: readonly VersionInfo[], gpu: GpuMemory | undefined): 
   return list;
 }
 
-function versionInfo(slot: VersionSlot, config: RerankConfig, gpuFreeMb: number | undefined): VersionInfo {
+function versionInfo(slot: VersionSlot, config: RerankConfig, gpuFreeMb: number | undefined, shadowInFlight?: (version: string) => number): VersionInfo {
   const version = config.versions[slot.name] ?? slot.config;
   const state = versionState(slot, config);
   const runtime = slot.active ?? slot.next;
@@ -75,6 +77,8 @@ function versionInfo(slot: VersionSlot, config: RerankConfig, gpuFreeMb: number 
   };
   const error = slot.error ?? runtime?.error;
   if (error !== undefined) info.error = error;
+  const shadow = config.versions[slot.name]?.shadow;
+  if (shadow !== undefined) info.shadow = { ...shadow, inFlight: shadowInFlight?.(slot.name) ?? 0 };
   if (state === 'ready' && slot.active) info.maxLength = slot.active.maxLength(config);
   if (runtime?.deviceFallback !== undefined) info.deviceFallback = runtime.deviceFallback;
   const head = runtime?.head;

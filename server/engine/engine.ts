@@ -11,11 +11,12 @@ import { engineInfo } from './engine-info.ts';
 import { loadOnnxModel, type LoadOnnxModelOptions, type PairScorer } from './onnx-model.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
 import { PromptTokenizer } from './prompt-encoder.ts';
+import { ShadowScoring, ShadowUnavailable, type ShadowRequest } from './shadow.ts';
 import type { CpuFeatures } from './cpu-features.ts';
 import { Runtime, sameSpec, type RuntimeContext, type RuntimeSpec } from './runtime.ts';
 import { TokenizerCache } from './tokenizer-cache.ts';
 import type { EngineInfo, RerankOutcome, RerankRequest, Reranker } from './types.ts';
-import { chooseVersion, type VersionCandidate, type VersionChoice } from './version-choice.ts';
+import { chooseVersion, type VersionCandidate } from './version-choice.ts';
 import { isGone, newSlot, publishVersionInfo, versionState, wantedDevice, type VersionSlot } from './version-slot.ts';
 
 /**
@@ -111,6 +112,8 @@ export class RerankEngine implements Reranker {
   #standIn: string | undefined;
   #started = false;
   readonly #monitor: FallbackMonitor | undefined;
+  /** Versions' `shadow` settings: answered requests scored again by another version and compared. */
+  readonly #shadows: ShadowScoring;
   #closing: Promise<void> | undefined;
 
   private constructor(options: RerankEngineOptions) {
@@ -136,6 +139,12 @@ export class RerankEngine implements Reranker {
         if (slot) this.#publish(slot);
       },
     };
+    this.#shadows = new ShadowScoring({
+      metrics: this.#metrics,
+      logger: this.#logger,
+      random: this.#random,
+      score: (version, request, signal) => this.#shadowScore(version, request, signal),
+    });
     this.#ensureSlots(options.loaded.config);
     this.loaded = this.#schedule(true).then((report) => {
       this.#started = true;
@@ -264,14 +273,41 @@ export class RerankEngine implements Reranker {
     const inflight = this.#metrics.inflight.labels({ version: runtime.version });
     inflight.inc();
     try {
-      return await this.#score(runtime, config, request, choice);
+      const outcome = await this.#score(runtime, config, request, choice.fallbackFrom);
+      this.#shadows.offer(runtime.version, config.versions[runtime.version]?.shadow, request, outcome.scores);
+      return outcome;
     } finally {
       inflight.dec();
       runtime.leave();
     }
   }
 
-  async #score(runtime: Runtime, config: RerankConfig, request: RerankRequest, choice: VersionChoice): Promise<RerankOutcome> {
+  /**
+   * A shadow scoring: the same query and documents scored by `version`'s runtime under the config in
+   * force now. Not a request: not in reranker_inflight_requests (the HTTP layer's request metrics never
+   * see it), but held in flight on the runtime, so a runtime being replaced drains it like a request.
+   */
+  async #shadowScore(version: string, request: ShadowRequest, signal: AbortSignal): Promise<readonly number[]> {
+    const config = this.#loaded.config;
+    const slot = this.#versions.get(version);
+    const runtime = slot?.active;
+    if (!runtime || runtime.state !== 'ready') {
+      const why = slot ? (slot.error ?? runtime?.error ?? versionState(slot, config)) : 'not configured';
+      throw new ShadowUnavailable(`version ${version} cannot serve (${why})`);
+    }
+    runtime.enter();
+    try {
+      const shadowRequest: RerankRequest = { query: request.query, documents: [...request.documents], signal };
+      if (request.truncate !== undefined) shadowRequest.truncate = request.truncate;
+      const outcome = await this.#score(runtime, config, shadowRequest);
+      return outcome.scores;
+    } finally {
+      runtime.leave();
+    }
+  }
+
+  /** `fallbackFrom`: the version the request named, when it could not serve and this one answers instead. */
+  async #score(runtime: Runtime, config: RerankConfig, request: RerankRequest, fallbackFrom?: string): Promise<RerankOutcome> {
     const { encoder, queue } = runtime.parts();
     // Refuse before tokenizing when the queue is already too full: the work would be thrown away. Admitted,
     // the request holds its place in the queue's estimate while it is tokenized.
@@ -304,7 +340,7 @@ export class RerankEngine implements Reranker {
       tokens: countTokens(pairs),
       timings: { tokenizeSeconds, queueSeconds: scored.queueSeconds, inferenceSeconds: scored.inferenceSeconds },
     };
-    if (choice.fallbackFrom !== undefined) outcome.fallbackFrom = choice.fallbackFrom;
+    if (fallbackFrom !== undefined) outcome.fallbackFrom = fallbackFrom;
     return outcome;
   }
 
@@ -313,6 +349,7 @@ export class RerankEngine implements Reranker {
       loaded: this.#loaded,
       appliedAt: this.#appliedAt,
       slots: this.#versions.values(),
+      shadowInFlight: (name) => this.#shadows.inFlight(name),
       servingDefault: this.#effectiveDefault(this.#loaded.config),
       gpu: this.#monitor?.lastReading,
     });
@@ -330,6 +367,8 @@ export class RerankEngine implements Reranker {
       this.#monitor?.stop();
       await this.#work;
       await Promise.allSettled([...this.#inFlight]);
+      // After the requests: the last of them may still offer a scoring, which stop() then drops.
+      await this.#shadows.stop();
       const retiring: Promise<void>[] = [];
       for (const slot of this.#versions.values()) {
         for (const runtime of [slot.active, slot.next, ...slot.draining]) if (runtime) retiring.push(this.#retire(slot, runtime));

@@ -1,3 +1,4 @@
+import type { ShadowSettings } from '../config/schema.ts';
 import type { GpuMemory } from '../gpu/probe.ts';
 import type { HeadInfo } from './scoring-head.ts';
 
@@ -86,6 +87,8 @@ export interface VersionInfo {
   /** Requests it is answering now (tokenizing, queued or running). */
   inFlight?: number;
   placement?: VersionPlacement;
+  /** Its `shadow` setting, when it has one, with the shadow scorings under way now. */
+  shadow?: ShadowSettings & { inFlight: number };
 }
 
 /** Where a version runs, for GPU → CPU fallback. `VersionInfo.device` is the provider actually in use. */

@@ -1,5 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { httpConnectionErrorsCounter, httpRequestDurationHistogram, type HttpMetrics, type HttpRequestLabels } from '../metrics.ts';
+import {
+  AGREEMENT_OVERLAP_BUCKETS,
+  AGREEMENT_TAU_BUCKETS,
+  httpConnectionErrorsCounter,
+  httpRequestDurationHistogram,
+  type HttpMetrics,
+  type HttpRequestLabels,
+} from '../metrics.ts';
 
 export type UpstreamFailureKind = 'refused' | 'reset' | 'timeout' | 'unresolved' | 'other';
 
@@ -102,14 +109,14 @@ export class RouterMetrics implements HttpMetrics {
       name: 'reranker_router_agreement_topk_overlap',
       help: "Top-k overlap of each comparison: the share of `from`'s first k documents that are also in `to`'s first k, 0 to 1.",
       labelNames: pair,
-      buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1],
+      buckets: AGREEMENT_OVERLAP_BUCKETS,
       registers,
     });
     this.agreementKendallTau = new Histogram({
       name: 'reranker_router_agreement_kendall_tau',
       help: "Kendall's tau-b of each comparison where it is defined (two or more documents both ranked, not all tied): the two orders over those documents, -1 to 1.",
       labelNames: pair,
-      buckets: [-0.5, 0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95, 1],
+      buckets: AGREEMENT_TAU_BUCKETS,
       registers,
     });
     const healthSource = () => this.upstreamHealthSource;
