@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DurationSchema } from './duration.ts';
+import { PrometheusAnalysisSchema } from './prometheus-spec.ts';
 import { VersionNameSchema } from './version-name.ts';
 
 /**
@@ -48,6 +49,7 @@ export const AnalysisSchema = z.strictObject({
         "Share of stable's unpinned requests the router also sends to the canary while a step runs, to compare their rankings " +
         '(router mode, only when minTopKOverlap or minKendallTau is set), 0.001 to 1; default 0.1.',
     }),
+  prometheus: PrometheusAnalysisSchema.optional(),
 });
 
 export const ROLLOUT_COMMANDS = ['pause', 'resume', 'abort', 'promote'] as const;

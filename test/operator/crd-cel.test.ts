@@ -54,6 +54,12 @@ describe('CRD validation rules (structural schema + CEL), and the zod schema agr
     });
   });
 
+  test('a rollout with its figures from Prometheus passes; the queries it leaves out stay absent (the operator fills in its defaults)', () => {
+    const spec = specWith(ACCEPTED.prometheus.mutate);
+    assert.deepEqual(validateAgainstCrd(specSchema, spec), []);
+    assert.deepEqual(Object.keys(RerankerConfigSpecSchema.parse(spec).rollout?.analysis.prometheus?.queries ?? {}), ['requests']);
+  });
+
   for (const [what, mutate, why] of REJECTED) {
     test(`refused: ${what}`, () => {
       const spec = specWith(mutate);

@@ -68,6 +68,21 @@ export const ACCEPTED = {
       };
     }) as Mutation,
   },
+  prometheus: {
+    what: "a rollout whose figures come from Prometheus, one query of its own using every placeholder",
+    mutate: ((s) => {
+      s.rollout = {
+        canary: 'v2-gemma',
+        analysis: {
+          maxErrorRatio: 0.01,
+          prometheus: {
+            url: 'http://prometheus-operated.monitoring.svc:9090',
+            queries: { requests: 'sum(increase(reranker_requests_total{namespace="{{namespace}}",rrc="{{name}}",version="{{version}}"}[{{window}}]))' },
+          },
+        },
+      };
+    }) as Mutation,
+  },
 } satisfies Record<string, { what: string; mutate: Mutation }>;
 
 const autoscale = (spec: Spec, i: number, autoscaling: Record<string, unknown>) => (spec.versions[i]!.autoscaling = autoscaling);
@@ -120,6 +135,16 @@ export const REJECTED: Array<[what: string, mutate: Mutation, why: RegExp]> = [
   ['rollout steps that repeat', (s) => (s.rollout = { canary: 'v2-gemma', steps: [10, 10, 100] }), /rollout\.steps must increase/],
   ['a step interval that is not a duration', (s) => (s.rollout = { canary: 'v2-gemma', stepInterval: '2 minutes' }), /rollout\.stepInterval in body should match/],
   ['an error ratio gate above 1', (s) => (s.rollout = { canary: 'v2-gemma', analysis: { maxErrorRatio: 5 } }), /rollout\.analysis\.maxErrorRatio in body should be less than or equal to 1/],
+  [
+    'a Prometheus query with a placeholder the operator does not fill',
+    (s) => (s.rollout = { canary: 'v2-gemma', analysis: { prometheus: { url: 'http://prom:9090', queries: { errors: 'sum(x{pod="{{pod}}"})' } } } }),
+    /a rollout\.analysis\.prometheus query may use only the placeholders \{\{version\}\}, \{\{namespace\}\}, \{\{name\}\}, \{\{window\}\}/,
+  ],
+  [
+    'a Prometheus URL that is not http(s)',
+    (s) => (s.rollout = { canary: 'v2-gemma', analysis: { prometheus: { url: 'prom:9090' } } }),
+    /rollout\.analysis\.prometheus\.url in body should match/,
+  ],
   ['a negative GPU budget', (s) => (s.gpuBudget = -1), /spec\.gpuBudget in body should be greater than or equal to 0/],
   ['no versions at all', (s) => (s.versions = []), /spec\.versions in body should have at least 1 items/],
 ];

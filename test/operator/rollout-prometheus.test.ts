@@ -1,0 +1,162 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DEFAULT_PROMETHEUS_QUERIES, PROMETHEUS_FIGURES, PrometheusAnalysisSchema, type PrometheusFigure } from '../../operator/crd/prometheus-spec.ts';
+import { HttpPrometheusClient } from '../../operator/rollout/prometheus.ts';
+import { fillTemplate, prometheusStepFigures, promDuration } from '../../operator/rollout/prometheus-figures.ts';
+import { parsePromQL, registeredNames } from '../packaging/promql.ts';
+import { FakePrometheus, vector, type FakeAnswer } from './support/fake-prometheus.ts';
+
+const AT = new Date('2026-01-01T00:02:00Z');
+const FROM = new Date('2026-01-01T00:00:30Z');
+const WINDOW = { namespace: 'rag', name: 'rerankers', canary: 'v2-gemma', stable: 'v2-m3', from: FROM, at: AT };
+const FILLED = (version: string) => ({ version, namespace: 'rag', name: 'rerankers', window: '90s' });
+
+/** Which default figure of which version a query is, when it is exactly that template filled in for the window; else undefined. */
+function defaultFigureOf(query: string): { figure: PrometheusFigure; version: string } | undefined {
+  for (const version of ['v2-gemma', 'v2-m3']) {
+    for (const figure of PROMETHEUS_FIGURES) if (fillTemplate(DEFAULT_PROMETHEUS_QUERIES[figure], FILLED(version)) === query) return { figure, version };
+  }
+  return undefined;
+}
+
+describe('the Prometheus client', () => {
+  let prometheus: FakePrometheus;
+  before(async () => (prometheus = await FakePrometheus.start()));
+  after(() => prometheus.close());
+  const client = new HttpPrometheusClient({ timeoutMs: 300 });
+  const answering = (answer: FakeAnswer) => (prometheus.answer = () => answer);
+
+  test('asks GET {url}/api/v1/query with the query and the evaluation time, and reads one series, a scalar, or no series', async () => {
+    answering(vector('41.5'));
+    assert.equal(await client.query(`${prometheus.url}/prom/`, 'sum(up)', AT), 41.5);
+    assert.deepEqual(prometheus.received.at(-1), { path: '/prom/api/v1/query', query: 'sum(up)', time: String(AT.getTime() / 1000) + '.000' });
+    answering({ body: { status: 'success', data: { resultType: 'scalar', result: [1, '7'] } } });
+    assert.equal(await client.query(prometheus.url, 'scalar(sum(up))', AT), 7);
+    answering(vector());
+    assert.equal(await client.query(prometheus.url, 'sum(up)', AT), undefined);
+    answering(vector('NaN'));
+    assert.ok(Number.isNaN(await client.query(prometheus.url, 'x', AT)));
+  });
+
+  test('a refused query, an answer that is not Prometheus\', several series or a range vector are errors saying so', async () => {
+    answering({ status: 400, body: { status: 'error', errorType: 'bad_data', error: '1:5: parse error: unexpected <by>' } });
+    await assert.rejects(client.query(prometheus.url, 'sum by', AT), /HTTP 400 bad_data: 1:5: parse error: unexpected <by>/);
+    answering({ status: 503, raw: 'Service Unavailable' });
+    await assert.rejects(client.query(prometheus.url, 'up', AT), /HTTP 503, not a JSON answer: Service Unavailable/);
+    answering(vector(1, 2));
+    await assert.rejects(client.query(prometheus.url, 'up', AT), /the query gives 2 series \(\{\}, \{"pod":"p1"\}\); it must give one/);
+    answering({ body: { status: 'success', data: { resultType: 'matrix', result: [] } } });
+    await assert.rejects(client.query(prometheus.url, 'up[1m]', AT), /gives a matrix result; it must give an instant vector or a scalar/);
+    answering(vector('many'));
+    await assert.rejects(client.query(prometheus.url, 'up', AT), /not a number: "many"/);
+  });
+
+  test('a Prometheus that does not answer in time, or is not there, is an error naming it', async () => {
+    answering('hang');
+    await assert.rejects(client.query(prometheus.url, 'up', AT), new RegExp(`Prometheus ${prometheus.url}: no answer within 300 ms`));
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    await assert.rejects(client.query(url, 'up', AT), new RegExp(`Prometheus ${url}: fetch failed: connect ECONNREFUSED`));
+  });
+});
+
+describe("a step's figures from Prometheus", () => {
+  let prometheus: FakePrometheus;
+  before(async () => (prometheus = await FakePrometheus.start()));
+  after(() => prometheus.close());
+  const client = new HttpPrometheusClient({ timeoutMs: 1000 });
+
+  test('each default query is filled in for canary and stable and the window, and its answer is that figure', async () => {
+    prometheus.received.length = 0;
+    const answers: Record<string, Record<PrometheusFigure, FakeAnswer>> = {
+      'v2-gemma': { requests: vector('120.4'), errors: vector('3'), p99Ms: vector('250.04'), fallbacks: vector(), loadFailures: vector('0') },
+      'v2-m3': { requests: vector('1000'), errors: vector(), p99Ms: vector('NaN'), fallbacks: vector('1'), loadFailures: vector() },
+    };
+    prometheus.answer = (query) => {
+      const known = defaultFigureOf(query);
+      return known ? answers[known.version]![known.figure] : { status: 400, body: { status: 'error', errorType: 'bad_data', error: `unexpected query ${query}` } };
+    };
+    const figures = await prometheusStepFigures(client, { url: prometheus.url }, WINDOW);
+    assert.deepEqual(figures, {
+      canary: { requests: 120.4, errors: 3, p99Ms: 250, fallbacks: 0, loadFailures: 0 },
+      stable: { requests: 1000, errors: 0, fallbacks: 1, loadFailures: 0 },
+    });
+    assert.equal(prometheus.received.length, 10);
+    for (const { query, time } of prometheus.received) {
+      assert.doesNotMatch(query, /\{\{|\}\}/);
+      assert.match(query, /namespace="rag",version="v2-(gemma|m3)"/);
+      assert.match(query, /\[90s\]/);
+      assert.equal(time, '1767225720.000');
+    }
+  });
+
+  test("a figure's own template is used, with {{name}} filled in too; the others keep their defaults", async () => {
+    prometheus.received.length = 0;
+    prometheus.answer = () => vector('5');
+    const requests = 'sum(increase(my_requests_total{ns="{{namespace}}",rrc="{{name}}",v="{{version}}"}[{{window}}]))';
+    await prometheusStepFigures(client, { url: prometheus.url, queries: { requests } }, WINDOW);
+    const queries = prometheus.received.map((r) => r.query);
+    assert.ok(queries.includes('sum(increase(my_requests_total{ns="rag",rrc="rerankers",v="v2-gemma"}[90s]))'));
+    assert.ok(queries.includes('sum(increase(my_requests_total{ns="rag",rrc="rerankers",v="v2-m3"}[90s]))'));
+    assert.equal(queries.filter((q) => defaultFigureOf(q)?.figure === 'requests').length, 0);
+    assert.equal(queries.filter((q) => defaultFigureOf(q) !== undefined).length, 8);
+  });
+
+  test('a query that fails makes the figures fail, naming the figure, the version and the query', async () => {
+    prometheus.answer = (query) =>
+      defaultFigureOf(query)?.figure === 'errors' && defaultFigureOf(query)?.version === 'v2-m3'
+        ? { status: 422, body: { status: 'error', errorType: 'execution', error: 'query timed out in expression evaluation' } }
+        : vector('1');
+    await assert.rejects(
+      prometheusStepFigures(client, { url: prometheus.url }, WINDOW),
+      /query errors of v2-m3 \(sum\(increase\(reranker_requests_total\{namespace="rag",version="v2-m3",status=~"5\.\."\}\[90s\]\)\)\): Prometheus http:\/\/127\.0\.0\.1:\d+: HTTP 422 execution: query timed out/,
+    );
+    prometheus.answer = () => vector('-Inf');
+    await assert.rejects(prometheusStepFigures(client, { url: prometheus.url }, WINDOW), /gives -Infinity, not a (count|latency)/);
+  });
+
+  test('the window is whole seconds, at least one', () => {
+    assert.equal(promDuration(90_000), '90s');
+    assert.equal(promDuration(120_499), '120s');
+    assert.equal(promDuration(200), '1s');
+  });
+});
+
+describe('the default queries', () => {
+  test('filled in, each is PromQL and reads only metrics the server exports', async () => {
+    const known = await registeredNames();
+    for (const figure of PROMETHEUS_FIGURES) {
+      const query = fillTemplate(DEFAULT_PROMETHEUS_QUERIES[figure], FILLED('v2-gemma'));
+      const parsed = parsePromQL(query);
+      assert.deepEqual(parsed.errors, [], `${figure}: ${query} does not parse`);
+      assert.ok(parsed.metrics.length > 0, `${figure}: ${query} reads no metric`);
+      for (const metric of parsed.metrics) assert.ok(known.has(metric), `${figure}: ${metric} is no metric the server exports`);
+    }
+  });
+
+  test('an unfilled placeholder would not parse: the templates are PromQL only once filled', () => {
+    assert.notDeepEqual(parsePromQL(DEFAULT_PROMETHEUS_QUERIES.requests).errors, []);
+  });
+});
+
+describe('analysis.prometheus in the spec', () => {
+  test('a URL alone takes every default; templates may use the four placeholders and PromQL braces', () => {
+    assert.deepEqual(PrometheusAnalysisSchema.parse({ url: 'http://prometheus-operated.monitoring.svc:9090' }), { url: 'http://prometheus-operated.monitoring.svc:9090' });
+    const queries = { requests: 'sum(increase(x_total{a="{{namespace}}",b="{{name}}",c="{{version}}"}[{{window}}]))', p99Ms: '{__name__="y"}' };
+    assert.equal(PrometheusAnalysisSchema.safeParse({ url: 'https://prom.example/prefix', queries }).success, true);
+  });
+
+  for (const [what, value] of [
+    ['an unknown placeholder', { url: 'http://prom:9090', queries: { errors: 'sum(x{pod="{{pod}}"})' } }],
+    ['a placeholder with spaces', { url: 'http://prom:9090', queries: { errors: 'sum(x{v="{{ version }}"})' } }],
+    ['an unknown figure', { url: 'http://prom:9090', queries: { p95Ms: 'x' } }],
+    ['a URL that is not http(s)', { url: 'ftp://prom:9090' }],
+    ['a URL with a query string', { url: 'http://prom:9090/?x=1' }],
+  ] as const) {
+    test(`refused: ${what}`, () => assert.equal(PrometheusAnalysisSchema.safeParse(value).success, false));
+  }
+});
