@@ -257,24 +257,29 @@ export class ServerMetrics implements HttpMetrics {
   }
 
   /**
-   * Removes every series of a version: of each metric in the registry that carries a `version` label,
-   * whatever its other labels. The metrics are read from the registry, not from a list, so a per-version
-   * metric added later is covered without being named here.
+   * Removes every series of a version: of each metric in the registry that carries a `version` label
+   * (or `from` / `to`, the pairs of shadow comparisons), whatever its other labels. The metrics are read
+   * from the registry, not from a list, so a per-version metric added later is covered without being
+   * named here.
    */
   async forgetVersion(version: string): Promise<void> {
     for (const { name } of this.registry.getMetricsAsArray()) {
       const metric = this.registry.getSingleMetric(name);
       const labelNames = metric ? labelNamesOf(metric) : [];
-      if (!metric || !labelNames.includes('version')) continue;
+      const versionLabels = labelNames.filter((label) => VERSION_LABELS.includes(label));
+      if (!metric || versionLabels.length === 0) continue;
       const { values } = await metric.get();
       for (const { labels } of values) {
-        if (String(labels.version) !== version) continue;
+        if (!versionLabels.some((label) => String(labels[label]) === version)) continue;
         // Histogram buckets add `le`: the series is named by the metric's own labels.
         metric.remove(Object.fromEntries(labelNames.filter((label) => labels[label] !== undefined).map((label) => [label, labels[label]])));
       }
     }
   }
 }
+
+/** Labels that name a version: a series with the version in any of them goes with it. */
+const VERSION_LABELS: readonly string[] = ['version', 'from', 'to'];
 
 /** The label names a metric was made with: prom-client keeps its configuration on the metric, which its typings do not say. */
 function labelNamesOf(metric: Metric): readonly string[] {

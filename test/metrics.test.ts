@@ -54,6 +54,22 @@ describe('ServerMetrics.forgetVersion', () => {
     assert.equal((await extra.get()).values.length, 2);
   });
 
+  test("a version's shadow comparisons go with it, as `from` or as `to`; other pairs stay", async () => {
+    const metrics = new ServerMetrics({ defaultMetrics: false });
+    for (const [from, to] of [['gone', 'kept'], ['kept', 'gone'], ['kept', 'other']] as const) {
+      metrics.shadowComparisons.inc({ from, to });
+      metrics.shadowTopKOverlap.observe({ from, to }, 1);
+      metrics.shadowKendallTau.observe({ from, to }, 1);
+      metrics.shadowFailures.inc({ from, to, reason: 'saturated' });
+    }
+    await metrics.forgetVersion('gone');
+    const after = await metrics.registry.metrics();
+    const shadowLines = after.split('\n').filter((line) => line.startsWith('reranker_shadow_'));
+    assert.deepEqual(shadowLines.filter((line) => line.includes('"gone"')), []);
+    assert.ok(shadowLines.some((line) => line.startsWith('reranker_shadow_agreement_comparisons_total{from="kept",to="other"} 1')));
+    assert.ok(shadowLines.some((line) => line.startsWith('reranker_shadow_failures_total{from="kept",to="other",reason="saturated"} 1')));
+  });
+
   test('a version with no series is a no-op; metrics without a version label are untouched', async () => {
     const metrics = new ServerMetrics({ defaultMetrics: false });
     metrics.configReloads.inc({ result: 'ok' });

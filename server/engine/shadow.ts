@@ -99,7 +99,8 @@ export class ShadowScoring {
       shadowScores = await this.#options.score(labels.to, request, this.#stop.signal);
     } catch (error) {
       if (this.#stop.signal.aborted) return;
-      if (error instanceof ShadowUnavailable) return this.#fail(labels, 'unavailable', error.message);
+      // A runtime of `to` that began to drain meanwhile (a reload replaced its model) refuses as unavailable.
+      if (error instanceof ShadowUnavailable || (isRerankError(error) && error.kind === 'unavailable')) return this.#fail(labels, 'unavailable', error.message);
       if (isRerankError(error) && error.kind === 'overloaded') return this.#fail(labels, 'refused', error.message);
       return this.#fail(labels, 'error', `version ${labels.to}: ${messageOf(error)}`);
     }
