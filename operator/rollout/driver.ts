@@ -8,6 +8,8 @@ import { RolloutBaselines } from './baselines.ts';
 import { agreementFigures, ROUTER_POD, stepFigures, type PodScrape } from './figures.ts';
 import { judgesRanking, rolloutMirror, withMirror } from './mirror.ts';
 import type { PodMetricsReader } from './pod-metrics.ts';
+import { HttpPrometheusClient, type PrometheusClient } from './prometheus.ts';
+import { prometheusWindow } from './prometheus-figures.ts';
 import { planRollout, rolloutRevision, specInEffect, stableOf, type RolloutDecision, type RolloutWindow } from './planner.ts';
 
 /** `kubectl annotate rrc NAME rerank.dev/rollout=pause|resume|abort|promote`: read once, then removed. */
@@ -33,12 +35,14 @@ export class RolloutDriver {
   readonly #kube: KubeClient;
   readonly #metrics: PodMetricsReader;
   readonly #clock: Clock;
+  readonly #prometheus: PrometheusClient;
   readonly #baselines = new RolloutBaselines();
 
-  constructor(deps: { kube: KubeClient; podMetrics: PodMetricsReader; clock: Clock }) {
+  constructor(deps: { kube: KubeClient; podMetrics: PodMetricsReader; clock: Clock; prometheus?: PrometheusClient }) {
     this.#kube = deps.kube;
     this.#metrics = deps.podMetrics;
     this.#clock = deps.clock;
+    this.#prometheus = deps.prometheus ?? new HttpPrometheusClient();
   }
 
   async turn(rrc: RerankerConfig, object: RerankerConfigObject): Promise<RolloutTurn> {
@@ -57,12 +61,26 @@ export class RolloutDriver {
     let scrapes: PodScrape[] = [];
     let window: RolloutWindow = { startedAt: now, unavailable: 'no baseline for this step yet' };
     if (judging || !previous || previous.revision !== rolloutRevision(spec)) {
-      scrapes = await this.#scrape(rrc, [spec.rollout.canary, stableOf(spec)], unreadable);
+      // With analysis.prometheus the versions' figures come from Prometheus, not from the server pods.
+      const prometheus = spec.rollout.analysis.prometheus;
+      if (!prometheus) scrapes = await this.#scrape(rrc, [spec.rollout.canary, stableOf(spec)], unreadable);
       // Ranking agreement is the routers' count of the requests they mirrored (router mode only: a gateway cannot compare).
       const agreement = spec.routing.mode === 'router' && judgesRanking(spec.rollout);
       if (agreement) scrapes.push(...(await this.#scrapeRouters(rrc, unreadable)));
       const baseline = previous && judging ? this.#baselines.get(resource, previous) : undefined;
-      if (baseline) {
+      if (prometheus && previous && judging) {
+        if (previous.phase === 'Progressing') {
+          window = await prometheusWindow(this.#prometheus, {
+            spec,
+            prometheus,
+            namespace: rrc.metadata.namespace,
+            name: rrc.metadata.name,
+            step: previous,
+            ...(agreement ? { agreement: { baseline, scrapes } } : {}),
+            now,
+          });
+        }
+      } else if (baseline) {
         const canaryAnswered = scrapes.some((s) => s.version === spec.rollout.canary);
         const figures = stepFigures(baseline.scrapes, scrapes, spec.rollout.canary, stableOf(spec));
         if (agreement) figures.agreement = agreementFigures(baseline.scrapes, scrapes, stableOf(spec), spec.rollout.canary);

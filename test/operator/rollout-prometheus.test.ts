@@ -3,8 +3,11 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_PROMETHEUS_QUERIES, PROMETHEUS_FIGURES, PrometheusAnalysisSchema, type PrometheusFigure } from '../../operator/crd/prometheus-spec.ts';
-import { HttpPrometheusClient } from '../../operator/rollout/prometheus.ts';
-import { fillTemplate, prometheusStepFigures, promDuration } from '../../operator/rollout/prometheus-figures.ts';
+import { RolloutSpecSchema, type RolloutStatus } from '../../operator/crd/rollout-spec.ts';
+import type { RerankerConfigSpec } from '../../operator/crd/spec.ts';
+import type { PodScrape } from '../../operator/rollout/figures.ts';
+import { HttpPrometheusClient, type PrometheusClient } from '../../operator/rollout/prometheus.ts';
+import { fillTemplate, prometheusStepFigures, prometheusWindow, promDuration } from '../../operator/rollout/prometheus-figures.ts';
 import { parsePromQL, registeredNames } from '../packaging/promql.ts';
 import { FakePrometheus, vector, type FakeAnswer } from './support/fake-prometheus.ts';
 
@@ -123,6 +126,57 @@ describe("a step's figures from Prometheus", () => {
     assert.equal(promDuration(90_000), '90s');
     assert.equal(promDuration(120_499), '120s');
     assert.equal(promDuration(200), '1s');
+  });
+});
+
+describe("a step's window with Prometheus", () => {
+  /** Answers every query with `value`, recording the query; no HTTP. */
+  const stub = (value: number | undefined) => {
+    const asked: string[] = [];
+    const client: PrometheusClient = { query: async (_url, query) => (asked.push(query), value) };
+    return { client, asked };
+  };
+  const rollout = RolloutSpecSchema.parse({ canary: 'v2-gemma', steps: [10, 50], stepInterval: '1m', analysis: { minTopKOverlap: 0.8, prometheus: { url: 'http://prom:9090' } } });
+  const spec = { defaultVersion: 'v2-m3', routing: { mode: 'router' }, versions: [], rollout } as unknown as RerankerConfigSpec & { rollout: typeof rollout };
+  const step = { phase: 'Progressing', step: 0, stepStartedAt: '2026-01-01T00:00:00.000Z' } as RolloutStatus;
+  const input = { spec, prometheus: rollout.analysis.prometheus!, namespace: 'rag', name: 'rerankers', step };
+  const router = (comparisons: number, overlapSum: number): PodScrape => ({
+    pod: 'rerankers-router-0',
+    version: '',
+    samples: [
+      { name: 'reranker_router_agreement_comparisons_total', labels: { from: 'v2-m3', to: 'v2-gemma' }, value: comparisons },
+      { name: 'reranker_router_agreement_topk_overlap_count', labels: { from: 'v2-m3', to: 'v2-gemma' }, value: comparisons },
+      { name: 'reranker_router_agreement_topk_overlap_sum', labels: { from: 'v2-m3', to: 'v2-gemma' }, value: overlapSum },
+    ],
+  });
+
+  test('before the window has run its interval nothing is asked; then the window is the whole step, restarts of the operator or not', async () => {
+    const early = stub(3);
+    const noAgreement = { ...input, spec: { ...spec, routing: { mode: 'gateway' } } as typeof spec };
+    assert.deepEqual(await prometheusWindow(early.client, { ...noAgreement, now: new Date('2026-01-01T00:00:59Z') }), { startedAt: new Date(step.stepStartedAt) });
+    assert.equal(early.asked.length, 0);
+    const judged = await prometheusWindow(early.client, { ...noAgreement, now: new Date('2026-01-01T00:01:30Z') });
+    assert.equal(judged.figures?.canary.requests, 3);
+    assert.ok(early.asked.every((q) => q.includes('[90s]')));
+  });
+
+  test('with a ranking gate the agreement comes from the routers since the baseline, and the window starts there; without a baseline it waits', async () => {
+    const { client, asked } = stub(7);
+    const now = new Date('2026-01-01T00:02:00Z');
+    const none = await prometheusWindow(client, { ...input, agreement: { baseline: undefined, scrapes: [router(10, 9)] }, now });
+    assert.deepEqual(none, { startedAt: now, unavailable: 'no baseline of the router pods for this step yet' });
+    const baseline = { at: new Date('2026-01-01T00:00:45Z'), scrapes: [router(10, 9)] };
+    const window = await prometheusWindow(client, { ...input, agreement: { baseline, scrapes: [router(30, 25)] }, now });
+    assert.equal(window.startedAt.getTime(), baseline.at.getTime());
+    assert.deepEqual(window.figures?.agreement, { comparisons: 20, topKOverlap: 0.8 });
+    assert.ok(asked.length === 10 && asked.every((q) => q.includes('[75s]')));
+  });
+
+  test('a failing query leaves the window without figures, saying why', async () => {
+    const client: PrometheusClient = { query: async () => Promise.reject(new Error('Prometheus http://prom:9090: no answer within 5000 ms')) };
+    const window = await prometheusWindow(client, { ...input, agreement: { baseline: { at: new Date(0), scrapes: [] }, scrapes: [] }, now: new Date('2026-01-01T00:01:00Z') });
+    assert.equal(window.figures, undefined);
+    assert.match(window.unavailable ?? '', /^query \w+ of v2-(gemma|m3) \(.*\): Prometheus http:\/\/prom:9090: no answer within 5000 ms$/);
   });
 });
 
