@@ -41,6 +41,10 @@ import { isGone, newSlot, publishVersionInfo, versionState, wantedDevice, type V
  * even if the new config disables or removes it — until the new default is ready; then it is drained as
  * the config says. If the new default fails to load, the previous one keeps standing in (logged, and
  * shown as `servingDefault` in info) until a later config settles it.
+ *
+ * Shadow scoring: a version with `shadow` offers each request it answered to ShadowScoring (shadow.ts),
+ * which may score it again with the shadow version once the answer is out, through `#shadowScore`: the
+ * same runtime, queue and inference metrics as a request, but none of a request's own metrics.
  */
 
 export interface RerankEngineOptions {
