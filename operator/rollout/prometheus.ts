@@ -40,15 +40,15 @@ export class HttpPrometheusClient implements PrometheusClient {
       const why = error instanceof Error && error.name === 'TimeoutError' ? `no answer within ${this.#timeoutMs} ms` : messageOf(error);
       throw new Error(`Prometheus ${url}: ${why}`, { cause: error });
     }
-    let answer: QueryAnswer;
+    let answer: QueryAnswer | null;
     try {
-      answer = JSON.parse(text) as QueryAnswer;
+      answer = JSON.parse(text) as QueryAnswer | null;
     } catch {
       throw new Error(`Prometheus ${url}: HTTP ${response.status}, not a JSON answer: ${text.slice(0, 200)}`);
     }
     // Prometheus answers a refused query with 400 or 422 and a JSON body saying why.
-    if (answer.status !== 'success') {
-      throw new Error(`Prometheus ${url}: HTTP ${response.status}${answer.errorType ? ` ${answer.errorType}` : ''}: ${answer.error ?? 'no error given'}`);
+    if (answer?.status !== 'success') {
+      throw new Error(`Prometheus ${url}: HTTP ${response.status}${answer?.errorType ? ` ${answer.errorType}` : ''}: ${answer?.error ?? 'no error given'}`);
     }
     return valueOf(answer.data);
   }
@@ -57,7 +57,7 @@ export class HttpPrometheusClient implements PrometheusClient {
 /** The value of an instant query's data: a scalar, or a vector of at most one sample. */
 export function valueOf(data: QueryAnswer['data']): number | undefined {
   const type = data?.resultType;
-  if (type === 'scalar') return number((data!.result as Sample)[1]);
+  if (type === 'scalar') return number(Array.isArray(data!.result) ? (data!.result as Sample)[1] : undefined);
   if (type !== 'vector' || !Array.isArray(data!.result)) throw new Error(`the query gives a ${type ?? 'missing'} result; it must give an instant vector or a scalar`);
   const series = data!.result as Array<{ metric?: Record<string, string>; value?: Sample }>;
   if (series.length === 0) return undefined;

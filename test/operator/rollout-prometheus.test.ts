@@ -52,6 +52,10 @@ describe('the Prometheus client', () => {
     await assert.rejects(client.query(prometheus.url, 'up', AT), /the query gives 2 series \(\{\}, \{"pod":"p1"\}\); it must give one/);
     answering({ body: { status: 'success', data: { resultType: 'matrix', result: [] } } });
     await assert.rejects(client.query(prometheus.url, 'up[1m]', AT), /gives a matrix result; it must give an instant vector or a scalar/);
+    answering({ body: null });
+    await assert.rejects(client.query(prometheus.url, 'up', AT), /HTTP 200: no error given/);
+    answering({ body: { status: 'success', data: { resultType: 'scalar', result: null } } });
+    await assert.rejects(client.query(prometheus.url, 'up', AT), /not a number: undefined/);
     answering(vector('many'));
     await assert.rejects(client.query(prometheus.url, 'up', AT), /not a number: "many"/);
   });
