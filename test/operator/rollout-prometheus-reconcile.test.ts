@@ -55,13 +55,16 @@ describe('a rollout judged on figures from Prometheus, reconciled against the fa
     seed.spec.rollout = { canary: 'v2-gemma', steps: [10, 50], stepInterval: '1m', minRequests: 20, analysis: { ...analysis, prometheus: { url: prometheus.url } } };
     await kube.create(seed as KubeObject);
     const rrc = () => kube.find<KubeObject & RerankerConfigObject>('RerankerConfig', 'rag', 'rerankers')!;
-    const reconcile = () => reconciler.reconcile(key);
+    let current = reconciler;
+    const reconcile = () => current.reconcile(key);
+    /** A new operator (or leader): no baselines in memory, only the status. */
+    const restart = () => (current = new Reconciler({ kube, podConfig: new FakePodConfigReader(kube), podMetrics, clock, images: IMAGES, metrics }));
     const routeWeights = () => kube.find('HTTPRoute', 'rag', 'rerankers')!.spec.rules.at(-1).backendRefs.map((b: any) => `${b.name}=${b.weight}`).sort();
     const condition = (type: string) => rrc().status?.conditions?.find((c) => c.type === type);
     await reconcile();
     kube.settleDeployments();
     await reconcile();
-    return { kube, clock, podMetrics, reconcile, rrc, routeWeights, condition };
+    return { kube, clock, podMetrics, reconcile, restart, rrc, routeWeights, condition };
   }
 
   test('a step whose Prometheus figures pass its gates moves on; a failing gate then rolls back, naming the gate and its figure', async () => {
@@ -116,6 +119,20 @@ describe('a rollout judged on figures from Prometheus, reconciled against the fa
     assert.equal(ctx.rrc().status?.rollout?.phase, 'Failed');
     assert.deepEqual(ctx.routeWeights(), ['rerankers-v2-m3=100']);
     assert.ok(ctx.kube.events.some((e) => e.type === 'Warning' && e.reason === 'RolloutFailed'));
+  });
+
+  test('an operator that restarts mid-step judges the step when it ends, over its whole window: Prometheus kept the history', async () => {
+    const ctx = await setup({ maxErrorRatio: 0.05 });
+    prometheus.answer = answerDefaults({ 'v2-gemma': { requests: 30 }, 'v2-m3': { requests: 270 } }, '60s');
+    await ctx.clock.advance(40_000);
+    ctx.restart();
+    // The new operator's queries still cover the step from its start: the fake answers only windows of 60 s.
+    await ctx.reconcile();
+    assert.match(ctx.rrc().status?.rollout?.message ?? '', /: running$/);
+    await ctx.clock.advance(20_000);
+    await ctx.reconcile();
+    assert.equal(ctx.rrc().status?.rollout?.step, 1);
+    assert.ok(!ctx.kube.events.some((e) => e.reason === 'RolloutRestarted'));
   });
 
   test('too few requests in Prometheus: the step waits and says so', async () => {
