@@ -73,6 +73,8 @@ class SlowGate {
   #held: Promise<void> | undefined;
   #open: (() => void) | undefined;
   waiting = 0;
+  /** Runs of the model fail while set. */
+  failing = false;
   readonly dir: string;
 
   constructor(dir: string) {
@@ -94,6 +96,7 @@ class SlowGate {
     return {
       description: model.description,
       run: async (pairs) => {
+        if (this.failing) throw new Error('injected inference failure');
         const held = this.#held;
         if (held) {
           this.waiting += 1;
@@ -193,6 +196,21 @@ describe('shadow scoring', () => {
     assert.equal((await engine.rerank(request(0))).version, 'a');
     await eventually(async () => (await value(metrics.shadowFailures, { ...AB, reason: 'unavailable' })) === 1, 'the unavailable count');
     assert.equal(await value(metrics.shadowComparisons, AB), 0);
+  });
+
+  it('a shadow version that fails to score: the request is answered, the failure counted as error', async () => {
+    const gate = new SlowGate(seed7);
+    const { engine, metrics } = await engineFor(
+      { defaultVersion: 'a', versions: { a: { model: seed42, shadow: { version: 'b', fraction: 1 } }, b: { model: seed7 } } },
+      { loadModel: gate.load },
+    );
+    gate.failing = true;
+    assert.equal((await engine.rerank(request(0))).version, 'a');
+    await eventually(async () => (await value(metrics.shadowFailures, { ...AB, reason: 'error' })) === 1, 'the error count');
+    assert.equal(await value(metrics.shadowComparisons, AB), 0);
+    gate.failing = false;
+    await engine.rerank(request(1));
+    await comparisons(metrics, 1);
   });
 
   it('hot reload: a config that adds the shadow starts it, one that removes it stops it', async () => {
