@@ -21,6 +21,8 @@ export interface ResourceMetrics {
   recordConditions(key: ResourceKey, conditions: readonly Condition[]): void;
   /** A rollout ended: promoted, held, rolledBack, aborted or failed. */
   recordRolloutEnd(key: ResourceKey, result: string): void;
+  /** A rollout could not read some of its figures (a pod's /metrics, Prometheus), by kind of failure. */
+  recordRolloutReadFailure(kind: string): void;
   forgetResource(key: ResourceKey): void;
 }
 
@@ -50,6 +52,7 @@ export class OperatorMetrics implements ResourceMetrics {
   readonly rolloutPhase: Gauge<'namespace' | 'name' | 'canary' | 'phase'>;
   readonly rolloutCanaryWeight: Gauge<'namespace' | 'name' | 'canary'>;
   readonly rolloutGate: Gauge<'namespace' | 'name' | 'canary' | 'gate' | 'measure'>;
+  readonly rolloutReadFailures: Counter<'kind'>;
   /** Series last set per resource and gauge, so a removed version or a deleted resource leaves none behind. */
   readonly #series = new Map<string, Map<ResourceGauge, Array<LabelValues<string>>>>();
 
@@ -145,12 +148,22 @@ export class OperatorMetrics implements ResourceMetrics {
       labelNames: ['namespace', 'name', 'canary'],
       registers,
     });
+    this.rolloutReadFailures = new Counter({
+      name: 'rerank_operator_rollout_read_failures_total',
+      help: "Reads of a rollout's figures that failed (a pod's or router's /metrics, a Prometheus query), by kind of failure; the step is judged on what was read, or waits.",
+      labelNames: ['kind'],
+      registers,
+    });
     this.rolloutGate = new Gauge({
       name: 'rerank_operator_rollout_gate',
       help: "The rollout's last judgement per gate: measure=\"value\" what the step measured, \"threshold\" its bound, \"ok\" 1 when it passed.",
       labelNames: ['namespace', 'name', 'canary', 'gate', 'measure'],
       registers,
     });
+  }
+
+  recordRolloutReadFailure(kind: string): void {
+    this.rolloutReadFailures.inc({ kind });
   }
 
   recordRolloutEnd(key: ResourceKey, result: string): void {

@@ -52,9 +52,11 @@ export class Reconciler {
   readonly #deps: ReconcilerDeps;
   readonly #eventFailures: FailureReporter | undefined;
   readonly #rollouts: RolloutDriver;
+  readonly #rolloutReads: FailureReporter | undefined;
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
     this.#eventFailures = deps.logger && new FailureReporter({ logger: deps.logger, what: 'create Event' });
+    this.#rolloutReads = deps.logger && new FailureReporter({ logger: deps.logger, what: "read a rollout's figures" });
     this.#rollouts = new RolloutDriver({ kube: deps.kube, clock: deps.clock, podMetrics: deps.podMetrics ?? new HttpPodMetricsReader() });
   }
 
@@ -83,6 +85,7 @@ export class Reconciler {
       const parsed = parseRerankerConfig(object);
       // While a rollout runs, its weights (and after a promotion, its default) are the spec in effect.
       rollout = await this.#rollouts.turn(parsed, object);
+      this.#reportRolloutReads(key, rollout);
       rrc = { ...parsed, spec: rollout.spec };
       deployments = await this.#listOwned<Deployment>(rrc, KINDS.deployment, problems);
       // Fail static: without seeing which versions are ready, keep the weights last rendered from a
@@ -132,6 +135,19 @@ export class Reconciler {
     const progressing = status.conditions?.find((c) => c.type === 'Progressing')?.status === 'True';
     const afterMs = Math.min(progressing ? (this.#deps.pollMs ?? 5000) : Infinity, rolloutRequeueMs(rollout, this.#deps.clock.now()));
     return Number.isFinite(afterMs) ? { outcome: 'requeue', afterMs } : { outcome: 'done' };
+  }
+
+  /**
+   * What a rollout could not read (a pod's /metrics, Prometheus) is counted per read, and logged once per
+   * new kind and once when reads work again; the step itself says so in status when it cannot be judged.
+   */
+  #reportRolloutReads(key: Key, rollout: RolloutTurn): void {
+    if (!rollout.decision) return;
+    for (const what of rollout.unreadable) this.#deps.metrics?.recordRolloutReadFailure(readFailureKind(what));
+    if (rollout.unreadable.length === 0) return this.#rolloutReads?.succeeded();
+    const failure = new Error(rollout.unreadable.join('; '));
+    failure.name = readFailureKind(rollout.unreadable[0]!);
+    this.#rolloutReads?.failed(failure, { resource: `${key.namespace}/${key.name}` });
   }
 
   /** A rollout annotation is read once: removed after the status that acted on it is written. */
@@ -286,6 +302,11 @@ export class Reconciler {
       }
     }
   }
+}
+
+/** The kind of a rollout read that failed, from the driver's line: Prometheus, the pod list, or a pod's /metrics. */
+function readFailureKind(what: string): string {
+  return what.startsWith('prometheus ') ? 'prometheus' : what.startsWith('list pods') ? 'list pods' : 'pod metrics';
 }
 
 /** What a rollout tells people: its own transitions, and an annotation that is not a command. */

@@ -23,7 +23,7 @@ export interface RolloutTurn {
   decidedAt?: Date;
   /** The annotation to remove once the status is written: its value, and whether it was a command at all. */
   annotation?: { value: string; command?: RolloutCommand };
-  /** Pods whose /metrics could not be read this time (the step is judged on the others). */
+  /** What could not be read this time: pods' /metrics (the step is judged on the others), or Prometheus. */
   unreadable: string[];
 }
 
@@ -79,6 +79,7 @@ export class RolloutDriver {
             ...(agreement ? { agreement: { baseline, scrapes } } : {}),
             now,
           });
+          if (window.readFailed) unreadable.push(`prometheus ${prometheus.url}: ${window.unavailable ?? 'no figures'}`);
         }
       } else if (baseline) {
         const canaryAnswered = scrapes.some((s) => s.version === spec.rollout.canary);

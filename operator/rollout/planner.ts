@@ -16,6 +16,8 @@ export interface RolloutWindow {
   /** Canary's and stable's figures since then; absent when they could not be read (with `unavailable` saying why). */
   figures?: StepFigures;
   unavailable?: string;
+  /** `unavailable` because reading the figures failed (not merely because there were none yet). */
+  readFailed?: boolean;
 }
 
 export interface RolloutInput {

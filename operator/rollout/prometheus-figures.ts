@@ -117,6 +117,6 @@ export async function prometheusWindow(client: PrometheusClient, input: Promethe
     if (agreement?.baseline) figures.agreement = agreementFigures(agreement.baseline.scrapes, agreement.scrapes, stable, canary);
     return { startedAt: from, figures };
   } catch (error) {
-    return { startedAt: from, unavailable: messageOf(error) };
+    return { startedAt: from, unavailable: messageOf(error), readFailed: true };
   }
 }

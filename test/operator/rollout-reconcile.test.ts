@@ -132,6 +132,8 @@ describe('a rollout, reconciled against the fake apiserver', () => {
     ctx.podMetrics.unreachable.add('rerankers-v2-gemma-0');
     await ctx.reconcile();
     assert.match(ctx.rrc().status?.rollout?.message ?? '', /no canary pod answered \/metrics \(rerankers-v2-gemma-0: connect ECONNREFUSED\)/);
+    // Every failed read is counted, not only the ones that leave a step unjudged.
+    assert.match(await ctx.metrics.registry.metrics(), /rerank_operator_rollout_read_failures_total\{kind="pod metrics"\} 1/);
   });
 
   test('kubectl annotate rerank.dev/rollout=pause pauses and the annotation is removed; an unknown command is refused with a Warning', async () => {
