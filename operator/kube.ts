@@ -158,6 +158,7 @@ export const KINDS = {
   service: { apiVersion: 'v1', kind: 'Service' },
   pod: { apiVersion: 'v1', kind: 'Pod' },
   deployment: { apiVersion: 'apps/v1', kind: 'Deployment' },
+  controllerRevision: { apiVersion: 'apps/v1', kind: 'ControllerRevision' },
   httpRoute: { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute' },
   horizontalPodAutoscaler: { apiVersion: 'autoscaling/v2', kind: 'HorizontalPodAutoscaler' },
   podDisruptionBudget: { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' },

@@ -11,6 +11,7 @@ import { Problems } from './problems.ts';
 import { scalingObservations } from './plan/scaling.ts';
 import { planWithWeights, PlanError, type Images, type Plan } from './planner.ts';
 import type { PodConfigReader } from './pod-config.ts';
+import { ConfigHistory, type RevisionEvent } from './revisions.ts';
 import { RolloutDriver, ROLLOUT_ANNOTATION, type RolloutTurn } from './rollout/driver.ts';
 import { HttpPodMetricsReader, type PodMetricsReader } from './rollout/pod-metrics.ts';
 import { computeStatus, invalidSpecConditions, setConditions, unobservedConditions, type ConditionValue, type Observation, type VersionObservation } from './status.ts';
@@ -53,10 +54,12 @@ export class Reconciler {
   readonly #eventFailures: FailureReporter | undefined;
   readonly #rollouts: RolloutDriver;
   readonly #rolloutReads: FailureReporter | undefined;
+  readonly #history: ConfigHistory;
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
     this.#eventFailures = deps.logger && new FailureReporter({ logger: deps.logger, what: 'create Event' });
     this.#rolloutReads = deps.logger && new FailureReporter({ logger: deps.logger, what: "read a rollout's figures" });
+    this.#history = new ConfigHistory({ kube: deps.kube, clock: deps.clock });
     this.#rollouts = new RolloutDriver({ kube: deps.kube, clock: deps.clock, podMetrics: deps.podMetrics ?? new HttpPodMetricsReader() });
   }
 
@@ -74,6 +77,14 @@ export class Reconciler {
     if (!object || object.metadata.deletionTimestamp) {
       this.#deps.metrics?.forgetResource(key);
       return { outcome: 'done' };
+    }
+    // rerank.dev/rollback-to: a kept revision's spec replaces this one, and this reconcile applies it.
+    try {
+      const rollback = await this.#history.rollback(object);
+      if (rollback) await this.#createEvents(object, [rollback.event]);
+      if (rollback?.object) object = rollback.object;
+    } catch (error) {
+      return failed(`roll back ${describeRef(ref)}`, error);
     }
 
     let rrc: RerankerConfig;
@@ -100,6 +111,7 @@ export class Reconciler {
     }
 
     const conflicts: string[] = [];
+    const failuresBefore = problems.list.length;
     for (const child of desired.objects) {
       try {
         await handOverReplicas(kube, child, deployments?.find((d) => d.kind === child.kind && d.metadata.name === child.metadata.name));
@@ -110,6 +122,13 @@ export class Reconciler {
       }
     }
     await this.#prune(rrc, desired, problems);
+    // A config is history once every child of it is applied.
+    const currentRevision =
+      problems.list.length === failuresBefore
+        ? await problems.attempt(`record the config revision of ${describeRef(ref)}`, () =>
+            this.#history.record(object, desired.config.fullHash, rrc.spec.revisionHistoryLimit),
+          )
+        : undefined;
     const versions = await this.#observePods(rrc, desired, deployments ?? [], problems);
     const hpas = Object.keys(desired.scaling.bounds).length ? await this.#listOwned(rrc, KINDS.horizontalPodAutoscaler, problems) : [];
 
@@ -124,7 +143,9 @@ export class Reconciler {
       scaling: scalingObservations(rrc.spec, desired.scaling, hpas ?? []),
       ...(rollout.decision ? { rollout: rollout.decision.status } : {}),
     };
-    const status = computeStatus(observation, object.status, this.#deps.clock.now());
+    const computed = computeStatus(observation, object.status, this.#deps.clock.now());
+    const revision = currentRevision ?? object.status?.currentRevision;
+    const status: RerankerConfigStatus = revision ? { ...computed, currentRevision: revision } : computed;
     this.#deps.metrics?.recordResource(key, status, versions);
     if (rollout.decision?.ended) this.#deps.metrics?.recordRolloutEnd(key, rollout.decision.ended);
     await this.#writeStatus(object, status, problems);
@@ -282,7 +303,6 @@ export class Reconciler {
     errors: string[],
     extra: Array<{ type: 'Normal' | 'Warning'; reason: string; message: string }> = [],
   ): Promise<void> {
-    const involvedObject = { ...refOf(object as unknown as KubeObject), ...(object.metadata.uid ? { uid: object.metadata.uid } : {}) };
     const events: Array<{ type: 'Normal' | 'Warning'; reason: string; message: string }> = [...extra];
     for (const error of errors) events.push({ type: 'Warning', reason: 'ReconcileFailed', message: error });
     for (const condition of after.conditions ?? []) {
@@ -292,6 +312,11 @@ export class Reconciler {
       if (!previous && !bad) continue;
       events.push({ type: bad ? 'Warning' : 'Normal', reason: condition.reason, message: `${condition.type}=${condition.status}: ${condition.message}` });
     }
+    await this.#createEvents(object, events);
+  }
+
+  async #createEvents(object: RerankerConfigObject, events: RevisionEvent[]): Promise<void> {
+    const involvedObject = { ...refOf(object as unknown as KubeObject), ...(object.metadata.uid ? { uid: object.metadata.uid } : {}) };
     for (const event of events) {
       try {
         await this.#deps.kube.createEvent({ involvedObject, ...event });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { HeadSchema } from '../../server/config/head.ts';
 import { ServingConfigSchema } from '../../server/config/schema.ts';
+import type { ManagedFieldsEntry } from '../kube.ts';
 import { RolloutSpecSchema, RolloutStatusSchema } from './rollout-spec.ts';
 import { VersionNameSchema } from './version-name.ts';
 import { VARIANT_SETTINGS } from '../../server/engine/variant-choice.ts';
@@ -460,6 +461,17 @@ export const RerankerConfigSpecSchema = z
           "fit; what is left caps the autoscaled GPU versions' maxReplicas, in spec order. Absent: no cap.",
       }),
     rollout: RolloutSpecSchema.optional(),
+    revisionHistoryLimit: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(10)
+      .meta({
+        description:
+          'Applied specs kept as ControllerRevisions (<resource>-<hash of the spec>); the oldest beyond this are deleted. ' +
+          'Annotate rerank.dev/rollback-to=<revision number or name> to restore the spec of one.',
+      }),
   })
   .superRefine((spec, ctx) => {
     // The same rules as the CEL below, for specs that never went through an apiserver (tests, tools).
@@ -577,6 +589,10 @@ export const RerankerConfigStatusSchema = z.strictObject({
     .optional()
     .meta({ description: 'Weights in effect of the enabled versions, e.g. "v2-m3=90,v2-gemma=10" (printer column).' }),
   rollout: RolloutStatusSchema.optional().meta({ description: 'The rollout of spec.rollout: its phase, step, the canary weight in effect and the last judgement.' }),
+  currentRevision: z
+    .string()
+    .optional()
+    .meta({ description: 'The ControllerRevision of the config applied last (kubectl get controllerrevisions lists the kept ones).' }),
 });
 
 export type RerankerConfigSpec = z.infer<typeof RerankerConfigSpecSchema>;
@@ -597,6 +613,8 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
   creationTimestamp?: string;
   deletionTimestamp?: string;
+  /** Who set which fields (server-side apply's record): the config history names who changed the spec. */
+  managedFields?: ManagedFieldsEntry[];
 }
 
 /** A RerankerConfig as read from the apiserver (spec not yet defaulted by zod). */

@@ -77,7 +77,8 @@ export function configHash(config: RerankConfig): string {
   return createHash('sha256').update(stableStringify(config)).digest('hex').slice(0, 16);
 }
 
-function stableStringify(value: unknown): string {
+/** JSON with object keys sorted and undefined members left out: equal values, equal text. */
+export function stableStringify(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)

@@ -19,7 +19,7 @@ const triples = (list: Rule[]) => new Set(list.flatMap((r) => r.apiGroups.flatMa
 
 const PLURAL: Record<string, string> = {
   ConfigMap: 'configmaps', Service: 'services', Pod: 'pods', Deployment: 'deployments', HTTPRoute: 'httproutes', Lease: 'leases', RerankerConfig: 'rerankerconfigs',
-  HorizontalPodAutoscaler: 'horizontalpodautoscalers', PodDisruptionBudget: 'poddisruptionbudgets', ScaledObject: 'scaledobjects',
+  HorizontalPodAutoscaler: 'horizontalpodautoscalers', PodDisruptionBudget: 'poddisruptionbudgets', ScaledObject: 'scaledobjects', ControllerRevision: 'controllerrevisions',
 };
 const resourceOf = (kind: KindRef) => `${kind.apiVersion.includes('/') ? kind.apiVersion.split('/')[0] : ''}/${PLURAL[kind.kind] ?? kind.kind}`;
 
@@ -45,7 +45,9 @@ function recording(inner: KubeClient, seen: Set<string>): KubeClient {
  * The calls operator/ makes, by where they happen:
  *  rerankerconfigs get          reconciler.ts reconcile (kube.get)
  *  rerankerconfigs list/watch   controller.ts informer on RerankerConfig (informer.ts list + watch)
- *  rerankerconfigs patch        reconciler.ts #acknowledge: removes the rerank.dev/rollout annotation it acted on
+ *  rerankerconfigs patch        reconciler.ts #acknowledge: removes the rerank.dev/rollout annotation it acted on;
+ *                               revisions.ts rollback: restores a revision's spec, removes rerank.dev/rollback-to
+ *  controllerrevisions list/create/patch/delete  revisions.ts record (list, create, renumber a restored one, prune)
  *  rerankerconfigs/status patch reconciler.ts #writeStatus (kube-client.ts patchNamespacedCustomObjectStatus)
  *  configmaps/services/deployments/httproutes list/watch  controller.ts WATCHED_CHILDREN informers; reconciler.ts #listOwned
  *  horizontalpodautoscalers/poddisruptionbudgets list/watch  the same: watched children, listed to prune
@@ -66,6 +68,7 @@ const OPERATOR = [
   ...['/configmaps', '/services', 'apps/deployments', 'gateway.networking.k8s.io/httproutes', 'autoscaling/horizontalpodautoscalers', 'policy/poddisruptionbudgets']
     .flatMap((r) => ['get', 'list', 'watch', 'create', 'patch', 'delete'].map((v) => `${r}:${v}`)),
   ...['get', 'list', 'create', 'patch', 'delete'].map((v) => `keda.sh/scaledobjects:${v}`),
+  ...['list', 'create', 'patch', 'delete'].map((v) => `apps/controllerrevisions:${v}`),
   '/pods:list', '/pods:watch', '/pods:patch',
   '/events:create',
 ];
@@ -110,6 +113,13 @@ test('running the controller, reconciler and leader election makes only calls th
     canary.weight = 0;
   });
   await reconciler.reconcile({ namespace: 'rag', name: 'rerankers' });
+  // Config history: roll back to the first spec (its revision renumbered: patch), then a third spec with
+  // room for two revisions (the oldest pruned: delete).
+  fake.edit('RerankerConfig', 'rag', 'rerankers', (o: KubeObject) => (o.metadata.annotations = { 'rerank.dev/rollback-to': '1' }));
+  await reconciler.reconcile({ namespace: 'rag', name: 'rerankers' });
+  fake.edit('RerankerConfig', 'rag', 'rerankers', (o: KubeObject) => Object.assign(o.spec as object, { revisionHistoryLimit: 2 }));
+  await reconciler.reconcile({ namespace: 'rag', name: 'rerankers' });
+  assert.deepEqual(fake.all('ControllerRevision').filter((r) => r.metadata.labels?.['rerank.dev/owner'] === 'rerankers').map((r) => r.revision).sort(), [3, 4]);
   await controller.stop();
 
   const elector = new LeaderElector({ kube, clock, namespace: 'rerank-system', name: 'rerank-operator-leader', identity: 'a', onStartedLeading: () => {}, onStoppedLeading: () => {} });

@@ -219,6 +219,7 @@ export class FakeKube implements KubeClient {
     if (!existing) throw new KubeApiError(404, 'NotFound', `${ref.kind} ${ref.name} not found`);
     const { status: _ignored, ...rest } = patch;
     const next = mergePatch(existing, rest) as KubeObject;
+    if (!isDeepStrictEqual(next.spec, existing.spec)) next.metadata.generation = (existing.metadata.generation ?? 1) + 1;
     return this.#store(next, 'MODIFIED') as T;
   }
 
