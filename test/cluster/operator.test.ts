@@ -130,6 +130,44 @@ describe('operator on a real API server', { skip: clusterSkip, timeout: 240_000 
     }, 60_000);
   });
 
+  test('config history: a ControllerRevision per spec, owned and garbage-collected; rollback-to restores a spec and applies it', async () => {
+    const r = await created('rrc-history', routerExample());
+    const revisions = async () => (await r.list('controllerrevisions', 'rerank.dev/owner=rerankers-lite')).sort((a, b) => a.revision - b.revision);
+    const first = await eventually('the first revision', async () => (await revisions())[0]);
+    const live = await r.get('rerankerconfig', 'rerankers-lite');
+    assert.deepEqual(first.metadata.ownerReferences.map((o: any) => [o.kind, o.name, o.uid, o.controller]), [['RerankerConfig', 'rerankers-lite', live.metadata.uid, true]]);
+    assert.equal(first.revision, 1);
+    assert.deepEqual(first.data.spec, live.spec);
+    assert.equal(first.data.manager, 'rerank-tests', 'the server-side apply that created the spec');
+    const stableConfig = async () => (await r.get('configmap', 'rerankers-lite-config')).data['config.yaml'] as string;
+    const before = await stableConfig();
+
+    // managedFields times have one-second resolution: the patch must be newer than the apply to be told apart.
+    await sleep(1100);
+    await r.mergePatch('rerankerconfig', 'rerankers-lite', { spec: { serving: { topK: 3 } } });
+    const second = await eventually('a second revision', async () => (await revisions())[1]);
+    assert.equal(second.revision, 2);
+    assert.equal(second.data.spec.serving.topK, 3);
+    assert.equal(second.data.manager, 'kubectl-patch');
+    await eventually('status names the second', async () => (await r.get('rerankerconfig', 'rerankers-lite')).status.currentRevision === second.metadata.name);
+    assert.match(await stableConfig(), /topK: 3/);
+
+    await r.kubectl(['annotate', 'rerankerconfig', 'rerankers-lite', 'rerank.dev/rollback-to=1']);
+    const restored = await eventually('the first spec back, the annotation gone, status on the first revision', async () => {
+      const now = await r.get('rerankerconfig', 'rerankers-lite');
+      const done = now.status.currentRevision === first.metadata.name && !now.metadata.annotations?.['rerank.dev/rollback-to'] && now.status.observedGeneration === now.metadata.generation;
+      return done ? now : undefined;
+    });
+    assert.deepEqual(restored.spec, live.spec);
+    assert.equal(await stableConfig(), before);
+    assert.deepEqual((await revisions()).map((c) => [c.revision, c.metadata.name]), [[2, second.metadata.name], [3, first.metadata.name]]);
+    const events = await r.list('events');
+    assert.ok(events.some((e) => e.reason === 'RolledBackTo' && e.involvedObject.name === 'rerankers-lite'), 'a RolledBackTo Event');
+
+    await r.delete('rerankerconfig', 'rerankers-lite');
+    await eventually('revisions garbage-collected', async () => (await revisions()).length === 0, 60_000);
+  });
+
   test('drift: a child deleted by hand comes back; fields edited by hand (kubectl patch, scale) are put back', async () => {
     const r = await created('rrc-drift', routerExample());
     const uid = (await r.get('service', 'rerankers-lite-stable')).metadata.uid;
