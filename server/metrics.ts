@@ -66,6 +66,7 @@ export class ServerMetrics implements HttpMetrics {
   readonly configReloads: Counter<'result'>;
   readonly configInfo: Gauge<'hash'>;
   readonly configLastReloadSuccess: Gauge;
+  readonly configLastGoodSaveFailures: Counter;
   readonly fallbacks: Counter<'version'>;
   readonly gpuMemoryUsed: Gauge<'version'>;
   readonly versionLoadFailures: Counter<'version'>;
@@ -199,6 +200,11 @@ export class ServerMetrics implements HttpMetrics {
     this.configLastReloadSuccess = new Gauge({
       name: 'reranker_config_last_reload_successful',
       help: '1 when the last reload attempt was applied, 0 when it was rejected.',
+      registers,
+    });
+    this.configLastGoodSaveFailures = new Counter({
+      name: 'reranker_config_last_good_save_failures_total',
+      help: 'Applied configs that could not be kept on disk as the last good copy (beside the file, or in the state directory).',
       registers,
     });
     this.fallbacks = new Counter({

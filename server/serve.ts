@@ -4,8 +4,10 @@ import { listen, type Listening, type ListenOptions } from './http/listen.ts';
 import { ShutdownState } from './http/shutdown.ts';
 import { versionEndpoints } from './http/version-request.ts';
 import { RerankEngine } from './engine/engine.ts';
+import type { LastGoodStore } from './config/last-good.ts';
 import type { LoadedConfig } from './config/load.ts';
 import { ConfigReloader } from './config/reloader.ts';
+import type { StartedOnLastGood } from './config/start-config.ts';
 import type { WatchMode } from './config/watcher.ts';
 import { NvidiaSmiProbe } from './gpu/probe.ts';
 import { ServerMetrics } from './metrics.ts';
@@ -14,8 +16,12 @@ export interface ServeOptions extends Pick<ListenOptions, 'port' | 'host' | 'log
   /** The config file: watched and hot-reloaded. */
   configFile: string;
   loaded: LoadedConfig;
-  /** The file's text as loaded. */
+  /** The file's text as loaded (the copy's, when started on the last good copy). */
   configText: string;
+  /** Keeps each applied config on disk (`<file>.last-good`), so a restart on a broken file still serves. */
+  lastGood?: LastGoodStore;
+  /** The file was broken at start and `loaded` is its last good copy. */
+  startedOnLastGood?: StartedOnLastGood;
   env?: NodeJS.ProcessEnv;
   /** How the config file is watched (default `auto`: directory events, with polling as the safety net). */
   watchMode?: WatchMode;
@@ -51,6 +57,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     logger,
     mode: options.watchMode ?? 'auto',
     ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
+    ...(options.lastGood ? { lastGood: options.lastGood } : {}),
+    ...(options.startedOnLastGood ? { startedOnLastGood: options.startedOnLastGood } : {}),
     target: {
       apply: (loaded) => {
         logger.level = loaded.config.serving.logLevel;
@@ -71,7 +79,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     logger,
     serving: () => engine.config.serving,
     apiKey: () => resolveApiKey(env),
-    info: () => ({ notices: syntheticNotices(engine), pid: process.pid, liveSessions: engine.liveSessions(), tokenizers: engine.tokenizers() }),
+    info: () => ({ notices: [...reloader.notices(), ...syntheticNotices(engine)], pid: process.pid, liveSessions: engine.liveSessions(), tokenizers: engine.tokenizers() }),
     configStatus: () => reloader.status(),
     endpoints: () => versionEndpoints(engine.config),
     shutdown,

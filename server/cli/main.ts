@@ -4,7 +4,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfigFile, readConfigFile } from '../config/load.ts';
+import { defaultStateDir, LastGoodStore, STATE_DIR_ENV } from '../config/last-good.ts';
+import { ConfigError, loadConfigFile } from '../config/load.ts';
+import { loadStartConfig } from '../config/start-config.ts';
 import type { RerankConfig } from '../config/schema.ts';
 import type { WatchMode } from '../config/watcher.ts';
 import { checkHead } from '../engine/head-check.ts';
@@ -65,7 +67,11 @@ export function buildCli(): Command {
     .option('--host <host>', 'address to bind', '0.0.0.0')
     .option('--watch <mode>', 'how the config file is watched: auto (directory events + polling), events, poll', 'auto')
     .option('--poll-interval <ms>', 'content-hash polling interval', parsePositive, 2000)
-    .action(async (opts: { config?: string; local?: boolean; port?: number; host: string; watch: string; pollInterval: number }) => {
+    .option(
+      '--state-dir <dir>',
+      `where the last good config is kept when the config file's directory is read-only (a mounted ConfigMap) (default: $${STATE_DIR_ENV} or ${defaultStateDir({})})`,
+    )
+    .action(async (opts: { config?: string; local?: boolean; port?: number; host: string; watch: string; pollInterval: number; stateDir?: string }) => {
       if (!opts.config && !opts.local) return program.error('start: give --config FILE, or --local for the local default config');
       if (!['auto', 'events', 'poll'].includes(opts.watch)) return program.error(`start: --watch must be auto, events or poll`);
       let port = opts.port;
@@ -76,7 +82,15 @@ export function buildCli(): Command {
           return program.error(`start: $PORT (${process.env.PORT}) ${(error as Error).message}`);
         }
       }
-      await start({ config: opts.config, port, host: opts.host, local: Boolean(opts.local), watchMode: opts.watch as WatchMode, pollIntervalMs: opts.pollInterval });
+      await start({
+        config: opts.config,
+        port,
+        host: opts.host,
+        local: Boolean(opts.local),
+        watchMode: opts.watch as WatchMode,
+        pollIntervalMs: opts.pollInterval,
+        stateDir: opts.stateDir ? path.resolve(opts.stateDir) : defaultStateDir(),
+      });
     });
 
   program
@@ -241,6 +255,8 @@ interface StartOptions {
   local: boolean;
   watchMode: WatchMode;
   pollIntervalMs: number;
+  /** Where the last good config goes when the config file's directory is read-only. */
+  stateDir: string;
 }
 
 /**
@@ -296,15 +312,24 @@ async function start(options: StartOptions): Promise<void> {
     bootLogger.warn({ file: configFile }, 'config file absent: wrote a default one (a generated stand-in model) and serving it');
     local = true;
   }
-  let loaded, configText;
+  // Only for a config the user gave: local mode's own config is the package's or a generated one.
+  const lastGood = options.config ? new LastGoodStore({ file: configFile, stateDir: options.stateDir }) : undefined;
+  let startConfig;
   try {
-    ({ loaded, text: configText } = await readConfigFile(configFile));
+    startConfig = await loadStartConfig(configFile, lastGood);
   } catch (error) {
     if (error instanceof ConfigError) {
       bootLogger.fatal({ issues: error.issues }, error.message);
       process.exit(1);
     }
     throw error;
+  }
+  const { loaded, text: configText, lastGood: startedOnLastGood } = startConfig;
+  if (startedOnLastGood) {
+    bootLogger.warn(
+      { file: path.resolve(configFile), issues: startedOnLastGood.issues, copy: startedOnLastGood.copy, hash: loaded.hash },
+      `config file is invalid (${startedOnLastGood.issues.join('; ')}): starting on the last good config ${loaded.hash} from ${startedOnLastGood.copy}; the file stays watched and a valid one is applied`,
+    );
   }
   const logger = createLogger(loaded.config.serving.logLevel);
   if (local) await prepareLocalModels(loaded, logger);
@@ -319,6 +344,8 @@ async function start(options: StartOptions): Promise<void> {
     logger,
     watchMode: options.watchMode,
     pollIntervalMs: options.pollIntervalMs,
+    ...(lastGood ? { lastGood } : {}),
+    ...(startedOnLastGood ? { startedOnLastGood } : {}),
   });
   closeOnSignals(running.close, logger, () => void running.reloader.forceReload());
 }

@@ -1,8 +1,10 @@
 import path from 'node:path';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
+import type { LastGoodStore } from './last-good.ts';
 import { configFileParser, type LoadedConfig } from './load.ts';
 import type { RerankConfig } from './schema.ts';
+import type { StartedOnLastGood } from './start-config.ts';
 import { WatchedFile, type ReloadMetrics, type ReloadResult, type WatchSettings } from './watched-file.ts';
 
 /** What the reloader drives: the engine's atomic config swap. */
@@ -20,6 +22,10 @@ export interface ConfigStatus {
   config: LoadedConfig['config'];
   /** The last rejected edit, while it is the newest content of the file. */
   lastError?: { at: string; issues: string[] };
+  /** Where the last applied config is kept on disk (absent without a store), or why keeping it failed. */
+  lastGood?: { file?: string; savedAt?: string; error?: string };
+  /** The process started on the last good copy because the file was broken; until the file yields a valid config. */
+  startedOnLastGood?: { copy: string; at: string; issues: string[] };
 }
 
 export interface ConfigReloaderOptions extends WatchSettings {
@@ -30,6 +36,10 @@ export interface ConfigReloaderOptions extends WatchSettings {
   target: ConfigTarget;
   metrics: ServerMetrics;
   logger: Logger;
+  /** Keeps each applied config's text on disk, so a restart on a broken file still serves. */
+  lastGood?: LastGoodStore;
+  /** `initial` is the last good copy, not the file's content (the file was rejected at start). */
+  startedOnLastGood?: StartedOnLastGood;
 }
 
 /**
@@ -37,16 +47,28 @@ export interface ConfigReloaderOptions extends WatchSettings {
  * swaps it atomically), an invalid one is rejected with its bad keys named in the log and in
  * `reranker_config_reloads_total{result="error"}`, and the last good config keeps serving untouched.
  * An unreadable file is only logged: the server started from a valid one, which stays in force.
+ * With a LastGoodStore, each applied config's text is kept on disk; a server started on that copy
+ * (the file was broken) reports the file's error until the file yields a valid config.
  */
 export class ConfigReloader {
   readonly #options: ConfigReloaderOptions;
   readonly #file: WatchedFile<RerankConfig>;
   readonly #source: string;
+  #lastGood: ConfigStatus['lastGood'];
+  /** The error kinds of keeping the last good copy already logged (each once until a save works again). */
+  readonly #saveErrorsLogged = new Set<string>();
+  #startedOnLastGood: ConfigStatus['startedOnLastGood'];
 
   constructor(options: ConfigReloaderOptions) {
-    const { file, initial, initialText, target, metrics, logger, mode, pollIntervalMs, debounceMs, now } = options;
+    const { file, initial, initialText, target, metrics, logger, mode, pollIntervalMs, debounceMs, now, startedOnLastGood } = options;
     this.#options = options;
     this.#source = path.resolve(file);
+    metrics.configLastReloadSuccess.set(1);
+    if (startedOnLastGood) {
+      this.#startedOnLastGood = { copy: startedOnLastGood.copy, at: (now?.() ?? new Date()).toISOString(), issues: startedOnLastGood.issues };
+      this.#lastGood = { file: startedOnLastGood.copy };
+    }
+    const reloadMetrics = serverReloadMetrics(metrics);
     this.#file = new WatchedFile<RerankConfig>({
       file,
       mode,
@@ -57,14 +79,27 @@ export class ConfigReloader {
       parse: configFileParser(file),
       // The knobs are in force once apply() has swapped them (synchronously); version loads and drains
       // finish in the background and log their own outcome.
-      apply: ({ value, hash }) =>
-        void target.apply({ config: value, hash, source: this.#source }).catch((error: unknown) => logger.error({ err: error, hash }, 'applying versions failed')),
-      metrics: serverReloadMetrics(metrics),
+      apply: ({ value, hash }, text) => {
+        void target.apply({ config: value, hash, source: this.#source }).catch((error: unknown) => logger.error({ err: error, hash }, 'applying versions failed'));
+        this.#keep(text, hash);
+      },
+      metrics: {
+        ...reloadMetrics,
+        reloaded: (result) => {
+          // The file yielded a valid config (new or the same as the copy's): it, not the copy, is in force now.
+          if (result !== 'error') this.#startedOnLastGood = undefined;
+          reloadMetrics.reloaded(result);
+        },
+      },
       logger,
-      initial: { parsed: { value: initial.config, hash: initial.hash }, text: initialText },
+      initial: {
+        parsed: { value: initial.config, hash: initial.hash },
+        text: initialText,
+        ...(startedOnLastGood ? { rejected: { issues: startedOnLastGood.issues, ...(startedOnLastGood.fileText === undefined ? {} : { fileText: startedOnLastGood.fileText }) } } : {}),
+      },
       onUnreadable: (error) => logger.warn({ err: error, file }, 'config file unreadable; keeping the config in force'),
     });
-    metrics.configLastReloadSuccess.set(1);
+    if (!startedOnLastGood) this.#keep(initialText, initial.hash);
   }
 
   start(): void {
@@ -93,7 +128,37 @@ export class ConfigReloader {
     const status: ConfigStatus = { hash, source: this.#source, appliedAt: appliedAt.toISOString(), config: value };
     const { lastError } = this.#file.status();
     if (lastError) status.lastError = lastError;
+    if (this.#lastGood) status.lastGood = this.#lastGood;
+    if (this.#startedOnLastGood) status.startedOnLastGood = this.#startedOnLastGood;
     return status;
+  }
+
+  /** What /info tells while the file is broken and the copy serves; empty otherwise. */
+  notices(): string[] {
+    const started = this.#startedOnLastGood;
+    if (!started) return [];
+    return [
+      `config file ${this.#source} is invalid (${started.issues.join('; ')}); serving the last good config ${this.#inForce().hash} from ${started.copy} until the file holds a valid one`,
+    ];
+  }
+
+  /** Keep an applied config on disk; a failure is logged once per kind and counted, and serving goes on. */
+  #keep(text: string, hash: string): void {
+    const { lastGood, logger, metrics } = this.#options;
+    if (!lastGood) return;
+    try {
+      const file = lastGood.save(text);
+      this.#lastGood = { file, savedAt: (this.#options.now?.() ?? new Date()).toISOString() };
+      if (this.#saveErrorsLogged.size > 0) logger.info({ file, hash }, 'last good config kept again');
+      this.#saveErrorsLogged.clear();
+    } catch (error) {
+      const kind = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      metrics.configLastGoodSaveFailures.inc();
+      this.#lastGood = { error: `${(error as Error).message}` };
+      if (this.#saveErrorsLogged.has(kind)) return;
+      this.#saveErrorsLogged.add(kind);
+      logger.error({ err: error, hash, beside: lastGood.beside, stateDir: lastGood.inStateDir }, 'cannot keep the last good config on disk: a restart on a broken config file will fail');
+    }
   }
 
   /** Validate and apply one content of the config file. */

@@ -43,12 +43,20 @@ export interface WatchedFileOptions<T> extends WatchSettings {
   name: string;
   /** Throws ConfigError naming each bad key. */
   parse: (text: string) => Parsed<T>;
-  /** The apply step: called once per newly applied content, after it is in force and logged. */
-  apply: (next: Parsed<T>) => void;
+  /** The apply step: called once per newly applied content (with its text), after it is in force and logged. */
+  apply: (next: Parsed<T>, text: string) => void;
   metrics: ReloadMetrics;
   logger: Logger;
   /** A content already loaded and in force (`start()` then only watches); without it, `start()` reads the file first. */
-  initial?: { parsed: Parsed<T>; text: string };
+  initial?: {
+    parsed: Parsed<T>;
+    text: string;
+    /**
+     * The file itself was rejected and `initial` came from elsewhere (a last good copy): its issues are
+     * reported as a rejected content, and its text (when it could be read) is not delivered again.
+     */
+    rejected?: { issues: string[]; fileText?: string };
+  };
   /** Instead of counting an unreadable file as a rejected content (reported once while it lasts), hand the error here. */
   onUnreadable?: (error: Error) => void;
 }
@@ -77,6 +85,11 @@ export class WatchedFile<T> {
       this.#current = { ...options.initial.parsed, appliedAt: this.#now() };
       this.#lastSeen = contentHash(options.initial.text);
       options.metrics.inForce(options.initial.parsed.hash, undefined);
+      const { rejected } = options.initial;
+      if (rejected) {
+        this.#lastSeen = rejected.fileText === undefined ? undefined : contentHash(rejected.fileText);
+        this.#reject(rejected.issues);
+      }
     }
     const watcherOptions: ConstructorParameters<typeof ConfigWatcher>[0] = {
       file: options.file,
@@ -150,7 +163,7 @@ export class WatchedFile<T> {
     } else {
       logger.info({ file, hash: next.hash }, `${name} loaded ${next.hash}`);
     }
-    this.#options.apply(next);
+    this.#options.apply(next, text);
     return 'ok';
   }
 
