@@ -172,6 +172,8 @@ export function versionDeployment(rrc: RerankerConfig, version: VersionSpec, poo
     volumes: [
       { name: 'config', configMap: { name: names.configMap(owner) } },
       { name: 'models', emptyDir: {} },
+      // Also the server's state directory (/tmp/rerank-server, its default): the last good config, which a
+      // restarted container starts on when the mounted ConfigMap is broken. An emptyDir outlives container restarts.
       { name: 'tmp', emptyDir: {} },
       ...(claim ? [{ name: 'model-source', persistentVolumeClaim: { claimName: claim, readOnly: true } }] : []),
     ],
