@@ -150,6 +150,10 @@ describe('spec.rollout with pods that really answer (test kubelet)', { skip: clu
     for (const reason of ['RolloutStarted', 'RolloutStepPassed', 'RolloutPromoted']) assert.ok(reasons.includes(`Normal:${reason}`), `${reason} in ${reasons.join(', ')}`);
     assert.match((await r.kubectl(['get', 'rrc', 'promo', '-o', 'wide'])).split('\n')[1]!, /\bSucceeded\s+100\b/);
     assert.equal(await operatorSample(`rerank_operator_rollouts_total{namespace="${r.namespace}",name="promo",result="promoted"}`), 1);
+    // Config history: the edit that started the rollout is one revision; its steps and promotion moved only the weights in effect.
+    const revisions = (await r.list('controllerrevisions', 'rerank.dev/owner=promo')).sort((a, b) => a.revision - b.revision);
+    assert.deepEqual(revisions.filter((c) => c.data.spec.rollout).map((c) => c.revision), [revisions.at(-1).revision]);
+    assert.equal((await r.get('rerankerconfig', 'promo')).status.currentRevision, revisions.at(-1).metadata.name);
 
     // The figures: each step's start (stepStartedAt, the operator's clock) to this process seeing the ConfigMap with its weights.
     const starts = recorder.of('RerankerConfig', 'promo').map((s) => s.object.status?.rollout).filter((s) => s?.phase === 'Progressing');
