@@ -38,6 +38,24 @@ export class RerankError extends Error {
   }
 }
 
+/** The version a failure happened on, once one was chosen for the request: set by the engine, read by the metrics. */
+const failedOn = new WeakMap<object, string>();
+
+/** Marks `error` as a failure of `version` (a model that throws, a queue refusal, a deadline); returns it. */
+export function failedVersion<T>(error: T, version: string): T {
+  if (typeof error === 'object' && error !== null) failedOn.set(error, version);
+  return error;
+}
+
+/** The version `error` (or an error it wraps) happened on; undefined when it came before a version was chosen. */
+export function versionOfFailure(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; typeof e === 'object' && e !== null && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const version = failedOn.get(e);
+    if (version !== undefined) return version;
+  }
+  return undefined;
+}
+
 export function isRerankError(error: unknown): error is RerankError {
   return error instanceof RerankError;
 }

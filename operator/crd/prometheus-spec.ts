@@ -86,7 +86,7 @@ export const PrometheusAnalysisSchema = z
           Object.entries(PROMETHEUS_PLACEHOLDERS)
             .map(([p, meaning]) => `{{${p}}} ${meaning}`)
             .join('; ') +
-          '. The defaults leave out the requests a pod counted under version="none" (failed before a version answered); the pod scrapes count those.',
+          '.',
       }),
   })
   .meta({

@@ -43,20 +43,14 @@ function growth(before: Sample[] | undefined, after: Sample[]): Sample[] {
 
 const seriesKey = (s: Sample): string => `${s.name}${JSON.stringify(Object.entries(s.labels).sort(([a], [b]) => a.localeCompare(b)))}`;
 
-/**
- * The server counts a request that failed before a version answered it (a model that throws at run time,
- * a queue refusal, a deadline) under `version="none"`: on a pod that serves one version, as the
- * operator's pods do, those are that version's failures, and a canary whose every request fails with a
- * 500 shows no 5xx of its own. They count for the pod's version.
- */
-export const UNANSWERED_VERSION = 'none';
-
 /** What `version`'s pods did between the two scrapes, summed over its pods. */
 export function versionFigures(baseline: PodScrape[], now: PodScrape[], version: string): VersionFigures {
   const grown = now
     .filter((p) => p.version === version)
     .flatMap((p) => growth(baseline.find((b) => b.pod === p.pod)?.samples, p.samples))
-    .filter((s) => s.labels.version === version || s.labels.version === UNANSWERED_VERSION);
+    // A failure after the version was chosen (its model threw, its queue refused) is counted under it by the
+    // server; `none` holds only what failed before any version (auth, validation), which no version caused.
+    .filter((s) => s.labels.version === version);
   const sum = (name: string, keep: (s: Sample) => boolean = () => true) =>
     grown.filter((s) => s.name === name && keep(s)).reduce((total, s) => total + s.value, 0);
   const requests = sum(ROLLOUT_METRICS.requests);

@@ -1,6 +1,6 @@
 import type { LoadedConfig } from '../config/load.ts';
 import type { RerankConfig } from '../config/schema.ts';
-import { cancelled, RerankError } from '../errors.ts';
+import { cancelled, failedVersion, RerankError } from '../errors.ts';
 import { DEFAULT_FALLBACK_INTERVAL_MS, FallbackMonitor, type GpuVersion } from '../gpu/fallback-monitor.ts';
 import type { GpuProbe, PlacementDevice } from '../gpu/probe.ts';
 import type { Logger } from '../logger.ts';
@@ -280,6 +280,9 @@ export class RerankEngine implements Reranker {
       const outcome = await this.#score(runtime, config, request, choice.fallbackFrom);
       this.#shadows.offer(runtime.version, config.versions[runtime.version]?.shadow, request, outcome.scores);
       return outcome;
+    } catch (error) {
+      // Counted as this version's failure (reranker_requests_total{version}), not as one before any version.
+      throw failedVersion(error, runtime.version);
     } finally {
       inflight.dec();
       runtime.leave();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../server/config/load.ts';
 import type { RerankConfigInput } from '../../server/config/schema.ts';
-import { RerankError } from '../../server/errors.ts';
+import { RerankError, versionOfFailure } from '../../server/errors.ts';
 import { silentLogger } from '../../server/logger.ts';
 import { ServerMetrics } from '../../server/metrics.ts';
 import { RerankEngine, type RerankEngineOptions } from '../../server/engine/engine.ts';
@@ -162,6 +162,21 @@ describe('RerankEngine', () => {
     // A refused request (cancelled before the pick) never counts.
     await assert.rejects(engine.rerank({ query: QUERY, documents: DOCUMENTS, signal: AbortSignal.abort() }), isKind('cancelled'));
     assert.equal(await inflight(), 0);
+  });
+});
+
+describe('RerankEngine failures of a chosen version', () => {
+  it('are marked with the version, so the request counts as its failure; failures before the pick are not', async () => {
+    const { engine } = await engineFor({ defaultVersion: 'stable', versions: { stable: { model: bert } }, serving: { maxQueuedPairs: 2, maxDocuments: 10 } });
+    // Three pairs for a queue of two: refused by the version's queue, after the version was chosen.
+    const refused = await engine.rerank({ query: QUERY, documents: DOCUMENTS.slice(0, 3) }).catch((error: unknown) => error);
+    assert.ok(refused instanceof RerankError && refused.kind === 'payload_too_large', String(refused));
+    assert.equal(versionOfFailure(refused), 'stable');
+    const early = await engine.rerank({ query: QUERY, documents: [] }).catch((error: unknown) => error);
+    assert.ok(early instanceof RerankError && early.kind === 'validation', String(early));
+    assert.equal(versionOfFailure(early), undefined);
+    // A wrapping error (the TEI adapter renames fields) keeps the version through its cause.
+    assert.equal(versionOfFailure(new RerankError('payload_too_large', 'texts: ...', { cause: refused })), 'stable');
   });
 });
 

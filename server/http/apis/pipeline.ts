@@ -1,7 +1,7 @@
 import type { Context, Middleware } from 'koa';
 import type { z } from 'zod';
 import type { ServingConfig } from '../../config/schema.ts';
-import { RerankError, isRerankError } from '../../errors.ts';
+import { RerankError, isRerankError, versionOfFailure } from '../../errors.ts';
 import { rankResults, type RankedResult } from '../../engine/rank.ts';
 import type { Reranker, RerankOutcome } from '../../engine/types.ts';
 import type { ServerMetrics } from '../../metrics.ts';
@@ -57,7 +57,7 @@ export function rerankHandler<Parsed>(deps: PipelineDeps, adapter: RerankAdapter
 /**
  * reranker_requests_total{version,status}, and reranker_request_duration_seconds{version} of the requests
  * a version answered. First in a rerank route's chain, so refusals by the API key check and the body
- * parser are counted too; those, and every failure before a version answered, have no version to name
+ * parser are counted too; those, and every failure before a version was chosen, have no version to name
  * (`none`).
  */
 export function countRerankRequests(metrics: ServerMetrics): Middleware {
@@ -69,7 +69,8 @@ export function countRerankRequests(metrics: ServerMetrics): Middleware {
       metrics.requests.inc({ version: version ?? 'none', status: String(ctx.status) });
       if (version !== undefined) metrics.requestDuration.observe({ version }, (performance.now() - started) / 1000);
     } catch (error) {
-      metrics.requests.inc({ version: 'none', status: String(statusForError(error)) });
+      // A failure after a version was chosen (its model threw, its queue refused, a deadline) is that version's.
+      metrics.requests.inc({ version: versionOfFailure(error) ?? 'none', status: String(statusForError(error)) });
       throw error;
     }
   };
