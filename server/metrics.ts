@@ -41,6 +41,8 @@ export const AGREEMENT_TAU_BUCKETS = [-0.5, 0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 0.9
 const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 const TOKEN_BUCKETS = [64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 const RATIO_BUCKETS = [0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
+/** Actual over expected wait: 1 is the bound admission keeps. */
+const WAIT_RATIO_BUCKETS = [0.25, 0.5, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 4];
 
 /** Every metric the server exports. One instance per process (or per test, with its own registry). */
 export class ServerMetrics implements HttpMetrics {
@@ -49,6 +51,9 @@ export class ServerMetrics implements HttpMetrics {
   readonly connectionErrors: Counter<'kind'>;
   readonly requests: Counter<'version' | 'status'>;
   readonly requestDuration: Histogram<'version'>;
+  readonly mirroredRequests: Counter<'version' | 'status'>;
+  readonly mirroredRequestDuration: Histogram<'version'>;
+  readonly injectedFaults: Counter<'version' | 'kind'>;
   readonly inferenceDuration: Histogram<'version'>;
   readonly tokenizationDuration: Histogram<'version'>;
   readonly queueDuration: Histogram<'version'>;
@@ -57,6 +62,7 @@ export class ServerMetrics implements HttpMetrics {
   readonly paddingRatio: Histogram<'version'>;
   readonly queueDepth: Gauge<'version'>;
   readonly queueExpectedWait: Gauge<'version'>;
+  readonly queueWaitRatio: Histogram<'version'>;
   readonly queueRefusals: Counter<'version' | 'reason'>;
   readonly deadlineDrops: Counter<'version'>;
   readonly deadlineDroppedPairs: Counter<'version'>;
@@ -93,6 +99,31 @@ export class ServerMetrics implements HttpMetrics {
       help: 'Duration of a rerank request a version answered, from arrival to response (tokenization, queue, inference): what a canary is compared by.',
       labelNames: ['version'],
       buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    // A router's mirrored copies (X-Rerank-Mirror: 1) are real executions of this version, but no client waits
+    // for their answers: counted apart, so served traffic (and a rollout step's minRequests) is not inflated.
+    this.mirroredRequests = new Counter({
+      name: 'reranker_mirrored_requests_total',
+      help:
+        "Mirrored copies of other versions' requests (the router's mirroring, X-Rerank-Mirror: 1) this version answered, by HTTP status. " +
+        'Not client traffic: not in reranker_requests_total; a rollout counts them in the canary\'s error ratio and p99, not in minRequests.',
+      labelNames: ['version', 'status'],
+      registers,
+    });
+    this.mirroredRequestDuration = new Histogram({
+      name: 'reranker_mirrored_request_duration_seconds',
+      help: 'Duration of a mirrored copy this version answered (see reranker_mirrored_requests_total), from arrival to response. Not in reranker_request_duration_seconds.',
+      labelNames: ['version'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.injectedFaults = new Counter({
+      name: 'reranker_injected_faults_total',
+      help:
+        "Faults injected by a version's `faults` config, by kind: delay (the request waited delayMs), error (it failed with errorStatus unscored). " +
+        'The requests are also counted as any other, with their status and duration.',
+      labelNames: ['version', 'kind'],
       registers,
     });
     this.inferenceDuration = new Histogram({
@@ -147,6 +178,13 @@ export class ServerMetrics implements HttpMetrics {
       name: 'reranker_queue_expected_wait_seconds',
       help: "Expected wait of a request arriving now before its first batch runs: the queued and running work times the version's measured cost per padded token. 0 until a batch has been measured. Admission compares it with serving.maxQueueWaitMs.",
       labelNames: ['version'],
+      registers,
+    });
+    this.queueWaitRatio = new Histogram({
+      name: 'reranker_queue_wait_ratio',
+      help: 'Per admitted request, its wait from admission until its first batch divided by the expected wait that admitted it (expected waits of 50 ms and more). At most 1: the bound admission keeps held; the 0.99 quantile is what maxQueueWaitMs bounds.',
+      labelNames: ['version'],
+      buckets: WAIT_RATIO_BUCKETS,
       registers,
     });
     this.queueRefusals = new Counter({

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { normaliseConfigKeys } from './aliases.ts';
 import { VARIANT_SETTINGS } from '../engine/variant-choice.ts';
+import { FaultsSchema } from './faults.ts';
 import { HeadSchema } from './head.ts';
 
 /**
@@ -96,6 +97,7 @@ export const VersionConfigSchema = z.strictObject({
     }),
   head: HeadSchema.optional(),
   shadow: ShadowSchema.optional(),
+  faults: FaultsSchema.optional(),
 });
 
 /** Paths of the server's own routes, which a version's `endpoint` may not take. */

@@ -1,4 +1,5 @@
 import type { LoadedConfig } from '../config/load.ts';
+import { faultsActive } from '../config/faults.ts';
 import type { RerankConfig } from '../config/schema.ts';
 import type { GpuMemory } from '../gpu/probe.ts';
 import { fp16Status } from './model-files.ts';
@@ -79,6 +80,8 @@ function versionInfo(slot: VersionSlot, config: RerankConfig, gpuFreeMb: number 
   if (error !== undefined) info.error = error;
   const shadow = config.versions[slot.name]?.shadow;
   if (shadow !== undefined) info.shadow = { ...shadow, inFlight: shadowInFlight?.(slot.name) ?? 0 };
+  const faults = config.versions[slot.name]?.faults;
+  if (faultsActive(faults)) info.faults = faults;
   if (state === 'ready' && slot.active) info.maxLength = slot.active.maxLength(config);
   if (runtime?.deviceFallback !== undefined) info.deviceFallback = runtime.deviceFallback;
   const head = runtime?.head;

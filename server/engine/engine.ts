@@ -8,6 +8,7 @@ import type { ServerMetrics } from '../metrics.ts';
 import { DEFAULT_MAX_PADDING_RATIO } from './batch-packer.ts';
 import type { QueueLimits } from './batch-queue.ts';
 import { engineInfo } from './engine-info.ts';
+import { FaultInjection } from './fault-injection.ts';
 import { loadOnnxModel, type LoadOnnxModelOptions, type PairScorer } from './onnx-model.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
 import { PromptTokenizer } from './prompt-encoder.ts';
@@ -118,6 +119,8 @@ export class RerankEngine implements Reranker {
   readonly #monitor: FallbackMonitor | undefined;
   /** Versions' `shadow` settings: answered requests scored again by another version and compared. */
   readonly #shadows: ShadowScoring;
+  /** Versions' `faults` settings: delays and failures injected into their requests. */
+  readonly #faults: FaultInjection;
   #closing: Promise<void> | undefined;
 
   private constructor(options: RerankEngineOptions) {
@@ -149,6 +152,8 @@ export class RerankEngine implements Reranker {
       random: this.#random,
       score: (version, request, signal) => this.#shadowScore(version, request, signal),
     });
+    this.#faults = new FaultInjection({ metrics: this.#metrics, logger: this.#logger, random: this.#random });
+    this.#faults.configure(options.loaded.config);
     this.#ensureSlots(options.loaded.config);
     this.loaded = this.#schedule(true).then((report) => {
       this.#started = true;
@@ -205,6 +210,7 @@ export class RerankEngine implements Reranker {
     this.#loaded = loaded;
     this.#appliedAt = new Date();
     const { config } = loaded;
+    this.#faults.configure(config);
     this.#ensureSlots(config);
     if (this.#servable(config.defaultVersion)) this.#standIn = undefined;
     else if (couldServe && servingBefore !== config.defaultVersion) {
@@ -277,6 +283,8 @@ export class RerankEngine implements Reranker {
     const inflight = this.#metrics.inflight.labels({ version: runtime.version });
     inflight.inc();
     try {
+      // After the pick, as a mesh injects them after routing: the version's own failures and delays, counted as its requests.
+      await this.#faults.inject(runtime.version, config.versions[runtime.version]?.faults, request.signal);
       const outcome = await this.#score(runtime, config, request, choice.fallbackFrom);
       this.#shadows.offer(runtime.version, config.versions[runtime.version]?.shadow, request, outcome.scores);
       return outcome;

@@ -1,3 +1,4 @@
+import type { FaultSettings } from '../config/faults.ts';
 import type { ShadowSettings } from '../config/schema.ts';
 import type { GpuMemory } from '../gpu/probe.ts';
 import type { HeadInfo } from './scoring-head.ts';
@@ -89,6 +90,8 @@ export interface VersionInfo {
   placement?: VersionPlacement;
   /** Its `shadow` setting, when it has one, with the shadow scorings under way now. */
   shadow?: ShadowSettings & { inFlight: number };
+  /** Its `faults` setting, while it injects anything. */
+  faults?: FaultSettings;
 }
 
 /** Where a version runs, for GPU → CPU fallback. `VersionInfo.device` is the provider actually in use. */

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { RerankError, isRerankError, type RerankErrorKind } from '../errors.ts';
+import { isInjectedFault } from '../engine/fault-injection.ts';
 import type { ErrorBody } from './apis/schemas.ts';
 
 /**
@@ -76,7 +77,8 @@ export function errorResponse(error: unknown): ErrorResponse {
     if (error.kind === 'unauthorized') headers['WWW-Authenticate'] = 'Bearer realm="rerank"';
     const body: ErrorBody = { error: error.message, error_type: error.kind };
     if (error.field !== undefined) body.field = error.field;
-    return { status, body, headers, serverFault: status >= 500 };
+    // An injected fault is the config's doing, not the server's: the access log has it, without a stack.
+    return { status, body, headers, serverFault: status >= 500 && !isInjectedFault(error) };
   }
   if (error instanceof HttpError) {
     return { status: error.status, body: { error: error.message, error_type: error.errorType }, headers: { ...error.headers }, serverFault: false };

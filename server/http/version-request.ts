@@ -22,6 +22,17 @@ export function pathVersion(ctx: Context): string | undefined {
   return (ctx as Context & { params?: Record<string, string> }).params?.version;
 }
 
+/**
+ * Marks a router's mirrored copy of a request (`1`): the client got another version's answer, this one is
+ * only compared. The server counts such requests apart from client traffic (reranker_mirrored_requests_total).
+ */
+export const MIRROR_HEADER = 'X-Rerank-Mirror';
+
+/** Whether this request is a router's mirrored copy. */
+export function isMirrored(ctx: Context): boolean {
+  return ctx.get(MIRROR_HEADER).trim() === '1';
+}
+
 /** The request's sticky key; absent or blank: none. */
 export function stickyKey(ctx: Context): string | undefined {
   return ctx.get(STICKY_KEY_HEADER).trim() || undefined;

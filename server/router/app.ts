@@ -11,7 +11,7 @@ import { abortOnClientGone, httpState } from '../http/middleware.ts';
 import { ROUTES, type OperationId } from '../http/routes.ts';
 import { createShellApp, routerFromTable } from '../http/shell.ts';
 import type { ShutdownState } from '../http/shutdown.ts';
-import { headerVersion, pathVersion, stickyKey, VERSION_HEADER } from '../http/version-request.ts';
+import { headerVersion, MIRROR_HEADER, pathVersion, stickyKey, VERSION_HEADER } from '../http/version-request.ts';
 import type { Logger } from '../logger.ts';
 import type { RouterMetrics } from './metrics.ts';
 import { Mirrorer } from './mirror.ts';
@@ -121,7 +121,8 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, mirrorer: Mirrorer, m
     const path = named === undefined ? ctx.path : `/rerank/${encodeURIComponent(version)}`;
     const pathAndQuery = ctx.querystring ? `${path}?${ctx.querystring}` : path;
     const url = upstreamUrl(route.upstream, pathAndQuery);
-    const headers = endToEndHeaders(ctx.req.headers, ['host', 'content-length', 'expect', 'x-request-id', VERSION_HEADER.toLowerCase()]);
+    // A client's own X-Rerank-Mirror is not passed on: only the router's copies are counted apart by the pods.
+    const headers = endToEndHeaders(ctx.req.headers, ['host', 'content-length', 'expect', 'x-request-id', VERSION_HEADER.toLowerCase(), MIRROR_HEADER.toLowerCase()]);
     headers['content-length'] = String(body.length);
     headers['x-request-id'] = state.requestId;
     headers[VERSION_HEADER.toLowerCase()] = version;

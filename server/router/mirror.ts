@@ -2,7 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import type { MirrorSettings } from '../config/router-schema.ts';
-import { VERSION_HEADER } from '../http/version-request.ts';
+import { MIRROR_HEADER, VERSION_HEADER } from '../http/version-request.ts';
 import type { Logger } from '../logger.ts';
 import type { RouterMetrics } from './metrics.ts';
 import { forward, UpstreamFailure, type Agents } from './proxy.ts';
@@ -11,7 +11,7 @@ import { parseRanking } from './ranking-agreement.ts';
 import { isUnpinned, mirrorProblem, upstreamUrl, type Route, type RoutingTable } from './routing-table.ts';
 
 /** Marks a mirrored request, so a pod can tell it from client traffic (its answer goes nowhere). */
-export const MIRROR_HEADER = 'X-Rerank-Mirror';
+export { MIRROR_HEADER };
 
 /** The largest answer (of either version) kept for a comparison; an answer past it is counted too_large. */
 export const MIRROR_MAX_ANSWER_BYTES = 8 * 1024 * 1024;

@@ -8,7 +8,7 @@ import type { ServerMetrics } from '../../metrics.ts';
 import { statusForError, validationError } from '../errors.ts';
 import { abortOnClientGone, httpState } from '../middleware.ts';
 import { requestDeadline } from '../request-deadline.ts';
-import { headerVersion, pathVersion, stickyKey, VERSION_HEADER } from '../version-request.ts';
+import { headerVersion, isMirrored, pathVersion, stickyKey, VERSION_HEADER } from '../version-request.ts';
 import { boundTextBytes } from './text-limits.ts';
 
 /**
@@ -58,19 +58,23 @@ export function rerankHandler<Parsed>(deps: PipelineDeps, adapter: RerankAdapter
  * reranker_requests_total{version,status}, and reranker_request_duration_seconds{version} of the requests
  * a version answered. First in a rerank route's chain, so refusals by the API key check and the body
  * parser are counted too; those, and every failure before a version was chosen, have no version to name
- * (`none`).
+ * (`none`). A router's mirrored copy (X-Rerank-Mirror: 1) is counted the same way in
+ * reranker_mirrored_requests_total and reranker_mirrored_request_duration_seconds instead: a real
+ * execution of the version, but no client's request.
  */
 export function countRerankRequests(metrics: ServerMetrics): Middleware {
   return async (ctx, next) => {
     const started = performance.now();
+    const mirrored = isMirrored(ctx);
+    const [requests, duration] = mirrored ? [metrics.mirroredRequests, metrics.mirroredRequestDuration] : [metrics.requests, metrics.requestDuration];
     try {
       await next();
       const version = httpState(ctx).version;
-      metrics.requests.inc({ version: version ?? 'none', status: String(ctx.status) });
-      if (version !== undefined) metrics.requestDuration.observe({ version }, (performance.now() - started) / 1000);
+      requests.inc({ version: version ?? 'none', status: String(ctx.status) });
+      if (version !== undefined) duration.observe({ version }, (performance.now() - started) / 1000);
     } catch (error) {
       // A failure after a version was chosen (its model threw, its queue refused, a deadline) is that version's.
-      metrics.requests.inc({ version: versionOfFailure(error) ?? 'none', status: String(statusForError(error)) });
+      requests.inc({ version: versionOfFailure(error) ?? 'none', status: String(statusForError(error)) });
       throw error;
     }
   };
