@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FaultsSchema } from '../../server/config/faults.ts';
 import { HeadSchema } from '../../server/config/head.ts';
 import { ServingConfigSchema } from '../../server/config/schema.ts';
 import type { ManagedFieldsEntry } from '../kube.ts';
@@ -322,6 +323,12 @@ export const VersionSpecSchema = z
         '(LLM rerankers) with a prompt template. Absent: the model catalogue\'s head when model.source is an hf:// repo it knows ' +
         '(e.g. BAAI/bge-reranker-v2-gemma), else cross-encoder.',
       'x-kubernetes-validations': HEAD_RULES,
+    }),
+    faults: FaultsSchema.optional().meta({
+      description:
+        "Fault injection in the version's pods, passed to its serving config as it is: `delayRatio` of its requests wait " +
+        '`delayMs`, `errorRatio` of them fail with `errorStatus` (500 or 503) unscored, counted in its metrics like any other ' +
+        "request and in reranker_injected_faults_total. For trying a rollout's gates on a canary known to be bad; not for production traffic.",
     }),
   })
   .refine((v) => !v.cpuFallback || (v.resources?.gpu?.count ?? 0) > 0, {

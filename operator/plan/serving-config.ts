@@ -94,6 +94,7 @@ function versionEntry(version: VersionSpec, pool: Pool, weight: number): NonNull
     variant: version.variant,
     ...(version.gpuMemoryThresholdMb !== undefined ? { gpuMemoryThresholdMb: version.gpuMemoryThresholdMb } : {}),
     ...headOf(version),
+    ...(version.faults ? { faults: version.faults } : {}),
   };
 }
 

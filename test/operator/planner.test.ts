@@ -16,6 +16,7 @@ import type { Availability } from '../../operator/weights.ts';
 import { IMAGES, example, readExample } from './support/examples.ts';
 import { ACCEPTED, specWith } from './support/cel-cases.ts';
 import { parseRerankerConfig } from '../../operator/crd/parse.ts';
+import { names } from '../../operator/names.ts';
 
 /** The seed example with the autoscaling case of the CRD tests: HPA on CPU for v2-m3, KEDA scale-to-zero on the queue for v1. */
 const autoscaledSeed = () => parseRerankerConfig({ ...readExample('seed'), metadata: { name: 'rerankers', namespace: 'rag', uid: 'uid-seed', generation: 1 }, spec: specWith(ACCEPTED.autoscaling.mutate) as any });
@@ -211,6 +212,20 @@ describe('planDesiredObjects', () => {
     assert.equal(objects.some((o) => o.metadata.name.includes('gemma')), false);
     const full = parseConfig(byName(objects, 'ConfigMap', 'rerankers-config').data['config.yaml']!, { source: 'x', baseDir: '/' }).config;
     assert.equal(full.versions['v2-gemma']?.enabled, false);
+  });
+
+  test('a version\'s faults reach the config.yaml its pods and the router read, and its own pool file, as written', () => {
+    const rrc = parseRerankerConfig({ ...readExample('seed'), metadata: { name: 'rerankers', namespace: 'rag', uid: 'uid-seed', generation: 1 } });
+    rrc.spec.versions[1]!.faults = { errorRatio: 0.3, errorStatus: 503, delayMs: 200, delayRatio: 0.5 };
+    const { objects } = plan(rrc, IMAGES, allReady);
+    const data = byName(objects, 'ConfigMap', 'rerankers-config').data as Record<string, string>;
+    const name = rrc.spec.versions[1]!.name;
+    for (const key of ['config.yaml', names.versionConfigKey(name, 'gpu')]) {
+      const config = parseConfig(data[key]!, { source: key, baseDir: '/' }).config;
+      assert.deepEqual(config.versions[name]?.faults, { errorRatio: 0.3, errorStatus: 503, delayMs: 200, delayRatio: 0.5 }, key);
+    }
+    const full = parseConfig(data['config.yaml']!, { source: 'x', baseDir: '/' }).config;
+    assert.equal(full.versions[rrc.spec.versions[0]!.name]?.faults, undefined);
   });
 
   test('spec.images overrides the operator\'s default images', () => {
