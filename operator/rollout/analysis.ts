@@ -2,11 +2,19 @@ import type { AnalysisSpec, GateResult } from '../crd/rollout-spec.ts';
 
 /** What one version did in a step's window, summed over its ready pods. */
 export interface VersionFigures {
-  /** Rerank requests it answered (reranker_requests_total), every status. */
+  /** Client requests it answered (reranker_requests_total), every status: what minRequests counts. */
   requests: number;
   /** Of those, answered with a 5xx. */
   errors: number;
-  /** p99 of reranker_request_duration_seconds in the window, in ms; absent with no requests. */
+  /**
+   * Mirrored copies of stable's requests it answered (reranker_mirrored_requests_total, router mode with a
+   * ranking gate): real executions, so they count in the error ratio and the p99, but no client's traffic,
+   * so not in minRequests. Absent where the source has no such series (Prometheus queries).
+   */
+  mirrored?: number;
+  /** Of those, answered with a 5xx. */
+  mirroredErrors?: number;
+  /** p99 in the window, in ms, of reranker_request_duration_seconds and reranker_mirrored_request_duration_seconds together; absent with no requests. */
   p99Ms?: number;
   /** GPU → CPU moves (reranker_fallback_count_total). */
   fallbacks: number;
@@ -37,7 +45,11 @@ export interface Judgement {
   failed: string[];
 }
 
-const ratio = (figures: VersionFigures): number | undefined => (figures.requests > 0 ? figures.errors / figures.requests : undefined);
+/** 5xx ÷ all of what the version executed in the window: its client requests and the mirrored copies it answered. */
+const ratio = (figures: VersionFigures): number | undefined => {
+  const executed = figures.requests + (figures.mirrored ?? 0);
+  return executed > 0 ? (figures.errors + (figures.mirroredErrors ?? 0)) / executed : undefined;
+};
 
 /**
  * Each gate the analysis sets, judged on one step's figures. A gate without data (no stable requests to

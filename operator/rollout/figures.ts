@@ -10,6 +10,8 @@ import type { Sample } from './exposition.ts';
 export const ROLLOUT_METRICS = {
   requests: 'reranker_requests_total',
   duration: 'reranker_request_duration_seconds',
+  mirrored: 'reranker_mirrored_requests_total',
+  mirroredDuration: 'reranker_mirrored_request_duration_seconds',
   fallbacks: 'reranker_fallback_count_total',
   loadFailures: 'reranker_version_load_failures_total',
 } as const;
@@ -54,16 +56,21 @@ export function versionFigures(baseline: PodScrape[], now: PodScrape[], version:
   const sum = (name: string, keep: (s: Sample) => boolean = () => true) =>
     grown.filter((s) => s.name === name && keep(s)).reduce((total, s) => total + s.value, 0);
   const requests = sum(ROLLOUT_METRICS.requests);
+  const is5xx = (s: Sample) => (s.labels.status ?? '').startsWith('5');
+  // Client requests and mirrored copies alike: the latency of what the version executed.
+  const bucketNames = new Set([`${ROLLOUT_METRICS.duration}_bucket`, `${ROLLOUT_METRICS.mirroredDuration}_bucket`]);
   const buckets = new Map<number, number>();
   for (const s of grown) {
-    if (s.name !== `${ROLLOUT_METRICS.duration}_bucket` || s.labels.le === undefined) continue;
+    if (!bucketNames.has(s.name) || s.labels.le === undefined) continue;
     const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
     buckets.set(le, (buckets.get(le) ?? 0) + s.value);
   }
   const p99 = quantile(0.99, buckets);
   return {
     requests,
-    errors: sum(ROLLOUT_METRICS.requests, (s) => (s.labels.status ?? '').startsWith('5')),
+    errors: sum(ROLLOUT_METRICS.requests, is5xx),
+    mirrored: sum(ROLLOUT_METRICS.mirrored),
+    mirroredErrors: sum(ROLLOUT_METRICS.mirrored, is5xx),
     ...(p99 === undefined ? {} : { p99Ms: Math.round(p99 * 1000 * 10) / 10 }),
     fallbacks: sum(ROLLOUT_METRICS.fallbacks),
     loadFailures: sum(ROLLOUT_METRICS.loadFailures),

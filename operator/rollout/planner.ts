@@ -180,7 +180,10 @@ function progress(input: RolloutInput, base: RolloutStatus): RolloutDecision {
   const figures = window.figures;
   let waiting: string | undefined;
   if (!figures) waiting = `cannot be judged: ${window.unavailable ?? 'no figures'}`;
-  else if (figures.canary.requests < rollout.minRequests) waiting = `waits for requests: the canary answered ${figures.canary.requests} of the ${rollout.minRequests} needed`;
+  else if (figures.canary.requests < rollout.minRequests) {
+    const mirrored = figures.canary.mirrored ? ` (and ${figures.canary.mirrored} mirrored copies, which are no client's traffic)` : '';
+    waiting = `waits for requests: the canary answered ${figures.canary.requests} of the ${rollout.minRequests} needed${mirrored}`;
+  }
   if (waiting !== undefined) {
     if (overdue) {
       const message = `${label} ${waiting}, for ${DEADLINE_INTERVALS} step intervals: the rollout failed and the canary gets no traffic`;

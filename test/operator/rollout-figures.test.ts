@@ -2,6 +2,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ServerMetrics } from '../../server/metrics.ts';
 import { parseExposition } from '../../operator/rollout/exposition.ts';
+import { judge } from '../../operator/rollout/analysis.ts';
+import type { AnalysisSpec } from '../../operator/crd/rollout-spec.ts';
 import { quantile, ROLLOUT_METRICS, stepFigures, versionFigures, type PodScrape } from '../../operator/rollout/figures.ts';
 
 const scrape = async (pod: string, version: string, metrics: ServerMetrics): Promise<PodScrape> => ({
@@ -59,7 +61,7 @@ describe('rollout figures from the pods\' /metrics', () => {
 
     const now = [await scrape('canary-0', 'v2', canaryPod), await scrape('stable-0', 'v1', stablePod), await scrape('canary-1', 'v2', newPod)];
     const figures = stepFigures(baseline, now, 'v2', 'v1');
-    assert.deepEqual({ ...figures.canary, p99Ms: undefined }, { requests: 105, errors: 3, p99Ms: undefined, fallbacks: 1, loadFailures: 2 });
+    assert.deepEqual({ ...figures.canary, p99Ms: undefined }, { requests: 105, errors: 3, mirrored: 0, mirroredErrors: 0, p99Ms: undefined, fallbacks: 1, loadFailures: 2 });
     // 100 observations: the 99th falls in the (0.25, 0.5] bucket, half-way through its two: 0.25 + 0.25 × 1/2.
     assert.equal(figures.canary.p99Ms, 375);
     assert.equal(figures.stable.requests, 10);
@@ -75,6 +77,23 @@ describe('rollout figures from the pods\' /metrics', () => {
     canaryPod.requests.inc({ version: 'none', status: '400' }, 3);
     const figures = stepFigures(baseline, [await scrape('canary-0', 'v2', canaryPod)], 'v2', 'v1');
     assert.deepEqual([figures.canary.requests, figures.canary.errors], [10, 8]);
+  });
+
+  test('mirrored copies the canary answered are its executions (error ratio, p99) but not its traffic (requests, minRequests)', async () => {
+    const canaryPod = new ServerMetrics({ defaultMetrics: false });
+    const baseline = [await scrape('canary-0', 'v2', canaryPod)];
+    // What server/http/apis/pipeline.ts counts: 4 client requests (fast, fine), 36 mirrored copies, 9 of them 500s, slow.
+    canaryPod.requests.inc({ version: 'v2', status: '200' }, 4);
+    for (let i = 0; i < 4; i += 1) canaryPod.requestDuration.observe({ version: 'v2' }, 0.01);
+    canaryPod.mirroredRequests.inc({ version: 'v2', status: '200' }, 27);
+    canaryPod.mirroredRequests.inc({ version: 'v2', status: '500' }, 9);
+    for (let i = 0; i < 27; i += 1) canaryPod.mirroredRequestDuration.observe({ version: 'v2' }, 0.4);
+    const figures = stepFigures(baseline, [await scrape('canary-0', 'v2', canaryPod)], 'v2', 'v1');
+    assert.deepEqual([figures.canary.requests, figures.canary.errors, figures.canary.mirrored, figures.canary.mirroredErrors], [4, 0, 36, 9]);
+    assert.ok(figures.canary.p99Ms! > 250 && figures.canary.p99Ms! <= 500, `p99 of both histograms: ${figures.canary.p99Ms}`);
+    const { gates } = judge({ maxErrorRatio: 0.1, maxP99Ms: 100 } as AnalysisSpec, figures);
+    assert.deepEqual(gates.errorRatio, { value: 0.225, threshold: 0.1, ok: false });
+    assert.equal(gates.p99Ms?.ok, false);
   });
 
   test('a pod whose counters went down restarted: everything it counts now is new', async () => {

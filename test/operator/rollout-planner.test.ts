@@ -78,7 +78,11 @@ describe('rollout planner', () => {
     const few = { ...good, canary: healthy(40) };
     const wait = decide(spec, { previous: started, seconds: 61, figures: few });
     assert.deepEqual([wait.status.phase, wait.status.step, wait.requeueAfterMs], ['Progressing', 0, WAIT_POLL_MS]);
-    assert.match(wait.status.message, /waits for requests: the canary answered 40 of the 100 needed/);
+    assert.match(wait.status.message, /waits for requests: the canary answered 40 of the 100 needed$/);
+    // Mirrored copies (router mode) are executions, not traffic: 500 of them do not make up for 60 missing requests.
+    const mirrored = decide(spec, { previous: started, seconds: 61, figures: { ...good, canary: { ...healthy(40), mirrored: 500, mirroredErrors: 0 } } });
+    assert.deepEqual([mirrored.status.phase, mirrored.status.step], ['Progressing', 0]);
+    assert.match(mirrored.status.message, /the canary answered 40 of the 100 needed \(and 500 mirrored copies, which are no client's traffic\)$/);
     const blind = decide(spec, { previous: started, seconds: 61 });
     assert.match(blind.status.message, /cannot be judged: no pods answered \/metrics/);
     const failed = decide(spec, { previous: wait.status, seconds: DEADLINE_INTERVALS * 60, figures: few });
