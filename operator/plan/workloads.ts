@@ -105,6 +105,22 @@ function modelPullEnv(version: VersionSpec): { env?: unknown[] } {
 }
 
 /**
+ * The export the init container fetches: `--variant` for sources that go through the hub (hf:// and
+ * catalogue ids; the other sources bring whatever files they hold, and pull ignores the flag for them).
+ * A configured variant is passed as it is. `auto` is passed on CPU pods, where `models pull` decides on the
+ * pod's own node by the same rule the server applies (int8 on CPUs with VNNI/AMX when the catalogue lists an
+ * int8 export, else fp32); on GPU pods it fetches fp32, as before: pull decides for a CPU, and an int8 export
+ * alone would leave a CUDA session nothing better to run.
+ */
+export function modelPullVariantArgs(version: VersionSpec, pool: Pool): string[] {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(version.model.source)?.[1]?.toLowerCase();
+  if (scheme !== undefined && scheme !== 'hf') return [];
+  if (version.variant !== 'auto') return ['--variant', version.variant];
+  const onGpu = pool === 'gpu' && gpuCount(version) > 0;
+  return onGpu ? [] : ['--variant', 'auto'];
+}
+
+/**
  * One Deployment per (version, pool). The pod template carries nothing that changes with the serving
  * knobs: those arrive through the mounted ConfigMap and are hot-reloaded, so a knob change restarts no pod.
  */
@@ -139,6 +155,7 @@ export function versionDeployment(rrc: RerankerConfig, version: VersionSpec, poo
         args: [
           'models', 'pull', version.model.source, '--dir', modelDir,
           ...(version.model.sha256 ? ['--sha256', version.model.sha256] : []),
+          ...modelPullVariantArgs(version, pool),
         ],
         ...modelPullEnv(version),
         securityContext: containerSecurity,

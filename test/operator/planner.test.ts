@@ -131,6 +131,35 @@ describe('planDesiredObjects', () => {
     assert.equal(byName(objects, 'Deployment', 'rerankers-v2-gemma').spec.template.spec.initContainers[0].env, undefined);
   });
 
+  test("the model init container fetches the version's variant: as configured, auto decided on CPU pods, fp32 for auto on GPU pods", () => {
+    const pullArgs = (objects: KubeObject[], deployment: string) => byName(objects, 'Deployment', deployment).spec.template.spec.initContainers[0].args as string[];
+    const variantOf = (args: string[]) => (args.includes('--variant') ? args[args.indexOf('--variant') + 1] : undefined);
+    // v2-m3 is hf:// on a GPU with a CPU fallback; v2-gemma is oci://, which brings its own files.
+    const cases: Array<{ variant: 'auto' | 'fp32' | 'int8' | 'fp16'; gpu: string | undefined; cpu: string | undefined }> = [
+      { variant: 'auto', gpu: undefined, cpu: 'auto' },
+      { variant: 'int8', gpu: 'int8', cpu: 'int8' },
+      { variant: 'fp16', gpu: 'fp16', cpu: 'fp16' },
+      { variant: 'fp32', gpu: 'fp32', cpu: 'fp32' },
+    ];
+    for (const { variant, gpu, cpu } of cases) {
+      const rrc = example('seed');
+      for (const version of rrc.spec.versions) version.variant = variant;
+      const objects = planDesiredObjects(rrc, IMAGES, allReady);
+      assert.equal(variantOf(pullArgs(objects, 'rerankers-v2-m3')), gpu, `${variant}: GPU pods`);
+      assert.equal(variantOf(pullArgs(objects, 'rerankers-v2-m3-cpu')), cpu, `${variant}: CPU fallback pods`);
+      assert.equal(variantOf(pullArgs(objects, 'rerankers-v2-gemma')), undefined, `${variant}: an oci:// source`);
+      // The serving config the pods read asks for the same variant.
+      const key = names.versionConfigKey('v2-m3', 'cpu');
+      const { config } = parseConfig(byName(objects, 'ConfigMap', names.configMap('rerankers')).data[key]!, { source: key, baseDir: '/etc/rerank' });
+      assert.equal(config.versions['v2-m3']?.variant, variant);
+    }
+    const cpuOnly = example('seed');
+    const v2m3 = cpuOnly.spec.versions.find((v) => v.name === 'v2-m3')!;
+    delete v2m3.resources;
+    delete v2m3.cpuFallback;
+    assert.deepEqual(pullArgs(planDesiredObjects(cpuOnly, IMAGES, allReady), 'rerankers-v2-m3').slice(-2), ['--variant', 'auto'], 'a CPU-only version decides auto in its pod');
+  });
+
   test('the CPU fallback and CPU-only versions request no GPU and are not pinned to GPU nodes', () => {
     const objects = planDesiredObjects(example('seed'), IMAGES, allReady);
     for (const name of ['rerankers-v2-m3-cpu', 'rerankers-v1']) {
