@@ -1,33 +1,50 @@
 /**
- * Serving benchmark: the server against raw onnxruntime on the same pairs, batched the same way.
+ * Serving benchmark: who wins, side by side in one run on the same pairs.
  *
- *   npm run bench [-- --requests 16 --runs 3 --clients 16 --shape minilm-l6]
+ *   npm run bench [-- --shape minilm-l6 --rag-requests 4 --short-requests 32 --clients 1,4 --repeats 2
+ *                    --max-other-cpus 0.25 --waves 2 --embeddings --peak-gflops N]
+ *   npm run bench -- --quick          (smoke run: tiny model, fewer requests, no repeats)
  *
- * 1. Generates (once) a MiniLM-L6-shaped cross-encoder: the cost of ms-marco-MiniLM-L-6-v2, random weights.
- * 2. Starts `rerank-server` on it in a child process and drives it with `clients` concurrent clients, each
- *    sending 1 query × 20–50 documents of 20–400 tokens (TEI shape), `runs` times over the same workload.
- *    Each run records pairs/s, latency p50/p99, padding waste (from the server's own metrics) and the
- *    server's peak RSS (sampled from /proc).
- * 3. In this process, tokenizes the same pairs, packs them with the server's packer and limits, and times
- *    raw `session.run` on those batches: the ceiling the server is measured against.
- * Prints a table and writes `.bench/serving.json`.
+ * 1. Generates (once) a cross-encoder of the shape asked (default MiniLM-L6: the cost of
+ *    ms-marco-MiniLM-L-6-v2, random weights) into .bench/compare/<shape>, and quantizes it afresh with
+ *    `rerank-server models quantize` (model_int8.onnx).
+ * 2. Contenders, all on those two files: `rerank-server` in a child process with `variant: fp32` and
+ *    `variant: int8` (HTTP on loopback); a hand-written length-sorted onnxruntime loop with each graph
+ *    (sorted-loop-contender.ts); transformers.js with dtype fp32 and q8 (transformers-contender.ts: its
+ *    model_quantized.onnx is our model_int8.onnx).
+ * 3. Workloads: RAG (1 query × 100 documents of 20–400 tokens) and short (1 query × 16 documents of 10–60
+ *    tokens), each with 1 and 4 concurrent clients. Per workload and client count every contender runs one
+ *    block over the same requests, in turn. A block during which other processes used more than
+ *    --max-other-cpus of CPU time (/proc/stat less this process tree) is run again, up to --repeats times,
+ *    and the quietest attempt kept (blocks.ts).
+ * 4. First-come against mixed order with four concurrent RAG requests: `bench/overload.bench.ts --only
+ *    orders` in a child process, on the same shape, as one block.
+ * Prints per block pairs/s, p50/p99 per request, achieved GFLOP/s (flops.ts, from the model's shape and
+ * each pair's tokens) and its share of this CPU's nominal FP32 peak (cpu-peak.ts), padding, others' CPU
+ * load and the servers' peak RSS; then how far each contender's logits are from the FP32 server's, and
+ * PASS/FAIL per target. Writes `.bench/serving.json`; exits 1 when a target is missed.
  */
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { dump as toYaml } from 'js-yaml';
 import { ServingConfigSchema } from '../server/config/schema.ts';
-import { DEFAULT_MAX_PADDING_RATIO, packBatch, type PendingPair } from '../server/engine/batch-packer.ts';
-import { OnnxSession, flattenBatch } from '../server/engine/onnx-model.ts';
-import { PairTokenizer, type EncodedPair } from '../server/engine/pair-tokenizer.ts';
-import { ensureModel, type ModelShape } from '../server/modelgen/index.ts';
-import { driveLoad, latencySummary } from './load.ts';
-import { freePort, rssMb } from './process.ts';
-import { fmt, metricSum } from './stats.ts';
+import { PairTokenizer } from '../server/engine/pair-tokenizer.ts';
+import { ensureModel, MODEL_SHAPES, type ModelShape } from '../server/modelgen/index.ts';
+import { agreement, type Agreement } from '../server/quantize/agreement.ts';
+import { quantizeModelDir } from '../server/quantize/quantize-model.ts';
+import { describeAttempts, measureBlock, type Block, type BlockPolicy } from './blocks.ts';
+import { drive, latencyPercentiles, type Contender } from './contender.ts';
+import { cpuPeak } from './cpu-peak.ts';
+import { encoderFlops, readEncoderShape } from './flops.ts';
+import { rssMb } from './process.ts';
+import { ServerContender } from './server-contender.ts';
+import { SortedLoopContender } from './sorted-loop-contender.ts';
+import { fmt } from './stats.ts';
 import { Targets } from './targets.ts';
+import { buildTransformersLayout, TransformersContender } from './transformers-contender.ts';
 import { buildWorkload, type RerankWorkloadRequest } from './workload.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,145 +52,309 @@ const workDir = path.join(root, '.bench');
 
 const { values: args } = parseArgs({
   options: {
-    shape: { type: 'string', default: 'minilm-l6' },
-    requests: { type: 'string', default: '16' },
-    runs: { type: 'string', default: '3' },
-    clients: { type: 'string', default: '16' },
+    quick: { type: 'boolean', default: false },
+    shape: { type: 'string' },
+    'rag-requests': { type: 'string' },
+    'short-requests': { type: 'string' },
+    clients: { type: 'string', default: '1,4' },
+    repeats: { type: 'string' },
+    'max-other-cpus': { type: 'string', default: '0.25' },
+    waves: { type: 'string' },
+    embeddings: { type: 'boolean', default: false },
+    'peak-gflops': { type: 'string' },
     seed: { type: 'string', default: '7' },
   },
 });
-const shape = args.shape as ModelShape;
-const requestsPerRun = Number(args.requests);
-const runs = Number(args.runs);
-const clients = Number(args.clients);
+const quick = args.quick;
+const shape = (args.shape ?? (quick ? 'tiny' : 'minilm-l6')) as ModelShape;
+if (!Object.hasOwn(MODEL_SHAPES, shape)) throw new Error(`--shape: one of ${Object.keys(MODEL_SHAPES).join(', ')}, not ${shape}`);
+const positive = (name: string, value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name}: a whole number ≥ 0, not ${value}`);
+  return n;
+};
+const ragRequests = positive('rag-requests', args['rag-requests'] ?? '4');
+const shortRequests = positive('short-requests', args['short-requests'] ?? (quick ? '8' : '32'));
+const clientCounts = args.clients.split(',').map((c) => positive('clients', c));
+const policy: BlockPolicy = { maxOtherCpus: Number(args['max-other-cpus']), repeats: positive('repeats', args.repeats ?? (quick ? '0' : '2')) };
+const waves = positive('waves', args.waves ?? (quick ? '1' : '2'));
+const seed = Number(args.seed);
 
-// `warmup: full` runs one full-budget batch at start, so ORT's memory arena is at its working size before
-// the first measured run and RSS across runs shows leaks, not the arena growing.
+// The server's limits, which the loop and transformers.js batch under too. `warmup: full` runs one
+// full-budget batch at start, so ORT's memory arena is at its working size before the first block.
 const serving = ServingConfigSchema.parse({ maxLength: 512, maxBatchTokens: 16384, maxBatchSize: 32, warmup: 'full', logLevel: 'warn' });
+const limits = { maxLength: serving.maxLength, maxBatchTokens: serving.maxBatchTokens, maxBatchSize: serving.maxBatchSize };
 
-
-const rssKb = async (pid: number) => (await rssMb(pid)) * 1024;
-
-async function waitReady(url: string, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
-    if (ok) return;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`server at ${url} not ready after ${timeoutMs} ms`);
+interface Workload {
+  name: 'RAG' | 'short';
+  description: string;
+  requests: RerankWorkloadRequest[];
+  /** Floating-point work of all its pairs (actual tokens). */
+  flops: number;
+  pairs: number;
+  meanTokens: number;
 }
 
-async function rawBaseline(pairs: EncodedPair[], modelPath: string, padId: number) {
-  const session = await OnnxSession.load({ modelPath, device: 'cpu', padId });
-  const pending: Array<PendingPair & { pair: EncodedPair }> = pairs.map((pair, order) => ({ length: pair.length, order, pair }));
-  const batches: EncodedPair[][] = [];
-  const limits = { maxBatchTokens: serving.maxBatchTokens, maxBatchSize: serving.maxBatchSize, maxPaddingRatio: DEFAULT_MAX_PADDING_RATIO };
-  while (pending.length > 0) {
-    const chosen = new Set(packBatch(pending, limits));
-    batches.push(pending.filter((_, i) => chosen.has(i)).map((p) => p.pair));
-    for (let i = pending.length - 1; i >= 0; i -= 1) if (chosen.has(i)) pending.splice(i, 1);
+interface BlockFigures {
+  pairsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  gflops: number;
+  peakShare: number;
+  paddingWaste: number;
+  peakRssMb?: number;
+  seconds: number;
+  logits: Float32Array[];
+}
+
+interface BlockRow {
+  workload: Workload['name'];
+  clients: number;
+  contender: string;
+  block: Block<BlockFigures>;
+}
+
+async function buildWorkloads(tokenizer: PairTokenizer, configPath: string): Promise<Workload[]> {
+  const countTokens = async (text: string) => (await tokenizer.encodePair('', text, { maxLength: 4096 })).length - 3;
+  const encoder = await readEncoderShape(configPath);
+  const make = async (name: Workload['name'], description: string, requests: RerankWorkloadRequest[]): Promise<Workload> => {
+    let flops = 0;
+    let tokens = 0;
+    let pairs = 0;
+    for (const request of requests) {
+      for (const pair of await tokenizer.encodePairs(request.query, request.documents, { maxLength: limits.maxLength, withTypeIds: true })) {
+        flops += encoderFlops(encoder, pair.length);
+        tokens += pair.length;
+        pairs += 1;
+      }
+    }
+    return { name, description, requests, flops, pairs, meanTokens: tokens / pairs };
+  };
+  const rag = await buildWorkload({ requests: ragRequests, seed, minDocuments: 100, maxDocuments: 100, minDocTokens: 20, maxDocTokens: 400, countTokens });
+  const short = await buildWorkload({ requests: shortRequests, seed: seed + 1, minDocuments: 16, maxDocuments: 16, minDocTokens: 10, maxDocTokens: 60, countTokens });
+  return [
+    await make('RAG', `${ragRequests} requests of 1 query × 100 documents of 20–400 tokens`, rag),
+    await make('short', `${shortRequests} requests of 1 query × 16 documents of 10–60 tokens`, short),
+  ];
+}
+
+async function runBlock(contender: Contender, workload: Workload, clients: number, peakGflops: number): Promise<BlockFigures> {
+  const before = await contender.padding();
+  let peakRssMb: number | undefined;
+  const pid = contender.pid;
+  const sampler =
+    pid === undefined ? undefined : setInterval(() => void rssMb(pid).then((mb) => (peakRssMb = Math.max(peakRssMb ?? 0, mb))), 100);
+  if (pid !== undefined) peakRssMb = await rssMb(pid);
+  const run = await drive(contender, workload.requests, clients).finally(() => clearInterval(sampler));
+  const after = await contender.padding();
+  const slots = after.slots - before.slots;
+  const gflops = workload.flops / run.seconds / 1e9;
+  return {
+    pairsPerSecond: run.pairs / run.seconds,
+    ...latencyPercentiles(run.latenciesMs),
+    gflops,
+    peakShare: gflops / peakGflops,
+    paddingWaste: slots > 0 ? 1 - (after.tokens - before.tokens) / slots : Number.NaN,
+    ...(peakRssMb === undefined ? {} : { peakRssMb }),
+    seconds: run.seconds,
+    logits: run.logits,
+  };
+}
+
+interface OrdersFigures {
+  p50Ratio: number;
+  throughputRatio: number;
+  firstCome: { p50Ms: number; pairsPerSecond: number };
+  mixed: { p50Ms: number; pairsPerSecond: number };
+}
+
+/** bench:overload's first-come against mixed comparison, in its own process on the same shape. */
+async function runOrders(): Promise<OrdersFigures> {
+  const started = Date.now();
+  const child = spawn(process.execPath, [path.join(root, 'bench/overload.bench.ts'), '--only', 'orders', '--shape', shape, '--waves', String(waves)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const file = path.join(workDir, 'overload-orders.json');
+  const written = await stat(file).then((s) => s.mtimeMs, () => 0);
+  if (written < started) throw new Error(`bench/overload.bench.ts --only orders exited ${code} without writing ${file}:\n${output}`);
+  for (const line of output.split('\n')) if (/^(first-come|mixed)\s*:/.test(line)) console.log(`  ${line}`);
+  return JSON.parse(await readFile(file, 'utf8')) as OrdersFigures;
+}
+
+const pad = (text: string, width: number) => text.padStart(width);
+
+function printTable(rows: readonly BlockRow[], workloads: readonly Workload[]): void {
+  const header = ['workload', 'clients', 'contender', 'pairs/s', '× loop FP32', 'p50 ms', 'p99 ms', 'GFLOP/s', '% peak', 'pad %', 'RSS MB', 'others\' CPUs'];
+  const widths = [8, 7, 20, 8, 11, 8, 8, 8, 7, 6, 7, 0];
+  console.log('');
+  for (const w of workloads) console.log(`${w.name}: ${w.description}; ${w.pairs} pairs, ${fmt(w.meanTokens)} tokens per pair on average, ${fmt(w.flops / w.pairs / 1e9, 3)} GFLOP per pair`);
+  console.log('');
+  console.log(header.map((h, i) => (i < 3 ? h.padEnd(widths[i] as number) : pad(h, widths[i] as number))).join('  '));
+  for (const row of rows) {
+    const figures = row.block.kept.result;
+    const loop = rows.find((r) => r.workload === row.workload && r.clients === row.clients && r.contender === 'loop FP32');
+    const cells = [
+      row.workload.padEnd(widths[0] as number),
+      String(row.clients).padEnd(widths[1] as number),
+      row.contender.padEnd(widths[2] as number),
+      pad(fmt(figures.pairsPerSecond), widths[3] as number),
+      pad(loop ? fmt(figures.pairsPerSecond / loop.block.kept.result.pairsPerSecond, 2) : 'n/a', widths[4] as number),
+      pad(fmt(figures.p50Ms, 0), widths[5] as number),
+      pad(fmt(figures.p99Ms, 0), widths[6] as number),
+      pad(fmt(figures.gflops), widths[7] as number),
+      pad(fmt(figures.peakShare * 100), widths[8] as number),
+      pad(fmt(figures.paddingWaste * 100), widths[9] as number),
+      pad(figures.peakRssMb === undefined ? '' : fmt(figures.peakRssMb, 0), widths[10] as number),
+      describeAttempts(row.block),
+    ];
+    console.log(cells.join('  '));
   }
-  const flats = batches.map((batch) => flattenBatch(batch, session.description.takesTypeIds));
-  await session.runFlat(flats[0]!); // warm-up, untimed
-  let slots = 0;
-  let tokens = 0;
-  const started = performance.now();
-  for (const flat of flats) {
-    await session.runFlat(flat);
-    slots += flat.count * flat.width;
-    for (const length of flat.lengths) tokens += length;
-  }
-  const seconds = (performance.now() - started) / 1000;
-  await session.release();
-  return { pairsPerSecond: pairs.length / seconds, batches: batches.length, paddingWaste: 1 - tokens / slots, seconds };
 }
 
 async function main(): Promise<void> {
   const targets = new Targets();
-  await mkdir(workDir, { recursive: true });
-  const modelDir = path.join(workDir, 'models', shape);
+  const peak = cpuPeak();
+  const peakGflops = args['peak-gflops'] === undefined ? peak.gflops : Number(args['peak-gflops']);
+  console.log(`nominal FP32 peak: ${args['peak-gflops'] === undefined ? peak.how : `${peakGflops} GFLOP/s (--peak-gflops; derived: ${peak.how})`}`);
+
+  const modelDir = path.join(workDir, 'compare', shape);
+  await mkdir(modelDir, { recursive: true });
   const { generated } = await ensureModel({ shape, outDir: modelDir });
-  console.log(`model: ${shape} at ${path.relative(root, modelDir)}${generated ? ' (generated)' : ''}`);
-
+  // Quantized afresh each run, so the options of this run are the ones measured.
+  const quantized = await quantizeModelDir({ dir: modelDir, compare: false, embeddings: args.embeddings });
+  const fp32Path = path.join(modelDir, 'model.onnx');
+  console.log(
+    `model: ${shape} at ${path.relative(root, modelDir)}${generated ? ' (generated)' : ''}; fp32 ${fmt((await stat(fp32Path)).size / 1e6)} MB, ` +
+      `int8 ${fmt(quantized.outputBytes / 1e6)} MB (models quantize: ${quantized.summary.quantized.length} layers int8${args.embeddings ? ', word embeddings int8' : ''})`,
+  );
   const tokenizer = PairTokenizer.load({ tokenizerPath: path.join(modelDir, 'tokenizer.json') });
-  // An empty query encodes as [CLS] [SEP] doc [SEP]: three special tokens around the document.
-  const countTokens = async (text: string) => (await tokenizer.encodePair('', text, { maxLength: 4096 })).length - 3;
-  const workload: RerankWorkloadRequest[] = await buildWorkload({ requests: requestsPerRun, seed: Number(args.seed), countTokens });
-  const pairsPerRun = workload.reduce((n, r) => n + r.documents.length, 0);
+  const workloads = await buildWorkloads(tokenizer, path.join(modelDir, 'config.json'));
+  const layout = await buildTransformersLayout({ modelDir, int8Path: quantized.output, root: path.join(workDir, 'compare', `${shape}-transformers`) });
 
-  const configFile = path.join(workDir, 'bench-config.yaml');
-  await writeFile(configFile, toYaml({ defaultVersion: 'bench', versions: { bench: { model: modelDir } }, serving }));
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const server = spawn(process.execPath, [path.join(root, 'server/cli/main.ts'), 'start', '--config', configFile, '--port', String(port), '--host', '127.0.0.1'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const pid = server.pid!;
+  const contenders: Contender[] = [];
   try {
-    await waitReady(url);
-    const bodies = workload.map((r) => ({ query: r.query, texts: r.documents }));
-    const pairsOf = (body: unknown) => (body as { texts: string[] }).texts.length;
-    console.log(`server ready (full-budget warm-up done): RSS ${fmt((await rssKb(pid)) / 1024)} MB`);
-    const results = [];
-    for (let run = 1; run <= runs; run += 1) {
-      const before = await fetch(`${url}/metrics`).then((r) => r.text());
-      let peakKb = await rssKb(pid);
-      const sampler = setInterval(() => void rssKb(pid).then((kb) => (peakKb = Math.max(peakKb, kb))), 50);
-      const load = await driveLoad({ url: `${url}/rerank`, bodies, concurrency: clients, pairsOf });
-      clearInterval(sampler);
-      const after = await fetch(`${url}/metrics`).then((r) => r.text());
-      const slots = metricSum(after, 'reranker_batch_tokens_sum') - metricSum(before, 'reranker_batch_tokens_sum');
-      const tokens = metricSum(after, 'reranker_tokens_total') - metricSum(before, 'reranker_tokens_total');
-      const { p50, p99 } = latencySummary(load);
-      const result = {
-        run,
-        pairsPerSecond: load.pairs / load.seconds,
-        p50Ms: p50,
-        p99Ms: p99,
-        failures: load.failures,
-        paddingWaste: slots > 0 ? 1 - tokens / slots : Number.NaN,
-        peakRssMb: peakKb / 1024,
-        seconds: load.seconds,
-      };
-      results.push(result);
-      console.log(
-        `server run ${run}: ${fmt(result.pairsPerSecond)} pairs/s, p50 ${fmt(p50 / 1000, 2)} s, p99 ${fmt(p99 / 1000, 2)} s, ` +
-          `padding ${fmt(result.paddingWaste * 100)} %, peak RSS ${fmt(result.peakRssMb)} MB, failures ${load.failures}`,
+    for (const variant of ['fp32', 'int8'] as const) {
+      contenders.push(
+        await ServerContender.start({ name: `server ${variant === 'fp32' ? 'FP32' : 'int8'}`, root, configFile: path.join(workDir, `compare-${variant}.yaml`), modelDir, variant, serving }),
       );
     }
+    contenders.push(await SortedLoopContender.load({ name: 'loop FP32', modelPath: fp32Path, tokenizer, limits }));
+    contenders.push(await SortedLoopContender.load({ name: 'loop int8', modelPath: quantized.output, tokenizer, limits }));
+    for (const dtype of ['fp32', 'q8'] as const) {
+      contenders.push(await TransformersContender.load({ name: `transformers.js ${dtype === 'fp32' ? 'FP32' : 'q8'}`, ...layout, dtype, batchSize: limits.maxBatchSize, maxLength: limits.maxLength }));
+    }
+    // One untimed request each: JIT, first-request allocations, the queue's first cost estimates.
+    for (const contender of contenders) await contender.score(workloads[0]!.requests[0]!);
+    console.log(`contenders ready: ${contenders.map((c) => c.name).join(', ')}; blocks with others using over ${policy.maxOtherCpus} CPUs run again, up to ${policy.repeats} times`);
 
-    const pairs = (await Promise.all(workload.map((r) => tokenizer.encodePairs(r.query, r.documents, { maxLength: serving.maxLength, withTypeIds: true })))).flat();
-    const raw = await rawBaseline(pairs, path.join(modelDir, 'model.onnx'), tokenizer.padId);
-    console.log(`raw session.run: ${fmt(raw.pairsPerSecond)} pairs/s over ${raw.batches} batches, padding ${fmt(raw.paddingWaste * 100)} %`);
+    const rows: BlockRow[] = [];
+    for (const workload of workloads) {
+      for (const clients of clientCounts) {
+        for (const contender of contenders) {
+          const block = await measureBlock(() => runBlock(contender, workload, clients, peakGflops), policy);
+          const f = block.kept.result;
+          console.log(
+            `${workload.name} × ${clients} ${contender.name}: ${fmt(f.pairsPerSecond)} pairs/s, p50 ${fmt(f.p50Ms, 0)} ms, p99 ${fmt(f.p99Ms, 0)} ms, ` +
+              `${fmt(f.gflops)} GFLOP/s; others' CPUs ${describeAttempts(block)}`,
+          );
+          rows.push({ workload: workload.name, clients, contender: contender.name, block });
+        }
+      }
+    }
 
-    const best = Math.max(...results.map((r) => r.pairsPerSecond));
-    const rss = results.map((r) => r.peakRssMb);
-    const rssDrift = (Math.max(...rss) - Math.min(...rss)) / Math.min(...rss);
-    const summary = {
-      shape,
-      clients,
-      requestsPerRun,
-      pairsPerRun,
-      runs: results,
-      raw,
-      ratio: results.map((r) => r.pairsPerSecond / raw.pairsPerSecond),
-      bestRatio: best / raw.pairsPerSecond,
-      rssDrift,
-    };
+    console.log(`\nfirst-come against mixed order, waves of 4 concurrent RAG requests (bench/overload.bench.ts --only orders --shape ${shape} --waves ${waves}):`);
+    const orders = await measureBlock(runOrders, policy);
+    console.log(`  others' CPUs ${describeAttempts(orders)}`);
+
+    printTable(rows, workloads);
+    const figures = (workload: Workload['name'], clients: number, contender: string) =>
+      rows.find((r) => r.workload === workload && r.clients === clients && r.contender === contender)?.block.kept.result;
+    const throughput = (workload: Workload['name'], clients: number, contender: string) => figures(workload, clients, contender)?.pairsPerSecond ?? Number.NaN;
+
+    // How far each contender's logits are from the FP32 server's on the same pairs (RAG, the first client count).
+    const reference = figures('RAG', clientCounts[0]!, 'server FP32')?.logits ?? [];
+    const agreements = new Map<string, Agreement>();
+    console.log('\nlogits against the FP32 server on the same RAG pairs:');
+    for (const contender of contenders.filter((c) => c.name !== 'server FP32')) {
+      const candidate = figures('RAG', clientCounts[0]!, contender.name)?.logits ?? [];
+      const a = agreement(reference.map((r, i) => ({ reference: r, candidate: candidate[i] as Float32Array })));
+      agreements.set(contender.name, a);
+      console.log(
+        `  ${contender.name.padEnd(20)} max |Δlogit| ${a.maxAbsDelta.toExponential(2)}, mean ${a.meanAbsDelta.toExponential(2)} (FP32 logits std ${fmt(a.referenceStd, 4)}), ` +
+          `top-10 agreement ${fmt(a.topKAgreement * 100)} % (worst query ${fmt(a.minTopKAgreement * 100)} %)`,
+      );
+    }
+    console.log('  (random weights do not judge int8 quality: `rerank-server models quantize DIR --sample pairs.json` on a real model does)');
+
     console.log('');
-    console.log(`pairs per run: ${pairsPerRun} (${requestsPerRun} requests, ${clients} clients)`);
-    const worstRatio = Math.min(...summary.ratio);
-    const worstPadding = Math.max(...results.map((r) => r.paddingWaste * 100));
-    console.log(`throughput ratio server ÷ raw: ${summary.ratio.map((r) => fmt(r, 3)).join(', ')} ${targets.check('throughput ratio server ÷ raw (worst run)', worstRatio, '>=', 0.95)}`);
-    console.log(`padding waste: ${results.map((r) => `${fmt(r.paddingWaste * 100)} %`).join(', ')} ${targets.check('padding waste (worst run)', worstPadding, '<=', 10, ' %')}`);
-    console.log(`peak RSS: ${rss.map((r) => `${fmt(r)} MB`).join(', ')}; spread ${fmt(rssDrift * 100)} % ${targets.check('peak RSS spread between runs', rssDrift * 100, '<=', 10, ' %')}`);
-    await writeFile(path.join(workDir, 'serving.json'), JSON.stringify({ ...summary, targets: targets.results }, null, 2));
+    const one = clientCounts[0]!;
+    const check = (name: string, value: number, op: '<=' | '>=', limit: number, unit = '') => console.log(`${name}: ${fmt(value, 3)}${unit} ${targets.check(name, value, op, limit, unit)}`);
+    check(`RAG, ${one} client: server int8 ÷ loop FP32 (length-sorted)`, throughput('RAG', one, 'server int8') / throughput('RAG', one, 'loop FP32'), '>=', 2.0);
+    check(`RAG, ${one} client: server int8 ÷ transformers.js q8`, throughput('RAG', one, 'server int8') / throughput('RAG', one, 'transformers.js q8'), '>=', 1.3);
+    const orderFigures = orders.kept.result;
+    check('4 concurrent RAG requests: p50 first-come ÷ mixed', orderFigures.p50Ratio, '<=', 0.65);
+    check('4 concurrent RAG requests: throughput first-come ÷ mixed', orderFigures.throughputRatio, '>=', 0.95);
+    const serverPeak = (name: string) => Math.max(...rows.filter((r) => r.contender === name).map((r) => r.block.kept.result.peakRssMb ?? Number.NaN));
+    console.log(`peak RSS: server FP32 ${fmt(serverPeak('server FP32'))} MB, server int8 ${fmt(serverPeak('server int8'))} MB`);
+    check('RSS server int8 ÷ server FP32 (peak over all blocks)', serverPeak('server int8') / serverPeak('server FP32'), '<=', 0.6);
+    for (const workload of workloads) {
+      for (const clients of clientCounts) {
+        check(`${workload.name}, ${clients} client${clients === 1 ? '' : 's'}: server FP32 ÷ loop FP32`, throughput(workload.name, clients, 'server FP32') / throughput(workload.name, clients, 'loop FP32'), '>=', 0.95);
+      }
+    }
+    for (const server of ['server FP32', 'server int8']) {
+      for (const clients of clientCounts) check(`RAG, ${clients} client${clients === 1 ? '' : 's'}: ${server} padding waste`, (figures('RAG', clients, server)?.paddingWaste ?? Number.NaN) * 100, '<=', 10, ' %');
+      const rss = rows.filter((r) => r.contender === server && r.workload === 'RAG').map((r) => r.block.kept.result.peakRssMb ?? Number.NaN);
+      check(`${server}: peak RSS spread over its RAG blocks`, ((Math.max(...rss) - Math.min(...rss)) / Math.min(...rss)) * 100, '<=', 10, ' %');
+    }
+    for (const name of ['loop FP32', 'transformers.js FP32']) check(`${name} agrees with server FP32: max |Δlogit|`, agreements.get(name)?.maxAbsDelta ?? Number.NaN, '<=', 1e-3);
+
+    const repeated = [...rows.map((r) => ({ what: `${r.workload} × ${r.clients} ${r.contender}`, block: r.block as Block<unknown> })), { what: 'orders', block: orders as Block<unknown> }].filter(
+      (r) => r.block.attempts.length > 1,
+    );
+    console.log(
+      `\nblocks repeated for others' load (over ${policy.maxOtherCpus} CPUs): ${repeated.length === 0 ? 'none' : repeated.map((r) => `${r.what} (${describeAttempts(r.block)})`).join('; ')}`,
+    );
+    const quietMisses = [...rows.map((r) => r.block as Block<unknown>), orders as Block<unknown>].filter((b) => b.kept.load.otherCpus > policy.maxOtherCpus).length;
+    if (quietMisses > 0) console.log(`${quietMisses} block(s) found no quiet attempt: their figures carry others' load; run again on a quiet machine`);
+
+    await writeFile(
+      path.join(workDir, 'serving.json'),
+      JSON.stringify(
+        {
+          shape,
+          quick,
+          peak: { ...peak, used: peakGflops },
+          policy,
+          cpus: os.cpus().length,
+          workloads: workloads.map(({ requests: _, ...w }) => w),
+          blocks: rows.map((r) => ({
+            workload: r.workload,
+            clients: r.clients,
+            contender: r.contender,
+            attempts: r.block.attempts.map((a) => ({ load: a.load, ...withoutLogits(a.result) })),
+            kept: r.block.attempts.indexOf(r.block.kept),
+          })),
+          orders: { attempts: orders.attempts, kept: orders.attempts.indexOf(orders.kept) },
+          agreement: Object.fromEntries(agreements),
+          quantize: { file: quantized.output, bytes: quantized.outputBytes, options: quantized.options },
+          targets: targets.results,
+        },
+        null,
+        2,
+      ),
+    );
     targets.report();
   } finally {
-    server.kill('SIGTERM');
-    await once(server, 'exit');
+    for (const contender of contenders) await contender.close();
   }
+}
+
+function withoutLogits({ logits: _, ...rest }: BlockFigures): Omit<BlockFigures, 'logits'> {
+  return rest;
 }
 
 await main();
