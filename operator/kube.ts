@@ -157,6 +157,8 @@ export const KINDS = {
   configMap: { apiVersion: 'v1', kind: 'ConfigMap' },
   service: { apiVersion: 'v1', kind: 'Service' },
   pod: { apiVersion: 'v1', kind: 'Pod' },
+  /** Read only: the credentials and CA of a rollout's Prometheus (operator/rollout/prometheus-target.ts). */
+  secret: { apiVersion: 'v1', kind: 'Secret' },
   deployment: { apiVersion: 'apps/v1', kind: 'Deployment' },
   controllerRevision: { apiVersion: 'apps/v1', kind: 'ControllerRevision' },
   httpRoute: { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute' },

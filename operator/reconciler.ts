@@ -164,10 +164,10 @@ export class Reconciler {
    */
   #reportRolloutReads(key: Key, rollout: RolloutTurn): void {
     if (!rollout.decision) return;
-    for (const what of rollout.unreadable) this.#deps.metrics?.recordRolloutReadFailure(readFailureKind(what));
+    for (const { kind } of rollout.unreadable) this.#deps.metrics?.recordRolloutReadFailure(kind);
     if (rollout.unreadable.length === 0) return this.#rolloutReads?.succeeded();
-    const failure = new Error(rollout.unreadable.join('; '));
-    failure.name = readFailureKind(rollout.unreadable[0]!);
+    const failure = new Error(rollout.unreadable.map((u) => u.message).join('; '));
+    failure.name = rollout.unreadable[0]!.kind;
     this.#rolloutReads?.failed(failure, { resource: `${key.namespace}/${key.name}` });
   }
 
@@ -329,14 +329,9 @@ export class Reconciler {
   }
 }
 
-/** The kind of a rollout read that failed, from the driver's line: Prometheus, the pod list, or a pod's /metrics. */
-function readFailureKind(what: string): string {
-  return what.startsWith('prometheus ') ? 'prometheus' : what.startsWith('list pods') ? 'list pods' : 'pod metrics';
-}
-
 /** What a rollout tells people: its own transitions, and an annotation that is not a command. */
 function rolloutEvents(rollout: RolloutTurn): Array<{ type: 'Normal' | 'Warning'; reason: string; message: string }> {
-  const events = [...(rollout.decision?.events ?? [])];
+  const events = [...rollout.events, ...(rollout.decision?.events ?? [])];
   if (rollout.annotation && !rollout.annotation.command) {
     events.push({ type: 'Warning', reason: 'RolloutCommandUnknown', message: `${ROLLOUT_ANNOTATION}=${rollout.annotation.value} is not pause, resume, abort or promote; removed` });
   }

@@ -12,7 +12,8 @@ import { messageOf } from '../failures.ts';
 import type { StepFigures, VersionFigures } from './analysis.ts';
 import { agreementFigures, type PodScrape } from './figures.ts';
 import { stableOf, type RolloutWindow } from './planner.ts';
-import type { PrometheusClient } from './prometheus.ts';
+import { PrometheusRefusedError, type PrometheusClient, type PrometheusTarget } from './prometheus.ts';
+import { PrometheusSecretError } from './prometheus-target.ts';
 
 /**
  * A step's figures from Prometheus (spec.rollout.analysis.prometheus): each figure's template, filled in
@@ -50,7 +51,12 @@ export interface PrometheusWindow {
 }
 
 /** Canary's and stable's figures over the window; throws, naming the figure and version, when a query fails. */
-export async function prometheusStepFigures(client: PrometheusClient, prometheus: PrometheusAnalysis, window: PrometheusWindow): Promise<StepFigures> {
+export async function prometheusStepFigures(
+  client: PrometheusClient,
+  prometheus: PrometheusAnalysis,
+  target: PrometheusTarget,
+  window: PrometheusWindow,
+): Promise<StepFigures> {
   const templates = queryTemplates(prometheus);
   const range = promDuration(window.at.getTime() - window.from.getTime());
   const figuresOf = async (version: string): Promise<VersionFigures> => {
@@ -59,7 +65,7 @@ export async function prometheusStepFigures(client: PrometheusClient, prometheus
       PROMETHEUS_FIGURES.map(async (figure) => {
         const query = fillTemplate(templates[figure], values);
         try {
-          return [figure, await client.query(prometheus.url, query, window.at)] as const;
+          return [figure, await client.query(target, query, window.at)] as const;
         } catch (error) {
           const shown = query.length > 160 ? `${query.slice(0, 160)}…` : query;
           throw new Error(`query ${figure} of ${version} (${shown}): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
@@ -94,6 +100,8 @@ export interface PrometheusWindowInput {
   name: string;
   /** The step being judged. */
   step: RolloutStatus;
+  /** Where and how to ask, with auth's and tls' Secrets read: called only when the step is due to be judged. */
+  target: () => Promise<PrometheusTarget>;
   /** With a ranking gate: this operator's baseline of the router pods (none after a restart) and their scrapes now. */
   agreement?: { baseline: { at: Date; scrapes: PodScrape[] } | undefined; scrapes: PodScrape[] };
   now: Date;
@@ -105,7 +113,7 @@ export interface PrometheusWindowInput {
  * operator's baseline of the routers. Before the window has run a full interval nothing is asked (the
  * step is not judged yet); a query that fails leaves the window without figures, saying why.
  */
-export async function prometheusWindow(client: PrometheusClient, input: PrometheusWindowInput): Promise<RolloutWindow> {
+export async function prometheusWindow(client: PrometheusClient, input: PrometheusWindowInput): Promise<PrometheusRolloutWindow> {
   const { spec, agreement, now } = input;
   const stepStarted = new Date(input.step.stepStartedAt);
   if (agreement && !agreement.baseline) return { startedAt: now, unavailable: 'no baseline of the router pods for this step yet' };
@@ -113,10 +121,27 @@ export async function prometheusWindow(client: PrometheusClient, input: Promethe
   if (now.getTime() - from.getTime() < durationMs(spec.rollout.stepInterval)) return { startedAt: from };
   const [canary, stable] = [spec.rollout.canary, stableOf(spec)];
   try {
-    const figures = await prometheusStepFigures(client, input.prometheus, { namespace: input.namespace, name: input.name, canary, stable, from, at: now });
+    const target = await input.target();
+    const figures = await prometheusStepFigures(client, input.prometheus, target, { namespace: input.namespace, name: input.name, canary, stable, from, at: now });
     if (agreement?.baseline) figures.agreement = agreementFigures(agreement.baseline.scrapes, agreement.scrapes, stable, canary);
     return { startedAt: from, figures };
   } catch (error) {
-    return { startedAt: from, unavailable: messageOf(error), readFailed: true };
+    return { startedAt: from, unavailable: messageOf(error), readFailed: true, failure: readFailureOf(error) };
   }
+}
+
+/** Why reading from Prometheus failed, for rerank_operator_rollout_read_failures_total{kind} and the Warning Event. */
+export type PrometheusReadFailure =
+  | { kind: 'prometheus secret'; secret: string; key: string | undefined }
+  | { kind: 'prometheus auth' }
+  | { kind: 'prometheus' };
+
+export interface PrometheusRolloutWindow extends RolloutWindow {
+  failure?: PrometheusReadFailure;
+}
+
+function readFailureOf(error: unknown): PrometheusReadFailure {
+  if (error instanceof PrometheusSecretError) return { kind: 'prometheus secret', secret: error.secret, key: error.key };
+  for (let e: unknown = error; e instanceof Error; e = e.cause) if (e instanceof PrometheusRefusedError) return { kind: 'prometheus auth' };
+  return { kind: 'prometheus' };
 }

@@ -60,6 +60,20 @@ describe('CRD validation rules (structural schema + CEL), and the zod schema agr
     assert.deepEqual(Object.keys(RerankerConfigSpecSchema.parse(spec).rollout?.analysis.prometheus?.queries ?? {}), ['requests']);
   });
 
+  test("a Prometheus with auth, tls, headers and a timeout passes; the Secret keys default to token and ca.crt, the timeout and insecureSkipVerify stay as written", () => {
+    const spec = specWith(ACCEPTED.prometheusAuth.mutate);
+    assert.deepEqual(validateAgainstCrd(specSchema, spec), []);
+    const prometheus = RerankerConfigSpecSchema.parse(spec).rollout?.analysis.prometheus;
+    assert.deepEqual(prometheus?.auth, { bearerTokenSecret: { name: 'mimir-token', key: 'token' } });
+    assert.deepEqual(prometheus?.tls, { caSecret: { name: 'mimir-ca', key: 'ca.crt' } });
+    assert.equal(prometheus?.timeout, '1m');
+    const basic = specWith(ACCEPTED.prometheusBasic.mutate);
+    assert.deepEqual(validateAgainstCrd(specSchema, basic), []);
+    assert.deepEqual(RerankerConfigSpecSchema.parse(basic).rollout?.analysis.prometheus?.tls, { insecureSkipVerify: true });
+    // No timeout written, none added: a default here would change the revision of rollouts already running.
+    assert.equal(RerankerConfigSpecSchema.parse(specWith(ACCEPTED.prometheus.mutate)).rollout?.analysis.prometheus?.timeout, undefined);
+  });
+
   for (const [what, mutate, why] of REJECTED) {
     test(`refused: ${what}`, () => {
       const spec = specWith(mutate);

@@ -1,6 +1,7 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- tests read deep into stored objects */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { pino, type Logger } from 'pino';
 import { DEFAULT_PROMETHEUS_QUERIES, PROMETHEUS_FIGURES, type PrometheusFigure } from '../../operator/crd/prometheus-spec.ts';
 import type { RerankerConfigObject } from '../../operator/crd/spec.ts';
 import type { KubeObject } from '../../operator/kube.ts';
@@ -44,15 +45,16 @@ describe('a rollout judged on figures from Prometheus, reconciled against the fa
   before(async () => (prometheus = await FakePrometheus.start()));
   after(() => prometheus.close());
 
-  async function setup(analysis: Record<string, unknown>) {
+  async function setup(analysis: Record<string, unknown>, options: { prometheus?: Record<string, unknown>; logger?: Logger } = {}) {
     prometheus.received.length = 0;
     const kube = new FakeKube();
     const clock = new FakeClock();
     const podMetrics = new CountingPodMetrics();
     const metrics = new OperatorMetrics({ defaultMetrics: false });
-    const reconciler = new Reconciler({ kube, podConfig: new FakePodConfigReader(kube), podMetrics, clock, images: IMAGES, metrics });
+    const logger = options.logger;
+    const reconciler = new Reconciler({ kube, podConfig: new FakePodConfigReader(kube), podMetrics, clock, images: IMAGES, metrics, ...(logger ? { logger } : {}) });
     const seed = readExample('seed') as any;
-    seed.spec.rollout = { canary: 'v2-gemma', steps: [10, 50], stepInterval: '1m', minRequests: 20, analysis: { ...analysis, prometheus: { url: prometheus.url } } };
+    seed.spec.rollout = { canary: 'v2-gemma', steps: [10, 50], stepInterval: '1m', minRequests: 20, analysis: { ...analysis, prometheus: { url: prometheus.url, ...options.prometheus } } };
     await kube.create(seed as KubeObject);
     const rrc = () => kube.find<KubeObject & RerankerConfigObject>('RerankerConfig', 'rag', 'rerankers')!;
     let current = reconciler;
@@ -64,7 +66,7 @@ describe('a rollout judged on figures from Prometheus, reconciled against the fa
     await reconcile();
     kube.settleDeployments();
     await reconcile();
-    return { kube, clock, podMetrics, reconcile, restart, rrc, routeWeights, condition };
+    return { kube, clock, podMetrics, metrics, reconcile, restart, rrc, routeWeights, condition };
   }
 
   test('a step whose Prometheus figures pass its gates moves on; a failing gate then rolls back, naming the gate and its figure', async () => {
@@ -142,5 +144,60 @@ describe('a rollout judged on figures from Prometheus, reconciled against the fa
     await ctx.reconcile();
     assert.match(ctx.rrc().status?.rollout?.message ?? '', /waits for requests: the canary answered 5 of the 20 needed/);
     assert.equal(ctx.rrc().status?.rollout?.step, 0);
+  });
+
+  test('a Secret of auth that is missing or lacks its key: the step is unjudged, status and a Warning Event name the Secret and key, counted and logged once; fixed, the token is sent', async () => {
+    const logged: Array<{ level: number; msg: string; kind?: string }> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+    const ctx = await setup({ maxErrorRatio: 0.05 }, { prometheus: { auth: { bearerTokenSecret: { name: 'prom-token' } } }, logger });
+    // Every figure 30, but no errors.
+    prometheus.answer = (query) => (query.includes('status=~"5.."') ? vector() : vector('30'));
+    const message = () => ctx.rrc().status?.rollout?.message ?? '';
+    const warnings = () => ctx.kube.events.filter((e) => e.reason === 'RolloutSecretUnreadable');
+    await ctx.clock.advance(60_000);
+    await ctx.reconcile();
+    assert.match(message(), /^step 1\/2 \(10%\) cannot be judged: Secret rag\/prom-token not found \(rollout\.analysis\.prometheus\.auth\.bearerTokenSecret\)$/);
+    assert.equal(prometheus.received.length, 0, 'nothing is asked without the credentials');
+    await ctx.clock.advance(10_000);
+    await ctx.reconcile();
+    assert.equal(ctx.rrc().status?.rollout?.step, 0, 'never passed');
+    assert.deepEqual(warnings().map((e) => [e.type, e.message]), [['Warning', 'analysis.prometheus cannot be used: Secret rag/prom-token not found (rollout.analysis.prometheus.auth.bearerTokenSecret)']]);
+    assert.match(await ctx.metrics.registry.metrics(), /rerank_operator_rollout_read_failures_total\{kind="prometheus secret"\} 2/);
+    assert.equal(logged.filter((l) => l.kind === 'prometheus secret').length, 1, 'logged once for the kind');
+
+    await ctx.kube.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'prom-token', namespace: 'rag' }, data: { bearer: Buffer.from('t0k3n').toString('base64') } });
+    await ctx.clock.advance(10_000);
+    await ctx.reconcile();
+    assert.match(message(), /cannot be judged: Secret rag\/prom-token has no key "token"/);
+    assert.equal(warnings().length, 2, 'a new problem with the Secret is a new Warning');
+    assert.match(warnings()[1]!.message, /Secret rag\/prom-token has no key "token"/);
+
+    ctx.kube.edit('Secret', 'rag', 'prom-token', (s) => ((s as { data?: Record<string, string> }).data = { token: Buffer.from('t0k3n\n').toString('base64') }));
+    await ctx.clock.advance(10_000);
+    await ctx.reconcile();
+    assert.equal(ctx.rrc().status?.rollout?.step, 1, 'judged once the Secret is right');
+    assert.ok(prometheus.headers.length > 0 && prometheus.headers.slice(-10).every((h) => h.authorization === 'Bearer t0k3n'));
+    assert.equal(warnings().length, 2);
+    assert.ok(logged.some((l) => l.msg === "read a rollout's figures works again"));
+  });
+
+  test('a Prometheus that refuses the credentials (401): the step is unjudged and status says so', async () => {
+    const guarded = await FakePrometheus.start({ authorization: 'Bearer right' });
+    try {
+      const ctx = await setup({ maxErrorRatio: 0.05 }, { prometheus: { url: guarded.url, auth: { bearerTokenSecret: { name: 'prom-token' } } } });
+      await ctx.kube.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'prom-token', namespace: 'rag' }, data: { token: Buffer.from('wrong').toString('base64') } });
+      await ctx.clock.advance(60_000);
+      await ctx.reconcile();
+      const rollout = ctx.rrc().status?.rollout;
+      assert.deepEqual([rollout?.phase, rollout?.step], ['Progressing', 0]);
+      assert.match(
+        rollout?.message ?? '',
+        /cannot be judged: query \w+ of v2-(gemma|m3) \(.*\): Prometheus https?:\/\/127\.0\.0\.1:\d+: HTTP 401 Unauthorized: the credentials were refused \(sent the bearer token of Secret rag\/prom-token, key token\)/,
+      );
+      assert.match(await ctx.metrics.registry.metrics(), /rerank_operator_rollout_read_failures_total\{kind="prometheus auth"\} 1/);
+      assert.ok(!ctx.kube.events.some((e) => e.reason === 'RolloutSecretUnreadable'));
+    } finally {
+      await guarded.close();
+    }
   });
 });

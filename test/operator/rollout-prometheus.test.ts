@@ -6,7 +6,7 @@ import { DEFAULT_PROMETHEUS_QUERIES, PROMETHEUS_FIGURES, PrometheusAnalysisSchem
 import { RolloutSpecSchema, type RolloutStatus } from '../../operator/crd/rollout-spec.ts';
 import type { RerankerConfigSpec } from '../../operator/crd/spec.ts';
 import type { PodScrape } from '../../operator/rollout/figures.ts';
-import { HttpPrometheusClient, type PrometheusClient } from '../../operator/rollout/prometheus.ts';
+import { HttpPrometheusClient, type PrometheusClient, type PrometheusTarget } from '../../operator/rollout/prometheus.ts';
 import { fillTemplate, prometheusStepFigures, prometheusWindow, promDuration } from '../../operator/rollout/prometheus-figures.ts';
 import { parsePromQL, registeredNames } from '../packaging/promql.ts';
 import { FakePrometheus, vector, type FakeAnswer } from './support/fake-prometheus.ts';
@@ -15,6 +15,8 @@ const AT = new Date('2026-01-01T00:02:00Z');
 const FROM = new Date('2026-01-01T00:00:30Z');
 const WINDOW = { namespace: 'rag', name: 'rerankers', canary: 'v2-gemma', stable: 'v2-m3', from: FROM, at: AT };
 const FILLED = (version: string) => ({ version, namespace: 'rag', name: 'rerankers', window: '90s' });
+/** A Prometheus at `url` asked without credentials, waiting `timeoutMs` for each answer. */
+const plain = (url: string, timeoutMs = 5000): PrometheusTarget => ({ url, timeoutMs, headers: {} });
 
 /** Which default figure of which version a query is, when it is exactly that template filled in for the window; else undefined. */
 function defaultFigureOf(query: string): { figure: PrometheusFigure; version: string } | undefined {
@@ -27,55 +29,55 @@ function defaultFigureOf(query: string): { figure: PrometheusFigure; version: st
 describe('the Prometheus client', () => {
   let prometheus: FakePrometheus;
   before(async () => (prometheus = await FakePrometheus.start()));
-  after(() => prometheus.close());
-  const client = new HttpPrometheusClient({ timeoutMs: 300 });
+  const client = new HttpPrometheusClient();
+  after(() => Promise.all([prometheus.close(), client.close()]));
   const answering = (answer: FakeAnswer) => (prometheus.answer = () => answer);
 
   test('asks GET {url}/api/v1/query with the query and the evaluation time, and reads one series, a scalar, or no series', async () => {
     answering(vector('41.5'));
-    assert.equal(await client.query(`${prometheus.url}/prom/`, 'sum(up)', AT), 41.5);
+    assert.equal(await client.query(plain(`${prometheus.url}/prom/`), 'sum(up)', AT), 41.5);
     assert.deepEqual(prometheus.received.at(-1), { path: '/prom/api/v1/query', query: 'sum(up)', time: String(AT.getTime() / 1000) + '.000' });
     answering({ body: { status: 'success', data: { resultType: 'scalar', result: [1, '7'] } } });
-    assert.equal(await client.query(prometheus.url, 'scalar(sum(up))', AT), 7);
+    assert.equal(await client.query(plain(prometheus.url), 'scalar(sum(up))', AT), 7);
     answering(vector());
-    assert.equal(await client.query(prometheus.url, 'sum(up)', AT), undefined);
+    assert.equal(await client.query(plain(prometheus.url), 'sum(up)', AT), undefined);
     answering(vector('NaN'));
-    assert.ok(Number.isNaN(await client.query(prometheus.url, 'x', AT)));
+    assert.ok(Number.isNaN(await client.query(plain(prometheus.url), 'x', AT)));
   });
 
   test('a refused query, an answer that is not Prometheus\', several series or a range vector are errors saying so', async () => {
     answering({ status: 400, body: { status: 'error', errorType: 'bad_data', error: '1:5: parse error: unexpected <by>' } });
-    await assert.rejects(client.query(prometheus.url, 'sum by', AT), /HTTP 400 bad_data: 1:5: parse error: unexpected <by>/);
+    await assert.rejects(client.query(plain(prometheus.url), 'sum by', AT), /HTTP 400 bad_data: 1:5: parse error: unexpected <by>/);
     answering({ status: 503, raw: 'Service Unavailable' });
-    await assert.rejects(client.query(prometheus.url, 'up', AT), /HTTP 503, not a JSON answer: Service Unavailable/);
+    await assert.rejects(client.query(plain(prometheus.url), 'up', AT), /HTTP 503, not a JSON answer: Service Unavailable/);
     answering(vector(1, 2));
-    await assert.rejects(client.query(prometheus.url, 'up', AT), /the query gives 2 series \(\{\}, \{"pod":"p1"\}\); it must give one/);
+    await assert.rejects(client.query(plain(prometheus.url), 'up', AT), /the query gives 2 series \(\{\}, \{"pod":"p1"\}\); it must give one/);
     answering({ body: { status: 'success', data: { resultType: 'matrix', result: [] } } });
-    await assert.rejects(client.query(prometheus.url, 'up[1m]', AT), /gives a matrix result; it must give an instant vector or a scalar/);
+    await assert.rejects(client.query(plain(prometheus.url), 'up[1m]', AT), /gives a matrix result; it must give an instant vector or a scalar/);
     answering({ body: null });
-    await assert.rejects(client.query(prometheus.url, 'up', AT), /HTTP 200: no error given/);
+    await assert.rejects(client.query(plain(prometheus.url), 'up', AT), /HTTP 200: no error given/);
     answering({ body: { status: 'success', data: { resultType: 'scalar', result: null } } });
-    await assert.rejects(client.query(prometheus.url, 'up', AT), /not a number: undefined/);
+    await assert.rejects(client.query(plain(prometheus.url), 'up', AT), /not a number: undefined/);
     answering(vector('many'));
-    await assert.rejects(client.query(prometheus.url, 'up', AT), /not a number: "many"/);
+    await assert.rejects(client.query(plain(prometheus.url), 'up', AT), /not a number: "many"/);
   });
 
   test('a Prometheus that does not answer in time, or is not there, is an error naming it', async () => {
     answering('hang');
-    await assert.rejects(client.query(prometheus.url, 'up', AT), new RegExp(`Prometheus ${prometheus.url}: no answer within 300 ms`));
+    await assert.rejects(client.query(plain(prometheus.url, 300), 'up', AT), new RegExp(`Prometheus ${prometheus.url}: no answer within 300 ms`));
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
     await new Promise<void>((resolve) => closed.close(() => resolve()));
-    await assert.rejects(client.query(url, 'up', AT), new RegExp(`Prometheus ${url}: fetch failed: connect ECONNREFUSED`));
+    await assert.rejects(client.query(plain(url), 'up', AT), new RegExp(`Prometheus ${url}: fetch failed: connect ECONNREFUSED`));
   });
 });
 
 describe("a step's figures from Prometheus", () => {
   let prometheus: FakePrometheus;
   before(async () => (prometheus = await FakePrometheus.start()));
-  after(() => prometheus.close());
-  const client = new HttpPrometheusClient({ timeoutMs: 1000 });
+  const client = new HttpPrometheusClient();
+  after(() => Promise.all([prometheus.close(), client.close()]));
 
   test('each default query is filled in for canary and stable and the window, and its answer is that figure', async () => {
     prometheus.received.length = 0;
@@ -87,7 +89,7 @@ describe("a step's figures from Prometheus", () => {
       const known = defaultFigureOf(query);
       return known ? answers[known.version]![known.figure] : { status: 400, body: { status: 'error', errorType: 'bad_data', error: `unexpected query ${query}` } };
     };
-    const figures = await prometheusStepFigures(client, { url: prometheus.url }, WINDOW);
+    const figures = await prometheusStepFigures(client, { url: prometheus.url }, plain(prometheus.url), WINDOW);
     assert.deepEqual(figures, {
       canary: { requests: 120.4, errors: 3, p99Ms: 250, fallbacks: 0, loadFailures: 0 },
       stable: { requests: 1000, errors: 0, fallbacks: 1, loadFailures: 0 },
@@ -105,7 +107,7 @@ describe("a step's figures from Prometheus", () => {
     prometheus.received.length = 0;
     prometheus.answer = () => vector('5');
     const requests = 'sum(increase(my_requests_total{ns="{{namespace}}",rrc="{{name}}",v="{{version}}"}[{{window}}]))';
-    await prometheusStepFigures(client, { url: prometheus.url, queries: { requests } }, WINDOW);
+    await prometheusStepFigures(client, { url: prometheus.url, queries: { requests } }, plain(prometheus.url), WINDOW);
     const queries = prometheus.received.map((r) => r.query);
     assert.ok(queries.includes('sum(increase(my_requests_total{ns="rag",rrc="rerankers",v="v2-gemma"}[90s]))'));
     assert.ok(queries.includes('sum(increase(my_requests_total{ns="rag",rrc="rerankers",v="v2-m3"}[90s]))'));
@@ -119,11 +121,11 @@ describe("a step's figures from Prometheus", () => {
         ? { status: 422, body: { status: 'error', errorType: 'execution', error: 'query timed out in expression evaluation' } }
         : vector('1');
     await assert.rejects(
-      prometheusStepFigures(client, { url: prometheus.url }, WINDOW),
-      /query errors of v2-m3 \(sum\(increase\(reranker_requests_total\{namespace="rag",version="v2-m3",status=~"5\.\."\}\[90s\]\)\)\): Prometheus http:\/\/127\.0\.0\.1:\d+: HTTP 422 execution: query timed out/,
+      prometheusStepFigures(client, { url: prometheus.url }, plain(prometheus.url), WINDOW),
+      /query errors of v2-m3 \(sum\(increase\(reranker_requests_total\{namespace="rag",version="v2-m3",rerank_dev_owner=~"rerankers\|",status=~"5\.\."\}\[90s\]\)\)\): Prometheus http:\/\/127\.0\.0\.1:\d+: HTTP 422 execution: query timed out/,
     );
     prometheus.answer = () => vector('-Inf');
-    await assert.rejects(prometheusStepFigures(client, { url: prometheus.url }, WINDOW), /gives -Infinity, not a (count|latency)/);
+    await assert.rejects(prometheusStepFigures(client, { url: prometheus.url }, plain(prometheus.url), WINDOW), /gives -Infinity, not a (count|latency)/);
   });
 
   test('the window is whole seconds, at least one', () => {
@@ -143,7 +145,7 @@ describe("a step's window with Prometheus", () => {
   const rollout = RolloutSpecSchema.parse({ canary: 'v2-gemma', steps: [10, 50], stepInterval: '1m', analysis: { minTopKOverlap: 0.8, prometheus: { url: 'http://prom:9090' } } });
   const spec = { defaultVersion: 'v2-m3', routing: { mode: 'router' }, versions: [], rollout } as unknown as RerankerConfigSpec & { rollout: typeof rollout };
   const step = { phase: 'Progressing', step: 0, stepStartedAt: '2026-01-01T00:00:00.000Z' } as RolloutStatus;
-  const input = { spec, prometheus: rollout.analysis.prometheus!, namespace: 'rag', name: 'rerankers', step };
+  const input = { spec, prometheus: rollout.analysis.prometheus!, namespace: 'rag', name: 'rerankers', step, target: async () => plain('http://prom:9090', 5000) };
   const router = (comparisons: number, overlapSum: number): PodScrape => ({
     pod: 'rerankers-router-0',
     version: '',
@@ -193,6 +195,14 @@ describe('the default queries', () => {
       assert.deepEqual(parsed.errors, [], `${figure}: ${query} does not parse`);
       assert.ok(parsed.metrics.length > 0, `${figure}: ${query} reads no metric`);
       for (const metric of parsed.metrics) assert.ok(known.has(metric), `${figure}: ${metric} is no metric the server exports`);
+    }
+  });
+
+  test("each selects the RerankerConfig's series where the scrape labels them with it (the chart's PodMonitor), and any series of the namespace and version where it does not", () => {
+    for (const figure of PROMETHEUS_FIGURES) {
+      const query = fillTemplate(DEFAULT_PROMETHEUS_QUERIES[figure], FILLED('v2-gemma'));
+      // An =~ matcher that matches the empty string also matches series without the label (PromQL).
+      assert.match(query, /\{namespace="rag",version="v2-gemma",rerank_dev_owner=~"rerankers\|"[,}]/, figure);
     }
   });
 

@@ -83,7 +83,36 @@ export const ACCEPTED = {
       };
     }) as Mutation,
   },
+  prometheusAuth: {
+    what: 'a rollout whose Prometheus wants a bearer token, its own CA, a tenant header and a longer timeout',
+    mutate: ((s) => {
+      s.rollout = {
+        canary: 'v2-gemma',
+        analysis: {
+          prometheus: {
+            url: 'https://mimir.monitoring.svc:8080/prometheus',
+            timeout: '1m',
+            auth: { bearerTokenSecret: { name: 'mimir-token' } },
+            tls: { caSecret: { name: 'mimir-ca' } },
+            headers: [{ name: 'X-Scope-OrgID', value: 'team-a' }, { name: 'X-Trace', value: 'rollout' }],
+          },
+        },
+      };
+    }) as Mutation,
+  },
+  prometheusBasic: {
+    what: 'a rollout whose Prometheus wants basic auth, https with any certificate, and a timeout of 100ms',
+    mutate: ((s) => {
+      s.rollout = {
+        canary: 'v2-gemma',
+        analysis: { prometheus: { url: 'https://prom.example', timeout: '100ms', auth: { basicAuthSecret: { name: 'prom-basic' } }, tls: { insecureSkipVerify: true } } },
+      };
+    }) as Mutation,
+  },
 } satisfies Record<string, { what: string; mutate: Mutation }>;
+
+/** A rollout whose analysis.prometheus is `prometheus`. */
+const promRollout = (s: Spec, prometheus: Record<string, unknown>) => (s.rollout = { canary: 'v2-gemma', analysis: { prometheus } });
 
 const autoscale = (spec: Spec, i: number, autoscaling: Record<string, unknown>) => (spec.versions[i]!.autoscaling = autoscaling);
 
@@ -144,6 +173,41 @@ export const REJECTED: Array<[what: string, mutate: Mutation, why: RegExp]> = [
     'a Prometheus URL that is not http(s)',
     (s) => (s.rollout = { canary: 'v2-gemma', analysis: { prometheus: { url: 'prom:9090' } } }),
     /rollout\.analysis\.prometheus\.url in body should match/,
+  ],
+  [
+    'Prometheus auth with both a bearer token and basic auth',
+    (s) => promRollout(s, { url: 'http://prom:9090', auth: { bearerTokenSecret: { name: 't' }, basicAuthSecret: { name: 'b' } } }),
+    /rollout\.analysis\.prometheus\.auth takes one of bearerTokenSecret and basicAuthSecret/,
+  ],
+  ['Prometheus auth with neither', (s) => promRollout(s, { url: 'http://prom:9090', auth: {} }), /rollout\.analysis\.prometheus\.auth takes one of bearerTokenSecret and basicAuthSecret/],
+  ['Prometheus tls on an http:// url', (s) => promRollout(s, { url: 'http://prom:9090', tls: { insecureSkipVerify: true } }), /rollout\.analysis\.prometheus\.tls applies to an https:\/\/ url/],
+  [
+    'Prometheus tls with a CA and insecureSkipVerify',
+    (s) => promRollout(s, { url: 'https://prom:9090', tls: { caSecret: { name: 'ca' }, insecureSkipVerify: true } }),
+    /rollout\.analysis\.prometheus\.tls takes caSecret or insecureSkipVerify, not both/,
+  ],
+  ['a Prometheus timeout above 60s', (s) => promRollout(s, { url: 'http://prom:9090', timeout: '2m' }), /rollout\.analysis\.prometheus\.timeout must be between 100ms and 60s/],
+  ['a Prometheus timeout below 100ms', (s) => promRollout(s, { url: 'http://prom:9090', timeout: '50ms' }), /rollout\.analysis\.prometheus\.timeout must be between 100ms and 60s/],
+  ['a Prometheus timeout that is not a duration', (s) => promRollout(s, { url: 'http://prom:9090', timeout: 'soon' }), /rollout\.analysis\.prometheus\.timeout in body should match/],
+  [
+    'a Prometheus header that sets Authorization',
+    (s) => promRollout(s, { url: 'http://prom:9090', headers: [{ name: 'authorization', value: 'Bearer x' }] }),
+    /rollout\.analysis\.prometheus\.headers may not set Authorization: use auth/,
+  ],
+  [
+    'a Prometheus header given twice (names are case-insensitive)',
+    (s) => promRollout(s, { url: 'http://prom:9090', headers: [{ name: 'X-Scope-OrgID', value: 'a' }, { name: 'x-scope-orgid', value: 'b' }] }),
+    /rollout\.analysis\.prometheus\.headers names each header once/,
+  ],
+  [
+    'a Prometheus header value with a line break',
+    (s) => promRollout(s, { url: 'http://prom:9090', headers: [{ name: 'X-Scope-OrgID', value: 'a\r\nX-Evil: 1' }] }),
+    /rollout\.analysis\.prometheus\.headers\[0\]\.value in body should match/,
+  ],
+  [
+    'a Prometheus token Secret name that is not a DNS name',
+    (s) => promRollout(s, { url: 'http://prom:9090', auth: { bearerTokenSecret: { name: 'Prom Token' } } }),
+    /rollout\.analysis\.prometheus\.auth\.bearerTokenSecret\.name in body should match/,
   ],
   ['a negative GPU budget', (s) => (s.gpuBudget = -1), /spec\.gpuBudget in body should be greater than or equal to 0/],
   ['no versions at all', (s) => (s.versions = []), /spec\.versions in body should have at least 1 items/],
