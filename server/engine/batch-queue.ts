@@ -3,6 +3,7 @@ import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { BatchCost, BUCKETS, bucketOf } from './batch-cost.ts';
 import { pendingPairs, type BatchOrder, type PendingPairs, type QueuedPair } from './batch-order.ts';
+import { MIN_CORRECTED_WAIT, WaitCorrection } from './wait-correction.ts';
 import type { PackLimits } from './batch-packer.ts';
 import type { BatchScorer } from './onnx-model.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
@@ -17,11 +18,12 @@ import type { EncodedPair } from './pair-tokenizer.ts';
  *
  * Admission is bounded in pairs and in time. The queue measures what a padded token costs (each batch's
  * run time ÷ its padded token slots, smoothed, by batch width: see batch-cost.ts) and so knows how long
- * the work queued now will take: a
- * request that would wait longer than `maxQueueWaitMs` before its first batch, or whose own deadline falls
- * before then, is refused at once; one whose deadline passes while it waits is answered then, and its
- * pairs still waiting are dropped. Refusals carry a Retry-After: the time until the queue has drained
- * below the limit again.
+ * the work queued now will take; the requests admitted and still tokenizing hold their places in it.
+ * That raw estimate times a factor learnt from the waits requests actually had since their admission
+ * (an upper estimate, see wait-correction.ts) is the expected wait. A request that would wait longer than
+ * `maxQueueWaitMs` from its admission until its first batch, or whose own deadline falls before then, is
+ * refused at once; one whose deadline passes while it waits is answered then, and its pairs still waiting
+ * are dropped. Refusals carry a Retry-After: the time until the queue has drained below the limit again.
  */
 
 export interface QueueLimits extends PackLimits {
@@ -61,6 +63,15 @@ export interface Reservation {
   release(): void;
 }
 
+/** What the queue keeps of an admission, to learn from the wait that follows it. */
+interface Admission {
+  /** When it was admitted, on the `now` clock. */
+  at: number;
+  /** The raw estimate (before the correction) that admitted it, and the expected wait (after), in seconds. */
+  rawWait: number;
+  wait: number;
+}
+
 export interface ScoreResult {
   /** One finite logit per pair, in the order given. */
   logits: Float32Array;
@@ -76,8 +87,8 @@ interface Job {
   /** Pairs not yet scored. */
   remaining: number;
   submittedAt: number;
-  /** The wait estimated for it as it was queued, before the correction (see `#correction`). */
-  estimatedWait: number;
+  /** When it was admitted (reserved before tokenizing, else queued) and the raw wait estimated then. */
+  admission: Admission;
   firstStart: number;
   lastEnd: number;
   settled: boolean;
@@ -111,12 +122,6 @@ interface RunBatch {
 }
 /** Weight of the newest request in the expected seconds per pair that a reservation holds. */
 const RESERVATION_SMOOTHING = 0.3;
-/** Weight of the newest request in the correction of the estimate, and the bounds of that correction. */
-const CORRECTION_SMOOTHING = 0.2;
-const MIN_CORRECTION = 0.5;
-const MAX_CORRECTION = 4;
-/** Waits shorter than this (seconds) are too short to correct the estimate by: noise dominates them. */
-const MIN_CORRECTED_WAIT = 0.05;
 const MAX_RETRY_AFTER_SECONDS = 60;
 
 function unrefTimer(callback: () => void, ms: number): () => void {
@@ -142,6 +147,7 @@ export class BatchQueue {
         depth: { inc(value: number): void };
         tokens: { inc(value: number): void };
         expectedWait: { set(value: number): void };
+        waitRatio: { observe(value: number): void };
         refusals: ServerMetrics['queueRefusals'];
         deadlineDrops: { inc(value?: number): void };
         deadlineDroppedPairs: { inc(value: number): void };
@@ -157,12 +163,10 @@ export class BatchQueue {
   #reservedSeconds = 0;
   /** Expected seconds per pair of recent requests, smoothed: what a reservation holds per document. */
   #secondsPerPair = 0;
-  /**
-   * How much longer recent requests waited than estimated, smoothed (1: as estimated). What the batch
-   * costs leave out lands here: the CPU that tokenizing and parsing take from the model while requests
-   * wait, hand-overs, other processes on the machine.
-   */
-  #correction = 1;
+  /** How much longer requests wait than the raw estimate says, as an upper estimate (see wait-correction.ts). */
+  readonly #correction = new WaitCorrection();
+  /** The admission of each reservation still held, for its request to learn from once queued. */
+  readonly #admissions = new WeakMap<Reservation, Admission>();
   #nextOrder = 0;
   #running = false;
   /** Expected seconds of the batch running now (0: none), and when it started: for the wait estimate. */
@@ -195,6 +199,7 @@ export class BatchQueue {
       depth: m.queueDepth.labels(labels),
       tokens: m.tokens.labels(labels),
       expectedWait: m.queueExpectedWait.labels(labels),
+      waitRatio: m.queueWaitRatio.labels(labels),
       refusals: m.queueRefusals,
       deadlineDrops: m.deadlineDrops.labels(labels),
       deadlineDroppedPairs: m.deadlineDroppedPairs.labels(labels),
@@ -221,7 +226,7 @@ export class BatchQueue {
    * running batch. 0 until a batch has run (nothing measured yet).
    */
   expectedWaitSeconds(): number {
-    return this.#rawWaitSeconds() * this.#correction;
+    return this.#rawWaitSeconds() * this.#correction.factor;
   }
 
   /** The estimate from the batch costs alone, before the correction learnt from actual waits. */
@@ -298,12 +303,13 @@ export class BatchQueue {
    */
   reserve(pairs: number, deadline?: number): Reservation {
     this.checkRoom(pairs, deadline);
+    const admission = this.#admission();
     const seconds = pairs * this.#secondsPerPair;
     this.#reservedPairs += pairs;
     this.#reservedSeconds += seconds;
     this.#report();
     let held = true;
-    return {
+    const reservation = {
       release: () => {
         if (!held) return;
         held = false;
@@ -312,6 +318,14 @@ export class BatchQueue {
         this.#report();
       },
     };
+    this.#admissions.set(reservation, admission);
+    return reservation;
+  }
+
+  /** A request admitted now: when, and the waits expected. */
+  #admission(): Admission {
+    const rawWait = this.#rawWaitSeconds();
+    return { at: this.#now(), rawWait, wait: rawWait * this.#correction.factor };
   }
 
   #refused(reason: 'queue_full' | 'wait' | 'deadline'): void {
@@ -334,13 +348,16 @@ export class BatchQueue {
     }
     if (pairs.length === 0) return Promise.resolve({ logits: new Float32Array(0), queueSeconds: 0, inferenceSeconds: 0 });
 
+    const submittedAt = this.#now();
+    // Admitted before tokenizing: its wait counts from then, against the estimate that admitted it.
+    const admission = (reservation && this.#admissions.get(reservation)) ?? this.#admission();
     return new Promise<ScoreResult>((resolve, reject) => {
       const job: Job = {
         pairs,
         logits: new Float32Array(pairs.length),
         remaining: pairs.length,
-        submittedAt: this.#now(),
-        estimatedWait: this.#rawWaitSeconds(),
+        submittedAt,
+        admission,
         firstStart: -1,
         lastEnd: -1,
         settled: false,
@@ -507,11 +524,12 @@ export class BatchQueue {
     }
   }
 
-  /** Folds how long a request waited, against its raw estimate, into the correction. */
+  /** Folds how long a request waited since its admission, against the raw estimate then, into the correction. */
   #correct(job: Job): void {
-    if (job.estimatedWait < MIN_CORRECTED_WAIT) return;
-    const ratio = Math.min(MAX_CORRECTION, Math.max(MIN_CORRECTION, (job.firstStart - job.submittedAt) / 1000 / job.estimatedWait));
-    this.#correction += CORRECTION_SMOOTHING * (ratio - this.#correction);
+    const { at, rawWait, wait } = job.admission;
+    const waited = (job.firstStart - at) / 1000;
+    this.#correction.observe(rawWait, waited);
+    if (wait >= MIN_CORRECTED_WAIT) this.#metrics?.waitRatio.observe(waited / wait);
   }
 
   /** Counts the last batch in the cost, up to `nextStarted` (the batch that follows it at once) or its end. */
