@@ -103,6 +103,11 @@ describe('Helm chart', () => {
       ['podLabels', { team: 1 }],
       ['imagePullSecrets', ['regcred']],
       ['rbac.create', null],
+      ['rbac.secrets.enabled', 'yes'],
+      ['rbac.secrets.namespaces', 'rag'],
+      ['rbac.secrets.namespaces', ['Rag Team']],
+      ['podMonitor.enabled', 'true'],
+      ['podMonitor.interval', 'often'],
     ];
     for (const [path, value] of bad) assert.notDeepEqual(validate(schema, withValue(path, value), schema), [], `${path}=${JSON.stringify(value)} accepted`);
     assert.notDeepEqual(validate(schema, { ...values, replicas: 2 }, schema), [], 'unknown top-level key accepted');
@@ -140,12 +145,13 @@ describe('Helm chart', () => {
     assert.equal(values.metricsPort, 8081, "the operator's default OPERATOR_PORT");
   });
 
-  test('templates: RBAC, Service, ServiceMonitor behind serviceMonitor.enabled, alerts behind alerts.enabled, dashboards behind dashboards.enabled, NOTES', () => {
+  test('templates: RBAC, Service, ServiceMonitor behind serviceMonitor.enabled, PodMonitor behind podMonitor.enabled, alerts behind alerts.enabled, dashboards behind dashboards.enabled, NOTES', () => {
     const templates = readdirSync(new URL('templates/', chart)).sort();
     assert.deepEqual(templates, [
-      'NOTES.txt', '_helpers.tpl', 'dashboards.yaml', 'deployment.yaml', 'prometheusrule.yaml', 'rbac.yaml', 'service.yaml', 'serviceaccount.yaml', 'servicemonitor.yaml',
+      'NOTES.txt', '_helpers.tpl', 'dashboards.yaml', 'deployment.yaml', 'podmonitor.yaml', 'prometheusrule.yaml', 'rbac.yaml', 'service.yaml', 'serviceaccount.yaml', 'servicemonitor.yaml',
     ]);
     assert.match(read(new URL('templates/servicemonitor.yaml', chart)), /^\{\{- if \.Values\.serviceMonitor\.enabled \}\}/);
+    assert.match(read(new URL('templates/podmonitor.yaml', chart)), /^\{\{- if \.Values\.podMonitor\.enabled \}\}/);
     assert.match(read(new URL('templates/prometheusrule.yaml', chart)), /^\{\{- if \.Values\.alerts\.enabled \}\}/);
     assert.match(read(new URL('templates/dashboards.yaml', chart)), /^\{\{- if \.Values\.dashboards\.enabled \}\}/);
     assert.deepEqual([values.dashboards].map((d) => [(d as Record<string, string>).label, (d as Record<string, string>).labelValue]), [['grafana_dashboard', '1']]);

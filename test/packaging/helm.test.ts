@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadAll } from 'js-yaml';
+import { CONFIG_SERIES_LABEL, DEFAULT_PROMETHEUS_QUERIES } from '../../operator/crd/prometheus-spec.ts';
+import { LABEL, ownerLabels } from '../../operator/names.ts';
 import { parsePromQL, registeredNames } from './promql.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -47,6 +49,54 @@ test('helm lint and helm template: cluster-wide and namespaced installs, Service
   for (const d of dashboards) assert.equal(d.metadata.labels?.grafana_dashboard, '1');
   assert.throws(() => render('replicaCount=two'));
   assert.throws(() => render('replicaCount=2', 'leaderElection.enabled=false'));
+});
+
+interface Rule { apiGroups: string[]; resources: string[]; verbs: string[] }
+const readsSecrets = (doc: Doc | undefined) => (doc?.rules as Rule[] | undefined)?.some((r) => r.resources.includes('secrets')) ?? false;
+
+test('Secrets for a rollout judged by Prometheus: get only, where the operator watches by default, in listed namespaces only, or not at all', { skip }, () => {
+  const clusterWide = render();
+  const clusterRole = clusterWide.find((d) => d.kind === 'ClusterRole');
+  const secretRules = (clusterRole?.rules as Rule[]).filter((r) => r.resources.includes('secrets'));
+  assert.deepEqual(secretRules, [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }], 'get, never list or watch');
+  const scoped = render('watchNamespace=rag');
+  assert.ok(readsSecrets(scoped.find((d) => d.kind === 'Role' && d.metadata.namespace === 'rag')));
+  const listed = render('rbac.secrets.namespaces={rag,search}');
+  assert.equal(readsSecrets(listed.find((d) => d.kind === 'ClusterRole')), false, 'no cluster-wide grant when namespaces are listed');
+  for (const namespace of ['rag', 'search']) {
+    const role = listed.find((d) => d.kind === 'Role' && d.metadata.namespace === namespace);
+    assert.ok(readsSecrets(role), `a Role in ${namespace}`);
+    const binding = listed.find((d) => d.kind === 'RoleBinding' && d.metadata.namespace === namespace) as (Doc & { roleRef: { name: string }; subjects: Array<{ name: string; namespace: string }> }) | undefined;
+    assert.equal(binding?.roleRef.name, role?.metadata.name);
+    assert.deepEqual(binding?.subjects.map((s) => `${s.namespace}/${s.name}`), ['rerank-system/r-rerank-operator']);
+  }
+  const off = render('rbac.secrets.enabled=false', 'rbac.secrets.namespaces={rag}');
+  assert.equal(off.some(readsSecrets), false);
+});
+
+test("podMonitor: the reranker pods the operator runs, on the containers' http port, with their RerankerConfig as the label the rollout's default queries filter on", { skip }, () => {
+  assert.equal(render().some((d) => d.kind === 'PodMonitor'), false, 'opt-in');
+  type PodMonitor = Doc & {
+    spec: {
+      selector: { matchLabels: Record<string, string> };
+      namespaceSelector: { any?: boolean; matchNames?: string[] };
+      podMetricsEndpoints: Array<{ port: string; path: string; relabelings: Array<{ sourceLabels: string[]; targetLabel: string }> }>;
+    };
+  };
+  const monitor = render('podMonitor.enabled=true', 'podMonitor.labels.release=prom').find((d) => d.kind === 'PodMonitor') as PodMonitor | undefined;
+  assert.equal(monitor?.metadata.labels?.release, 'prom');
+  assert.deepEqual(monitor?.spec.namespaceSelector, { any: true });
+  // Every pod the operator plans carries these labels (operator/names.ts ownerLabels).
+  const { [LABEL.owner]: _owner, ...common } = ownerLabels('rerankers');
+  assert.deepEqual(monitor?.spec.selector.matchLabels, common);
+  const endpoint = monitor?.spec.podMetricsEndpoints[0];
+  assert.deepEqual([endpoint?.port, endpoint?.path], ['http', '/metrics']);
+  // Prometheus names the pod label rerank.dev/owner __meta_kubernetes_pod_label_rerank_dev_owner.
+  const sanitized = LABEL.owner.replace(/[^A-Za-z0-9_]/g, '_');
+  assert.deepEqual(endpoint?.relabelings, [{ sourceLabels: [`__meta_kubernetes_pod_label_${sanitized}`], targetLabel: CONFIG_SERIES_LABEL }]);
+  assert.ok(DEFAULT_PROMETHEUS_QUERIES.requests.includes(`${CONFIG_SERIES_LABEL}=~"{{name}}|"`));
+  const scoped = render('podMonitor.enabled=true', 'watchNamespace=rag').find((d) => d.kind === 'PodMonitor') as PodMonitor | undefined;
+  assert.deepEqual(scoped?.spec.namespaceSelector, { matchNames: ['rag'] });
 });
 
 interface AlertRule { alert: string; expr: string; for?: string; labels: { severity: string }; annotations: { summary: string; runbook_url: string } }

@@ -20,6 +20,7 @@ const triples = (list: Rule[]) => new Set(list.flatMap((r) => r.apiGroups.flatMa
 const PLURAL: Record<string, string> = {
   ConfigMap: 'configmaps', Service: 'services', Pod: 'pods', Deployment: 'deployments', HTTPRoute: 'httproutes', Lease: 'leases', RerankerConfig: 'rerankerconfigs',
   HorizontalPodAutoscaler: 'horizontalpodautoscalers', PodDisruptionBudget: 'poddisruptionbudgets', ScaledObject: 'scaledobjects', ControllerRevision: 'controllerrevisions',
+  Secret: 'secrets',
 };
 const resourceOf = (kind: KindRef) => `${kind.apiVersion.includes('/') ? kind.apiVersion.split('/')[0] : ''}/${PLURAL[kind.kind] ?? kind.kind}`;
 
@@ -58,6 +59,8 @@ function recording(inner: KubeClient, seen: Set<string>): KubeClient {
  *  pods list/watch/patch        controller.ts informer; reconciler.ts #observePods list + config-hash annotation mergePatch
  *  events create                reconciler.ts #emitEvents (kube-client.ts createNamespacedEvent)
  *  leases get/create/update     leader.ts tryAcquireOrRenew / stop (release namespace)
+ *  secrets get                  rollout/prometheus-target.ts: analysis.prometheus's token, basic auth or CA (rbac/secret-rules.yaml,
+ *                               granted apart: chart values rbac.secrets)
  */
 /** Needed for blockOwnerDeletion where OwnerReferencesPermissionEnforcement is on; no call of its own. */
 const OWNER_FINALIZERS = 'rerank.dev/rerankerconfigs/finalizers:update';
@@ -73,10 +76,12 @@ const OPERATOR = [
   '/events:create',
 ];
 const LEADER = ['coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:update'];
+const SECRETS = ['/secrets:get'];
 
 test('the chart grants exactly the (group, resource, verb) triples the operator uses', () => {
   assert.deepEqual([...triples(rules('rbac/operator-rules.yaml'))].sort(), [...OPERATOR].sort());
   assert.deepEqual([...triples(rules('rbac/leader-election-rules.yaml'))].sort(), [...LEADER].sort());
+  assert.deepEqual([...triples(rules('rbac/secret-rules.yaml'))].sort(), SECRETS);
   const named = rules('rbac/leader-election-rules.yaml').find((r) => r.verbs.includes('update'));
   assert.deepEqual(named?.resourceNames, [LEASE_NAME], 'get/update limited to the Lease operator/run.ts names');
 });
@@ -120,13 +125,25 @@ test('running the controller, reconciler and leader election makes only calls th
   fake.edit('RerankerConfig', 'rag', 'rerankers', (o: KubeObject) => Object.assign(o.spec as object, { revisionHistoryLimit: 2 }));
   await reconciler.reconcile({ namespace: 'rag', name: 'rerankers' });
   assert.deepEqual(fake.all('ControllerRevision').filter((r) => r.metadata.labels?.['rerank.dev/owner'] === 'rerankers').map((r) => r.revision).sort(), [3, 4]);
+  // A rollout judged by a Prometheus that wants a token: the operator gets the Secret when the step is judged.
+  fake.edit('RerankerConfig', 'rag', 'rerankers', (o: KubeObject) =>
+    Object.assign(o.spec as object, {
+      rollout: { canary: 'v2-gemma', stepInterval: '1m', analysis: { maxErrorRatio: 0.1, prometheus: { url: 'http://127.0.0.1:9', auth: { bearerTokenSecret: { name: 'prom-token' } } } } },
+    }),
+  );
+  await reconciler.reconcile({ namespace: 'rag', name: 'rerankers' });
+  await clock.advance(60_000);
+  await reconciler.reconcile({ namespace: 'rag', name: 'rerankers' });
+  assert.match(fake.find<KubeObject & { status?: { rollout?: { message?: string } } }>('RerankerConfig', 'rag', 'rerankers')?.status?.rollout?.message ?? '', /Secret rag\/prom-token not found/);
+  fake.edit('RerankerConfig', 'rag', 'rerankers', (o: KubeObject) => delete (o.spec as { rollout?: unknown }).rollout);
+  await reconciler.reconcile({ namespace: 'rag', name: 'rerankers' });
   await controller.stop();
 
   const elector = new LeaderElector({ kube, clock, namespace: 'rerank-system', name: 'rerank-operator-leader', identity: 'a', onStartedLeading: () => {}, onStoppedLeading: () => {} });
   assert.equal(await elector.tryAcquireOrRenew(), true);
   assert.equal(await elector.tryAcquireOrRenew(), true);
 
-  const granted = new Set([...OPERATOR, ...LEADER]);
+  const granted = new Set([...OPERATOR, ...LEADER, ...SECRETS]);
   assert.deepEqual([...seen].filter((t) => !granted.has(t)).sort(), [], 'calls the chart does not grant');
   // #prune deletes whatever of OWNED_KINDS is no longer desired, and applyChild reads whichever
   // conflicts; this run prunes and conflicts on only some kinds.
