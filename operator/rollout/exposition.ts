@@ -72,10 +72,13 @@ function quoted(text: string, from: number): { value: string; length: number } {
   throw new Error('label value not closed');
 }
 
+/**
+ * A sample value as Prometheus reads it (Go's ParseFloat): NaN and infinities in any case, so `Nan`, which
+ * prom-client writes for a gauge without data (nodejs_eventloop_lag_mean_seconds of a fresh process), reads.
+ */
 function number(text: string): number {
-  if (text === '+Inf' || text === 'Inf') return Infinity;
-  if (text === '-Inf') return -Infinity;
-  if (text === 'NaN') return NaN;
+  const special = /^([+-]?)(inf|infinity|nan)$/i.exec(text);
+  if (special) return special[2]!.toLowerCase() === 'nan' ? NaN : special[1] === '-' ? -Infinity : Infinity;
   const value = Number(text);
   if (text === '' || Number.isNaN(value)) throw new Error(`"${text}" is not a sample value`);
   return value;

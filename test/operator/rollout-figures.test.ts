@@ -21,6 +21,8 @@ describe('rollout figures from the pods\' /metrics', () => {
         'x_total{path="/a\\"b\\\\c",msg="line\\nnext"} 3 1700000000000',
         'h_bucket{le="+Inf"} +Inf',
         'g NaN',
+        'prom_client_gauge_without_data Nan',
+        'neg -inf',
         'plain 1e3',
         '',
       ].join('\n'),
@@ -28,7 +30,9 @@ describe('rollout figures from the pods\' /metrics', () => {
     assert.deepEqual(samples[0], { name: 'x_total', labels: { path: '/a"b\\c', msg: 'line\nnext' }, value: 3 });
     assert.equal(samples[1]!.value, Infinity);
     assert.ok(Number.isNaN(samples[2]!.value));
-    assert.equal(samples[3]!.value, 1000);
+    assert.ok(Number.isNaN(samples[3]!.value), "prom-client's Nan");
+    assert.equal(samples[4]!.value, -Infinity);
+    assert.equal(samples[5]!.value, 1000);
     assert.throws(() => parseExposition('ok 1\nbad{le="1" 2'), /metrics line 2: labels not closed/);
     assert.throws(() => parseExposition('x one'), /"one" is not a sample value/);
   });
