@@ -38,7 +38,8 @@ const CHILDREN: Array<[group: string, resource: string]> = [['', 'configmaps'], 
  * What operator/ asks of the API server in a namespace it watches (kube-client.ts, reconciler.ts,
  * apply.ts, controller.ts, informer.ts): read RerankerConfigs and write their status; list, watch,
  * read (apply.ts, on a conflict), create and patch (server-side apply) and delete (prune) its
- * children; list, watch and patch (config-hash annotation) pods; write core/v1 Events.
+ * children; list, watch and patch (config-hash annotation) pods; write core/v1 Events; get a Secret by
+ * name (a rollout's Prometheus credentials or CA, rollout/prometheus-target.ts; chart values rbac.secrets).
  */
 function operatorNeeds(namespace: string | undefined): Access[] {
   const at = namespace ? { namespace } : {};
@@ -48,6 +49,7 @@ function operatorNeeds(namespace: string | undefined): Access[] {
     ...CHILDREN.flatMap(([group, resource]) => ['get', 'list', 'watch', 'create', 'patch', 'delete'].map((verb) => ({ verb, group, resource, ...at }))),
     ...['list', 'watch', 'patch'].map((verb) => ({ verb, group: '', resource: 'pods', ...at })),
     { verb: 'create', group: '', resource: 'events', ...at },
+    { verb: 'get', group: '', resource: 'secrets', name: 'prom-token', ...at },
   ];
 }
 
@@ -67,7 +69,8 @@ function mustNot(work: string, release: string): Access[] {
   return [
     ...['create', 'update', 'delete', 'deletecollection'].map((verb) => ({ verb, group: 'rerank.dev', resource: 'rerankerconfigs', namespace: work })),
     { verb: 'update', group: 'rerank.dev', resource: 'rerankerconfigs', subresource: 'status', namespace: work },
-    ...['get', 'list', 'watch'].flatMap((verb) => [work, release].map((namespace) => ({ verb, group: '', resource: 'secrets', namespace }))),
+    // Secrets only by name (get): never listed or watched.
+    ...['list', 'watch'].flatMap((verb) => [work, release].map((namespace) => ({ verb, group: '', resource: 'secrets', namespace }))),
     ...['create', 'delete', 'update'].map((verb) => ({ verb, group: '', resource: 'pods', namespace: work })),
     { verb: 'create', group: '', resource: 'pods', subresource: 'exec', namespace: work },
     { verb: 'update', group: 'apps', resource: 'deployments', namespace: work },
@@ -179,20 +182,24 @@ describe('the Helm chart installed into a real kube-apiserver', { skip: clusterS
     assert.equal(who, `system:serviceaccount:${release}:${credentials.serviceAccount}`);
     // Impersonating that user (kubectl auth can-i --as) gets the answers the token gets.
     assert.equal((await cluster.kubectl(['auth', 'can-i', 'watch', 'rerankerconfigs.rerank.dev', '--all-namespaces', '--as', who])).trim(), 'yes');
-    await assert.rejects(cluster.kubectl(['auth', 'can-i', 'get', 'secrets', '-n', work, '--as', who]), /exit 1/);
+    await assert.rejects(cluster.kubectl(['auth', 'can-i', 'list', 'secrets', '-n', work, '--as', who]), /exit 1/);
   });
 
   test('RBAC: the ServiceAccount may do every call the operator makes, in any namespace and cluster-wide, and leader election on its Lease', async () => {
     await expectAccess(credentials.kubeconfig, [...operatorNeeds(work), ...clusterWideWatches(), ...leaderNeeds(release)], true);
     // And everything the chart's rule files grant is in force (none dropped by a template).
-    await expectAccess(credentials.kubeconfig, [...granted(rulesFile('operator-rules.yaml'), work), ...granted(rulesFile('leader-election-rules.yaml'), release)], true);
+    await expectAccess(
+      credentials.kubeconfig,
+      [...granted(rulesFile('operator-rules.yaml'), work), ...granted(rulesFile('secret-rules.yaml'), work), ...granted(rulesFile('leader-election-rules.yaml'), release)],
+      true,
+    );
   });
 
-  test('RBAC: it may not delete, create or update RerankerConfigs, read Secrets, create or delete pods, touch another Lease or the Lease elsewhere, or grant itself more', async () => {
+  test('RBAC: it may not delete, create or update RerankerConfigs, list or watch Secrets, create or delete pods, touch another Lease or the Lease elsewhere, or grant itself more', async () => {
     await expectAccess(credentials.kubeconfig, mustNot(work, release), false);
   });
 
-  test('RBAC in practice, as the ServiceAccount: list RerankerConfigs everywhere, server-side apply a ConfigMap, write an Event, hold the leader Lease; Secrets are Forbidden', async () => {
+  test('RBAC in practice, as the ServiceAccount: list RerankerConfigs everywhere, server-side apply a ConfigMap, write an Event, hold the leader Lease, get a Secret by name; listing Secrets is Forbidden', async () => {
     await asOperator(['get', 'rerankerconfigs.rerank.dev', '--all-namespaces']);
     const configMap = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'rbac-probe', namespace: work }, data: { a: '1' } };
     await asOperator(['apply', '--server-side', '--field-manager=rerank-operator', '-f', '-'], JSON.stringify(configMap));
@@ -205,7 +212,9 @@ describe('the Helm chart installed into a real kube-apiserver', { skip: clusterS
     await asOperator(['replace', '-f', '-'], JSON.stringify({ ...held, spec: { ...held.spec, holderIdentity: 'probe-2' } }));
     await cluster.kubectl(['delete', 'lease', LEASE, '-n', release]);
     await assert.rejects(asOperator(['get', 'secrets', '-n', work]), /Forbidden/);
-    await assert.rejects(asOperator(['get', 'secret', 'anything', '-n', release]), /Forbidden/);
+    await cluster.kubectl(['create', 'secret', 'generic', 'prom-token', '-n', work, '--from-literal=token=t0k3n']);
+    assert.equal(Buffer.from(await asOperator(['get', 'secret', 'prom-token', '-n', work, '-o', 'jsonpath={.data.token}']), 'base64').toString(), 't0k3n');
+    await assert.rejects(asOperator(['get', 'secret', 'anything', '-n', release]), /NotFound/);
     await assert.rejects(asOperator(['delete', 'rerankerconfigs.rerank.dev', 'rerankers', '-n', work]), /Forbidden/);
   });
 
@@ -235,5 +244,24 @@ describe('the Helm chart installed into a real kube-apiserver', { skip: clusterS
 
     await uninstallChart(cluster, scopedRelease);
     assert.deepEqual(await which(objects, true), [], 'left behind');
+  });
+
+  test('rbac.secrets.namespaces: Secrets may be read by name in the listed namespace only; rbac.secrets.enabled=false: nowhere', async () => {
+    const [limitedRelease, credentialsAt] = await Promise.all([cluster.namespace('chart-secrets'), cluster.namespace('chart-creds')]);
+    const limited = await installChart(cluster, limitedRelease, { 'rbac.secrets.namespaces[0]': credentialsAt });
+    releases.push([limitedRelease, limited.release]);
+    assert.equal(find(limited.objects, 'Role', credentialsAt).length, 1);
+    assert.equal(find(limited.objects, 'RoleBinding', credentialsAt).length, 1);
+    const { kubeconfig } = await chartOperatorCredentials(cluster, limitedRelease);
+    const getSecret = (namespace: string): Access => ({ verb: 'get', group: '', resource: 'secrets', name: 'prom-token', namespace });
+    await expectAccess(kubeconfig, [getSecret(credentialsAt)], true);
+    await expectAccess(kubeconfig, [getSecret(work), getSecret(limitedRelease), { verb: 'list', group: '', resource: 'secrets', namespace: credentialsAt }], false);
+    await uninstallChart(cluster, limitedRelease);
+
+    const off = await installChart(cluster, limitedRelease, { 'rbac.secrets.enabled': false });
+    const offCredentials = await chartOperatorCredentials(cluster, limitedRelease);
+    await expectAccess(offCredentials.kubeconfig, [getSecret(work), getSecret(credentialsAt)], false);
+    await uninstallChart(cluster, limitedRelease);
+    assert.deepEqual(await which(off.objects, true), [], 'left behind');
   });
 });
