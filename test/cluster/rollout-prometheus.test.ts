@@ -12,8 +12,11 @@ import { configWeights, promo, rb, Recorder, rolloutChecks, rolloutOf, routeWeig
  * spec.rollout.analysis.prometheus on the real API server: the operator process takes each step's
  * figures from a Prometheus HTTP API on loopback (the test's), not from the pods, which are never asked
  * (they are marked Ready, with addresses nothing listens on). The fake answers the default queries
- * with the figures of each version, and records what it was asked.
+ * with the figures of each version, and records what it was asked. It wants a bearer token, which the
+ * operator reads from a Secret in the RerankerConfig's namespace (analysis.prometheus.auth).
  */
+
+const TOKEN = 'cluster-t0k3n';
 
 /** Which figure a default query reads, by the series it names. */
 function figureOf(query: string): 'requests' | 'errors' | 'p99Ms' | 'fallbacks' | 'loadFailures' | undefined {
@@ -29,7 +32,7 @@ const FIGURES: Record<string, { requests: number; errors: number }> = { v1: { re
 describe('spec.rollout judged on figures from Prometheus (real API server, operator process)', { skip: clusterSkip, timeout: 90_000, concurrency: true }, () => {
   const context = {} as { cluster: Cluster; r: Resources; operator: OperatorProcess; recorder: Recorder; prometheus: FakePrometheus };
   before(async () => {
-    context.prometheus = await FakePrometheus.start();
+    context.prometheus = await FakePrometheus.start({ authorization: `Bearer ${TOKEN}` });
     context.prometheus.answer = (query): FakeAnswer => {
       const version = /version="([^"]+)"/.exec(query)?.[1] ?? '';
       const figure = figureOf(query);
@@ -41,6 +44,8 @@ describe('spec.rollout judged on figures from Prometheus (real API server, opera
     await installCrd(context.cluster);
     await installGatewayApi(context.cluster);
     context.r = new Resources(context.cluster, await context.cluster.namespace('rrc-rollout-prom'));
+    // A token written with a trailing newline, as `echo token > file` makes it.
+    await context.cluster.kubectl(['create', 'secret', 'generic', 'prom-token', '-n', context.r.namespace, `--from-literal=token=${TOKEN}\n`]);
     context.operator = await startOperator({ kubeconfig: context.cluster.kubeconfig, env: { LEADER_ELECT: 'false', WATCH_NAMESPACE: context.r.namespace } });
     context.recorder = new Recorder(new ClientNodeKube(context.cluster.kubeConfig()));
     await Promise.all([KINDS.rerankerConfig, KINDS.configMap, KINDS.httpRoute].map((kind) => context.recorder.watch(kind, context.r.namespace)));
@@ -57,7 +62,10 @@ describe('spec.rollout judged on figures from Prometheus (real API server, opera
     await context.prometheus?.close();
   });
   const { rolloutIs, wasRendered, events } = rolloutChecks(() => context);
-  const withPrometheus = (canary: string) => ({ ...rolloutOf(canary), analysis: { maxErrorRatio: 0.05, prometheus: { url: `${context.prometheus.url}/` } } });
+  const withPrometheus = (canary: string) => ({
+    ...rolloutOf(canary),
+    analysis: { maxErrorRatio: 0.05, prometheus: { url: `${context.prometheus.url}/`, auth: { bearerTokenSecret: { name: 'prom-token' } }, headers: [{ name: 'X-Scope-OrgID', value: 'rag' }] } },
+  });
 
   test('router mode: each step passes on the Prometheus figures and the canary is promoted; the queries name the namespace, the version and the window', async () => {
     await eventually('ConfigMap at 0 %', async () => configWeights(await context.r.get('configmap', 'promo-config')) === 'v1=100,v2=0 default=v1');
@@ -67,6 +75,9 @@ describe('spec.rollout judged on figures from Prometheus (real API server, opera
     assert.deepEqual(done.lastAnalysis, { errorRatio: { value: 0, threshold: 0.05, ok: true } });
     const asked = context.prometheus.received.filter((q) => /version="v2"/.test(q.query));
     assert.ok(asked.length >= 10, `${asked.length} queries for v2`);
+    // Every request carried the Secret's token (its newline dropped) and the tenant header; none was refused.
+    assert.ok(context.prometheus.headers.length > 0);
+    for (const headers of context.prometheus.headers) assert.deepEqual([headers.authorization, headers['x-scope-orgid']], [`Bearer ${TOKEN}`, 'rag']);
     for (const { path, query } of asked) {
       assert.equal(path, '/api/v1/query');
       assert.doesNotMatch(query, /\{\{/);
