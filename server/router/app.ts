@@ -8,6 +8,7 @@ import { configStatus, healthz, metricsText } from '../http/apis/ops.ts';
 import { requireApiKey } from '../http/auth.ts';
 import { statusForError } from '../http/errors.ts';
 import { abortOnClientGone, httpState } from '../http/middleware.ts';
+import { REQUEST_TIMEOUT_HEADER, requestDeadline } from '../http/request-deadline.ts';
 import { ROUTES, type OperationId } from '../http/routes.ts';
 import { createShellApp, routerFromTable } from '../http/shell.ts';
 import type { ShutdownState } from '../http/shutdown.ts';
@@ -95,6 +96,8 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, mirrorer: Mirrorer, m
     const table = deps.routing.table;
     if (!table) throw new RerankError('unavailable', 'the router has no routing table yet (config.yaml or router.yaml not loaded)', { retryAfterSeconds: 1 });
     const body = await readBody(ctx.req, deps.routing.config?.serving.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+    // Checked as the pods check it (a bad value is a 400 naming the header), counted from the request's arrival here.
+    const deadline = requestDeadline(ctx, httpState(ctx).startedAt);
     const named = pathVersion(ctx);
     const route = routeRequest(table, {
       pathVersion: named,
@@ -122,7 +125,16 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, mirrorer: Mirrorer, m
     const pathAndQuery = ctx.querystring ? `${path}?${ctx.querystring}` : path;
     const url = upstreamUrl(route.upstream, pathAndQuery);
     // A client's own X-Rerank-Mirror is not passed on: only the router's copies are counted apart by the pods.
-    const headers = endToEndHeaders(ctx.req.headers, ['host', 'content-length', 'expect', 'x-request-id', VERSION_HEADER.toLowerCase(), MIRROR_HEADER.toLowerCase()]);
+    const headers = endToEndHeaders(ctx.req.headers, [
+      'host',
+      'content-length',
+      'expect',
+      'x-request-id',
+      VERSION_HEADER.toLowerCase(),
+      MIRROR_HEADER.toLowerCase(),
+      REQUEST_TIMEOUT_HEADER.toLowerCase(),
+    ]);
+    if (deadline !== undefined) headers[REQUEST_TIMEOUT_HEADER.toLowerCase()] = String(timeLeftMs(deadline, version));
     headers['content-length'] = String(body.length);
     headers['x-request-id'] = state.requestId;
     headers[VERSION_HEADER.toLowerCase()] = version;
@@ -152,8 +164,11 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, mirrorer: Mirrorer, m
     }
     res.on('error', (error) => state.log.warn({ version, upstream: route.upstream, err: error }, 'upstream response broke off'));
     ctx.status = res.statusCode ?? 502;
-    if (ctx.status >= 500) deps.health.requestFailed(route.upstream, `answered ${ctx.status}`);
-    else deps.health.requestSucceeded(route.upstream);
+    // A 504 to a request with a deadline is the pod keeping the client's deadline (X-Request-Timeout-Ms):
+    // it answered, so it says nothing against the upstream and does not count towards its ejection (the
+    // router's requests counter still shows it, under status 504).
+    if (ctx.status >= 500 && !(ctx.status === 504 && deadline !== undefined)) deps.health.requestFailed(route.upstream, `answered ${ctx.status}`);
+    else if (ctx.status < 500) deps.health.requestSucceeded(route.upstream);
     // The router's X-Request-Id stays; everything else end-to-end is the pod's, X-Rerank-Version included.
     for (const [name, value] of Object.entries(endToEndHeaders(res.headers, ['x-request-id']))) {
       if (value !== undefined) ctx.set(name, typeof value === 'number' ? String(value) : value);
@@ -169,6 +184,17 @@ function proxyHandler(deps: RouterAppDeps, agents: Agents, mirrorer: Mirrorer, m
 }
 
 const EMPTY_STATUSES = new Set([204, 205, 304]);
+
+/**
+ * What is left of the client's deadline as the request leaves for the pod, whole milliseconds rounded
+ * down (the pod counts from its own arrival, so the router's time here is not given twice); a deadline
+ * already passed is answered 504 here, without sending the request.
+ */
+function timeLeftMs(deadline: number, version: string): number {
+  const left = Math.floor(deadline - performance.now());
+  if (left < 1) throw new RerankError('deadline', `deadline exceeded: the ${REQUEST_TIMEOUT_HEADER} deadline passed in the router before the request was sent to version ${version}`);
+  return left;
+}
 
 /** 503 at once, naming the upstream and why it is out, instead of a request that would wait for a timeout. */
 function unavailable(route: Route, upstream: string, health: UpstreamHealth): RerankError {

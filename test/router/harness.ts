@@ -23,6 +23,8 @@ export interface Echo {
   forwardedFor: string | undefined;
   /** X-Rerank-Mirror as received: '1' on the router's mirrored copies. */
   mirror: string | undefined;
+  /** X-Request-Timeout-Ms as received. */
+  timeoutMs: string | undefined;
   body: string;
 }
 
@@ -65,6 +67,7 @@ export async function fakeUpstream(name: string): Promise<FakeUpstream> {
       contentType: header('content-type'),
       forwardedFor: header('x-forwarded-for'),
       mirror: header('x-rerank-mirror'),
+      timeoutMs: header('x-request-timeout-ms'),
       body: Buffer.concat(chunks).toString('utf8'),
     };
     upstream.requests.push(echo);
