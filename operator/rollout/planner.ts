@@ -59,7 +59,18 @@ export function stableOf(spec: RerankerConfigSpec & { rollout: RolloutSpec }): s
 export function rolloutRevision(spec: RerankerConfigSpec & { rollout: RolloutSpec }): string {
   const canary = spec.versions.find((v) => v.name === spec.rollout.canary);
   const { weight: _weight, ...version } = canary ?? ({} as VersionSpec);
-  return createHash('sha256').update(JSON.stringify({ rollout: spec.rollout, stable: stableOf(spec), canary: version })).digest('hex').slice(0, 12);
+  return createHash('sha256').update(JSON.stringify({ rollout: judgedRollout(spec.rollout), stable: stableOf(spec), canary: version })).digest('hex').slice(0, 12);
+}
+
+/**
+ * The rollout less how its Prometheus is reached (timeout, credentials, TLS trust): fixing a Secret's
+ * name or a CA does not start the rollout over. What is asked, and of whom (url, headers, queries), does.
+ */
+function judgedRollout(rollout: RolloutSpec): RolloutSpec {
+  const prometheus = rollout.analysis.prometheus;
+  if (!prometheus) return rollout;
+  const { timeout: _timeout, auth: _auth, tls: _tls, ...asked } = prometheus;
+  return { ...rollout, analysis: { ...rollout.analysis, prometheus: asked } };
 }
 
 /** The phases a command acts in; `start` is a rollout that starts (or starts over) in this decision. */

@@ -162,6 +162,17 @@ describe('rollout planner', () => {
     assert.equal(decide(specOf({ steps: [25, 100] }), { previous: later, seconds: 70 }).status.weight, 25);
   });
 
+  test("how the rollout's Prometheus is reached (timeout, auth, tls) is not the rollout: a fix of it does not start over; its url, headers or queries are", () => {
+    const prometheus = { url: 'https://prom:9090' };
+    const revision = (more: Record<string, unknown>) => rolloutRevision(specOf({ analysis: { maxErrorRatio: 0.01, prometheus: { ...prometheus, ...more } } }));
+    const plain = revision({});
+    assert.equal(revision({ timeout: '20s', auth: { bearerTokenSecret: { name: 'prom-token' } }, tls: { caSecret: { name: 'prom-ca' } } }), plain);
+    assert.equal(revision({ auth: { basicAuthSecret: { name: 'other' } }, tls: { insecureSkipVerify: true } }), plain);
+    assert.notEqual(revision({ url: 'https://other:9090' }), plain);
+    assert.notEqual(revision({ headers: [{ name: 'X-Scope-OrgID', value: 'team-b' }] }), plain);
+    assert.notEqual(revision({ queries: { requests: 'sum(x{v="{{version}}"})' } }), plain);
+  });
+
   test('an operator restart mid-step restarts the window, not the step', () => {
     const spec = specOf();
     const started = decide(spec, { seconds: 0 }).status;
