@@ -150,7 +150,7 @@ export class OperatorMetrics implements ResourceMetrics {
     });
     this.rolloutReadFailures = new Counter({
       name: 'rerank_operator_rollout_read_failures_total',
-      help: "Reads of a rollout's figures that failed (a pod's or router's /metrics, a Prometheus query), by kind of failure; the step is judged on what was read, or waits.",
+      help: "Reads of a rollout's figures that failed, by kind: pod metrics (a pod's or router's /metrics), list pods, prometheus (a query), prometheus auth (Prometheus refused the credentials, 401/403), prometheus secret (a Secret of analysis.prometheus missing or lacking its key); the step is judged on what was read, or waits.",
       labelNames: ['kind'],
       registers,
     });
