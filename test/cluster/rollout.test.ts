@@ -36,14 +36,14 @@ async function modelThatFailsOnBoom(): Promise<string> {
   return dir;
 }
 
-/** Rerank requests to each target pod's IP, a few per second each, until stopped; counts by pod and status. */
+/** Rerank requests to each target pod's IP, a few per second each (a pod given twice gets two loops), until stopped; counts by pod and status. */
 class Traffic {
   readonly answered = new Map<string, Map<number, number>>();
   #running = true;
   readonly #loops: Array<Promise<void>>;
   constructor(targets: Array<{ pod: string; ip: string }>, everyMs: number) {
     this.#loops = targets.map(async ({ pod, ip }) => {
-      const counts = new Map<number, number>();
+      const counts = this.answered.get(pod) ?? new Map<number, number>();
       this.answered.set(pod, counts);
       while (this.#running) {
         try {
@@ -71,7 +71,27 @@ class Traffic {
   }
 }
 
-// The two scenarios run side by side (their own resources, one operator): the file's wall time is the setup and the longer one.
+/**
+ * Router mode (its router pod is not run), three versions: stable v1, and two canaries made bad by
+ * `faults` in the spec, rendered by the operator into their pods' config: flaky fails 30 % of its
+ * requests with 500, slow answers each 300 ms late.
+ */
+const faulty = {
+  apiVersion: 'rerank.dev/v1alpha1',
+  kind: 'RerankerConfig',
+  metadata: { name: 'fi' },
+  spec: {
+    defaultVersion: 'v1',
+    versions: [
+      { name: 'v1', model: { source: 'hf://example/v1' }, replicas: 1, weight: 100 },
+      { name: 'flaky', model: { source: 'hf://example/flaky' }, replicas: 1, weight: 0, faults: { errorRatio: 0.3 } },
+      { name: 'slow', model: { source: 'hf://example/slow' }, replicas: 1, weight: 0, faults: { delayMs: 300 } },
+    ],
+    routing: { mode: 'router', router: { replicas: 1 } },
+  },
+};
+
+// The scenarios run side by side (their own resources, one operator): the file's wall time is the setup and the longer one.
 describe('spec.rollout with pods that really answer (test kubelet)', { skip: clusterSkip || kubeletSkip, timeout: 120_000, concurrency: true }, () => {
   let cluster: Cluster;
   let operator: OperatorProcess;
@@ -79,6 +99,7 @@ describe('spec.rollout with pods that really answer (test kubelet)', { skip: clu
   let r: Resources;
   let recorder: Recorder;
   let traffic: Traffic;
+  let targets: Array<{ pod: string; ip: string }> = [];
   let setupMs = 0;
   const { rolloutIs, rolloutWas, seenAfter, wasRendered, events, operatorSample } = rolloutChecks(() => ({ r, recorder, operator }));
 
@@ -100,14 +121,16 @@ describe('spec.rollout with pods that really answer (test kubelet)', { skip: clu
     await Promise.all([KINDS.rerankerConfig, KINDS.configMap, KINDS.httpRoute].map((kind) => recorder.watch(kind, r.namespace)));
     await r.apply(promo);
     await r.apply(rb);
+    await r.apply(faulty);
     // Each version's one pod, ready as the API server has it (what the operator lists).
-    const pods = await eventually('4 ready server pods', async () => {
+    const pods = await eventually('7 ready server pods', async () => {
       const ready = (await r.list('pods', 'app.kubernetes.io/component=server')).filter((p) =>
         p.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'),
       );
-      return ready.length === 4 ? ready : undefined;
+      return ready.length === 7 ? ready : undefined;
     }, 60_000, 250);
-    traffic = new Traffic(pods.map((p) => ({ pod: p.metadata.name, ip: p.status.podIP })), 150);
+    targets = pods.map((p) => ({ pod: p.metadata.name as string, ip: p.status.podIP as string }));
+    traffic = new Traffic(targets, 150);
     setupMs = Date.now() - started;
   });
 
@@ -122,7 +145,7 @@ describe('spec.rollout with pods that really answer (test kubelet)', { skip: clu
   const reconcileCost = async () => {
     const count = await operatorSample('rerank_operator_reconcile_duration_seconds_count');
     const mean = Math.round(((await operatorSample('rerank_operator_reconcile_duration_seconds_sum')) / count) * 1000);
-    return `operator so far: ${count} reconciles, mean ${mean} ms; setup (API server, CRDs, kubelet, operator, 4 pods ready) took ${setupMs} ms`;
+    return `operator so far: ${count} reconciles, mean ${mean} ms; setup (API server, CRDs, kubelet, operator, 7 pods ready) took ${setupMs} ms`;
   };
 
   test('router mode: 25 % → 100 % as each step passes its gate, then promoted; the ConfigMap follows each step', async (t) => {
@@ -221,5 +244,41 @@ describe('spec.rollout with pods that really answer (test kubelet)', { skip: clu
     for (const reason of ['Normal:RolloutStarted', 'Normal:RolloutRestarted', 'Normal:RolloutPaused']) assert.ok(reasons.includes(reason), `${reason} in ${reasons.join(', ')}`);
     assert.equal(await operatorSample(`rerank_operator_rollouts_total{namespace="${r.namespace}",name="rb",result="aborted"}`), 1);
     t.diagnostic(await reconcileCost());
+  });
+  test('faults by config: a canary failing 30 % of its requests is rolled back on maxErrorRatio; one answering 300 ms late, on maxP99Ms and maxP99Ratio', async (t) => {
+    // The faults reach the canaries' pods through the rendered ConfigMap.
+    const rendered = await eventually('the faults in the ConfigMap', async () => (await r.get('configmap', 'fi-config'))?.data?.['version-flaky.yaml']);
+    assert.match(rendered, /faults:\n\s+delayMs: 0\n\s+delayRatio: 1\n\s+errorRatio: 0\.3\n\s+errorStatus: 500/);
+    // While this test runs, the canaries with faults get more traffic: enough requests in a 3 s step that 30 % failing
+    // cannot pass for 0 %, and that 300 ms delays still give minRequests.
+    const burst = new Traffic(targets.filter((target) => /^fi-(flaky|slow)-/.test(target.pod)).flatMap((target) => [target, target]), 30);
+    t.after(() => burst.stop());
+
+    await r.mergePatch('rerankerconfig', 'fi', { spec: { rollout: rolloutOf('flaky') } });
+    const flakyStep = await rolloutWas('fi', (s) => s.canary === 'flaky' && s.phase === 'Progressing');
+    const flaky = await rolloutIs('fi', (s) => s.canary === 'flaky' && s.phase === 'RolledBack');
+    assert.equal(flaky.lastAnalysis.errorRatio.ok, false);
+    assert.ok(flaky.lastAnalysis.errorRatio.value > 0.1 && flaky.lastAnalysis.errorRatio.value < 0.6, `error ratio ${flaky.lastAnalysis.errorRatio.value} for 30 % injected`);
+    assert.match(flaky.message, /^step 1\/2 \(25%\) failed errorRatio 0\.\d+ > 0\.05: rolled back, canary flaky gets no traffic$/);
+
+    // The same resource, the other canary: a changed rollout starts over.
+    await r.mergePatch('rerankerconfig', 'fi', { spec: { rollout: { canary: 'slow', analysis: { maxP99Ms: 250, maxP99Ratio: 2 } } } });
+    const slowStep = await rolloutWas('fi', (s) => s.canary === 'slow' && s.phase === 'Progressing');
+    const slow = await rolloutIs('fi', (s) => s.canary === 'slow' && s.phase === 'RolledBack');
+    assert.equal(slow.lastAnalysis.p99Ms.ok, false);
+    // Every request took 300 ms and more: the p99 falls in the (250, 500] ms bucket.
+    assert.ok(slow.lastAnalysis.p99Ms.value > 250 && slow.lastAnalysis.p99Ms.value <= 500, `p99 ${slow.lastAnalysis.p99Ms.value} ms`);
+    assert.deepEqual(slow.lastAnalysis.errorRatio, { value: 0, threshold: 0.05, ok: true });
+    assert.match(slow.message, /^step 1\/2 \(25%\) failed p99Ms [\d.]+ms > 250ms(, p99Ratio [\d.]+ > 2)?: rolled back, canary slow gets no traffic$/);
+
+    // What the pods answered: flaky's pod both 500s and 200s, slow's only 200s.
+    await burst.stop();
+    const answered = (version: string) =>
+      new Set([...traffic.answered, ...burst.answered].filter(([pod]) => pod.startsWith(`fi-${version}-`)).flatMap(([, counts]) => [...counts.keys()]));
+    assert.deepEqual([...answered('flaky').keys()].sort(), [200, 500]);
+    assert.deepEqual([...answered('slow').keys()], [200]);
+    t.diagnostic(`flaky: step 1 start → rolled back: ${Date.parse(flaky.finishedAt) - Date.parse(flakyStep.stepStartedAt)} ms (interval ${STEP_INTERVAL_MS} ms); gates ${JSON.stringify(flaky.lastAnalysis)}`);
+    t.diagnostic(`slow: step 1 start → rolled back: ${Date.parse(slow.finishedAt) - Date.parse(slowStep.stepStartedAt)} ms; gates ${JSON.stringify(slow.lastAnalysis)}`);
+    t.diagnostic(`fi pods answered, extra traffic during this test: ${burst.summary()}`);
   });
 });
