@@ -9,8 +9,11 @@
  * 2. Overload: `rerank-server` in a child process with `maxQueueWaitMs`. One client measures the idle
  *    latency, two the capacity (requests/s); then requests arrive at random (Poisson) at `factor` ×
  *    capacity for `seconds`, each from its own client, which on a 429 waits Retry-After and retries once.
- *    Reports the accepted requests' latency and queue time (the server's x-queue-time), the refusal share,
- *    the accepted throughput, and how the retries that waited Retry-After fared. Then, with nothing else
+ *    Reports the accepted requests' latency and queue time (the server's x-queue-time, from being queued
+ *    after tokenizing until the first batch; admission bounds the wait from admission, before tokenizing,
+ *    which is x-tokenization-time + x-queue-time and a little more: both are reported, and the server's
+ *    reranker_queue_wait_ratio, that wait over the one expected), the refusal share, the accepted
+ *    throughput, and how the retries that waited Retry-After fared. Then, with nothing else
  *    arriving, a burst of more requests than the queue admits; of the refused clients, the one told to
  *    wait longest waits its Retry-After and retries: an honest Retry-After has it accepted.
  * Prints PASS/FAIL per target and writes `.bench/overload-orders.json` and `.bench/overload.json`.
@@ -20,6 +23,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -126,23 +130,39 @@ interface Attempt {
   latencyMs: number;
   /** The server's x-queue-time of an answered request. */
   queueMs: number;
+  /** Its x-tokenization-time. */
+  tokenizeMs: number;
   retryAfterSeconds: number;
 }
 
-async function send(url: string, body: unknown): Promise<{ status: number; latencyMs: number; queueMs: number; retryAfterSeconds: number }> {
+/** `body` is the JSON text: serialized once per workload request, so the client (on the same cores) costs little. */
+async function send(url: string, body: string): Promise<{ status: number; latencyMs: number; queueMs: number; tokenizeMs: number; retryAfterSeconds: number }> {
   const started = performance.now();
   try {
-    const response = await fetch(`${url}/rerank`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const response = await fetch(`${url}/rerank`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     await response.arrayBuffer();
     return {
       status: response.status,
       latencyMs: performance.now() - started,
       queueMs: Number(response.headers.get('x-queue-time') ?? Number.NaN),
+      tokenizeMs: Number(response.headers.get('x-tokenization-time') ?? Number.NaN),
       retryAfterSeconds: Number(response.headers.get('retry-after') ?? Number.NaN),
     };
   } catch {
-    return { status: 0, latencyMs: performance.now() - started, queueMs: Number.NaN, retryAfterSeconds: Number.NaN };
+    return { status: 0, latencyMs: performance.now() - started, queueMs: Number.NaN, tokenizeMs: Number.NaN, retryAfterSeconds: Number.NaN };
   }
+}
+
+/** Share of the observations in a histogram's delta between two scrapes that fell at or below `le`. */
+function shareAtMost(before: string, after: string, name: string, le: string): number {
+  const delta = (suffix: string, filter = '') => metricSum(after, `${name}${suffix}`, filter) - metricSum(before, `${name}${suffix}`, filter);
+  const count = delta('_count');
+  return count > 0 ? delta('_bucket', `le="${le}"`) / count : Number.NaN;
+}
+
+/** The machine's 1-minute load average: the cores are shared, so figures are read against it. */
+function load(): string {
+  return `${fmt(os.loadavg()[0] as number, 2)} on ${os.availableParallelism()} cores`;
 }
 
 /**
@@ -150,13 +170,13 @@ async function send(url: string, body: unknown): Promise<{ status: number; laten
  * request that never queues; two keep the model busy while the next request is parsed and tokenized,
  * which is the server's capacity.
  */
-async function calibrate(url: string, bodies: readonly unknown[], seconds: number, clients: number) {
+async function calibrate(url: string, bodies: readonly string[], seconds: number, clients: number) {
   const latenciesMs: number[] = [];
   const started = performance.now();
   let i = 0;
   const client = async () => {
     while (performance.now() - started < seconds * 1000) {
-      const result = await send(url, bodies[i++ % bodies.length]);
+      const result = await send(url, bodies[i++ % bodies.length] as string);
       if (result.status !== 200) throw new Error(`calibration request answered ${result.status}`);
       latenciesMs.push(result.latencyMs);
     }
@@ -166,7 +186,7 @@ async function calibrate(url: string, bodies: readonly unknown[], seconds: numbe
 }
 
 /** Poisson arrivals at `rate`/s for `seconds`; each client retries once after Retry-After on a 429. */
-async function overload(url: string, bodies: readonly unknown[], rate: number, seconds: number): Promise<{ attempts: Attempt[]; arrivals: number; loadSeconds: number }> {
+async function overload(url: string, bodies: readonly string[], rate: number, seconds: number): Promise<{ attempts: Attempt[]; arrivals: number; loadSeconds: number }> {
   const random = mulberry32(seed);
   const attempts: Attempt[] = [];
   const clients: Promise<void>[] = [];
@@ -174,7 +194,7 @@ async function overload(url: string, bodies: readonly unknown[], rate: number, s
   const endAt = started + seconds * 1000;
   let nextAt = started;
   let arrivals = 0;
-  const client = async (body: unknown) => {
+  const client = async (body: string) => {
     const first = await send(url, body);
     attempts.push({ retry: false, duringLoad: true, ...first });
     if (first.status !== 429) return;
@@ -187,7 +207,7 @@ async function overload(url: string, bodies: readonly unknown[], rate: number, s
     const wait = nextAt - performance.now();
     if (wait > 0) await sleep(wait);
     if (performance.now() >= endAt) break;
-    clients.push(client(bodies[arrivals++ % bodies.length]));
+    clients.push(client(bodies[arrivals++ % bodies.length] as string));
   }
   const loadSeconds = (performance.now() - started) / 1000;
   await Promise.all(clients);
@@ -199,13 +219,13 @@ async function overload(url: string, bodies: readonly unknown[], rate: number, s
  * refused ones, the client told to wait longest (it saw the queue fullest) waits its Retry-After and sends
  * again, while nothing else arrives. Honest: accepted then.
  */
-async function honestyProbe(url: string, bodies: readonly unknown[], rounds: number, firstBurst: number): Promise<{ retryAfterSeconds: number; status: number; burst: number }[]> {
+async function honestyProbe(url: string, bodies: readonly string[], rounds: number, firstBurst: number): Promise<{ retryAfterSeconds: number; status: number; burst: number }[]> {
   const outcomes: { retryAfterSeconds: number; status: number; burst: number }[] = [];
   let burst = firstBurst;
   for (let round = 0; round < rounds; round += 1) {
-    const refused: { retryAfterSeconds: number; body: unknown }[] = [];
+    const refused: { retryAfterSeconds: number; body: string }[] = [];
     const sent = Array.from({ length: burst }, (_, i) => {
-      const body = bodies[(round * burst + i) % bodies.length];
+      const body = bodies[(round * burst + i) % bodies.length] as string;
       return send(url, body).then((result) => {
         if (result.status === 429) refused.push({ retryAfterSeconds: result.retryAfterSeconds, body });
       });
@@ -274,10 +294,16 @@ async function overloadPart(targets: Targets, modelDir: string, workload: Rerank
   });
   try {
     await waitReady(url);
-    const bodies = workload.map((r) => ({ query: r.query, texts: r.documents }));
-    await send(url, bodies[0]); // warm-up: the queue measures its first batches
+    const bodies = workload.map((r) => JSON.stringify({ query: r.query, texts: r.documents }));
+    await send(url, bodies[0] as string); // warm-up: the queue measures its first batches
     const idle = await calibrate(url, bodies, calibrateSeconds / 2, 1);
+    const beforeCapacity = await fetch(`${url}/metrics`).then((r) => r.text());
     const busy = await calibrate(url, bodies, calibrateSeconds, 2);
+    const afterCapacity = await fetch(`${url}/metrics`).then((r) => r.text());
+    const modelSeconds = (from: string, to: string) => metricSum(to, 'reranker_inference_duration_seconds_sum') - metricSum(from, 'reranker_inference_duration_seconds_sum');
+    const pairsRun = (from: string, to: string) => metricSum(to, 'reranker_batch_size_sum') - metricSum(from, 'reranker_batch_size_sum');
+    const capacityBusy = modelSeconds(beforeCapacity, afterCapacity) / calibrateSeconds;
+    const capacityPairsPerModelSecond = pairsRun(beforeCapacity, afterCapacity) / modelSeconds(beforeCapacity, afterCapacity);
     const idleP99 = percentile(idle.latenciesMs, 99);
     const capacity = busy.requestsPerSecond;
     const rate = factor * capacity;
@@ -286,10 +312,16 @@ async function overloadPart(targets: Targets, modelDir: string, workload: Rerank
         `capacity (two clients) ${fmt(capacity, 2)} requests/s; ${fmt(rate, 2)} requests/s arriving for ${overloadSeconds} s, maxQueueWaitMs ${maxQueueWaitMs}`,
     );
     const before = await fetch(`${url}/metrics`).then((r) => r.text());
+    const loadBefore = load();
     const run = await overload(url, bodies, rate, overloadSeconds);
+    const loadAfter = load();
     const after = await fetch(`${url}/metrics`).then((r) => r.text());
+    const withinExpected = shareAtMost(before, after, 'reranker_queue_wait_ratio', '1');
     const batches = metricSum(after, 'reranker_inference_duration_seconds_count') - metricSum(before, 'reranker_inference_duration_seconds_count');
     const batchMs = ((metricSum(after, 'reranker_inference_duration_seconds_sum') - metricSum(before, 'reranker_inference_duration_seconds_sum')) / batches) * 1000;
+    // Where throughput goes: the share of the time the model ran, and the pairs it ran per second of its own time.
+    const overloadBusy = modelSeconds(before, after) / run.loadSeconds;
+    const overloadPairsPerModelSecond = pairsRun(before, after) / modelSeconds(before, after);
 
     const firsts = run.attempts.filter((a) => !a.retry);
     const accepted = run.attempts.filter((a) => a.status === 200);
@@ -300,6 +332,7 @@ async function overloadPart(targets: Targets, modelDir: string, workload: Rerank
     const failures = run.attempts.filter((a) => a.status !== 200 && a.status !== 429).length;
     const latencyP99 = percentile(accepted.map((a) => a.latencyMs), 99);
     const queueP99 = percentile(accepted.map((a) => a.queueMs), 99);
+    const admittedWaitP99 = percentile(accepted.map((a) => a.tokenizeMs + a.queueMs), 99);
     const share = (part: number, whole: number) => (whole > 0 ? part / whole : Number.NaN);
     const refusalShare = share(refusedFirst.length, firsts.length);
     const retryAccepted = share(retries.filter((a) => a.status === 200).length, retries.length);
@@ -312,7 +345,15 @@ async function overloadPart(targets: Targets, modelDir: string, workload: Rerank
         `refused first attempts ${refusedFirst.length} (${fmt(refusalShare * 100)} %); other failures ${failures}; ${batches} batches of ${fmt(batchMs)} ms on average`,
     );
     console.log(`Retry-After given: ${retryAfterValues.length > 0 ? `${Math.min(...retryAfterValues)}–${Math.max(...retryAfterValues)} s` : 'none'}`);
-    console.log(`accepted: latency p50 ${fmt(percentile(accepted.map((a) => a.latencyMs), 50))} ms, p99 ${fmt(latencyP99)} ms; queue time p99 ${fmt(queueP99)} ms`);
+    console.log(`machine load (1 min) before the overload phase ${loadBefore}, after ${loadAfter}`);
+    console.log(
+      `model busy: ${fmt(capacityBusy * 100)} % of the capacity run, ${fmt(overloadBusy * 100)} % of the overload; ` +
+        `pairs per second of model time: ${fmt(capacityPairsPerModelSecond)} and ${fmt(overloadPairsPerModelSecond)}`,
+    );
+    console.log(
+      `accepted: latency p50 ${fmt(percentile(accepted.map((a) => a.latencyMs), 50))} ms, p99 ${fmt(latencyP99)} ms; queue time p99 ${fmt(queueP99)} ms; ` +
+        `tokenization + queue time p99 ${fmt(admittedWaitP99)} ms; admitted requests whose wait was at most the one expected: ${fmt(withinExpected * 100)} %`,
+    );
     const queueLimit = maxQueueWaitMs + batchMs;
     console.log(`queue time p99 of accepted: ${fmt(queueP99)} ms ${targets.check('overload: accepted queue time p99 (ms) vs maxQueueWaitMs + one batch', queueP99, '<=', Math.round(queueLimit), ' ms')}`);
     const latencyLimit = maxQueueWaitMs + batchMs + idleP99;
@@ -354,6 +395,14 @@ async function overloadPart(targets: Targets, modelDir: string, workload: Rerank
         acceptedRate,
         latencyP99Ms: latencyP99,
         queueP99Ms: queueP99,
+        admittedWaitP99Ms: admittedWaitP99,
+        withinExpectedShare: withinExpected,
+        loadBefore,
+        loadAfter,
+        capacityBusy,
+        overloadBusy,
+        capacityPairsPerModelSecond,
+        overloadPairsPerModelSecond,
         retries: retries.length,
         retryAccepted,
         retriesAfterLoad: retriesAfterLoad.length,
