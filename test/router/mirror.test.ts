@@ -48,8 +48,9 @@ describe('rerank-server router: mirroring for ranking agreement over loopback', 
       }
       const v2 = await h.post('/v2/rerank', { query: 'q', documents: body.texts });
       assert.equal(await v2.text(), cohereAnswer([0, 1, 2, 3, 4], 'stable'));
-      // Pinned requests are the client's choice of version: never mirrored.
-      await (await h.post('/rerank/stable', body)).arrayBuffer();
+      // Pinned requests are the client's choice of version: never mirrored. A client's own X-Rerank-Mirror is not passed
+      // on (stable's pods would count the request apart from client traffic).
+      await (await h.post('/rerank/stable', body, { 'x-rerank-mirror': '1' })).arrayBuffer();
       await (await h.post('/rerank', body, { 'x-rerank-version': 'stable' })).arrayBuffer();
 
       await h.until(async () => value(await samples(h), 'reranker_router_agreement_comparisons_total', pair) === 5, 'five comparisons');
