@@ -146,8 +146,9 @@ export const ServingConfigSchema = z
       .default(10_000)
       .meta({
         description:
-          "Longest expected wait in a version's queue, in milliseconds, before a request is answered 429 with an honest " +
-          'Retry-After: the queued work times the measured cost per padded token. 0: no limit (only maxQueuedPairs).',
+          "Longest expected wait in a version's queue, in milliseconds, from a request's admission (before it is tokenized) " +
+          'until its first batch, past which it is answered 429 with an honest Retry-After: the work ahead of it at the measured ' +
+          'cost per padded token, times an upper estimate of how much longer requests have actually waited. 0: no limit (only maxQueuedPairs).',
       }),
     maxDocuments: z.number().int().min(1).default(1000).meta({ description: 'Documents one request may carry.' }),
     maxBodyBytes: z
