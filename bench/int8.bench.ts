@@ -10,7 +10,11 @@
  *    alternating blocks (fp32, int8, fp32, int8…) so that load from other processes falls on both alike.
  * 3. In this process, times a hand-written length-sorted onnxruntime loop over the same pairs (sorted by
  *    length, batches under the same token budget) with the float32 graph, and with the int8 one.
- * 4. Compares the two servers' raw scores (max |Δlogit|, top-10 agreement per query) and their RSS.
+ * 4. Compares the two servers' raw scores (max |Δlogit|, top-10 agreement per query) and their peak RSS
+ *    under the workload: the kernel's high-water mark (VmHWM), reset once the server is ready, read after
+ *    the last request; the start-up peak (load and warm-up) is printed beside it.
+ * CPU sessions run batches in slices of RERANK_CPU_RUN_TOKENS (server/engine/run-split.ts), the servers and
+ * the loop alike; `RERANK_CPU_RUN_TOKENS=off npm run bench:int8` measures whole-batch runs.
  * Prints the figures and PASS/FAIL per target, writes `.bench/int8.json`, exits 1 on a miss. Random
  * weights do not judge quality: `rerank-server models quantize DIR --sample pairs.json` on a real model does.
  */
@@ -25,10 +29,11 @@ import { ServingConfigSchema } from '../server/config/schema.ts';
 import { OnnxSession, flattenBatch } from '../server/engine/onnx-model.ts';
 import { PairTokenizer, type EncodedPair } from '../server/engine/pair-tokenizer.ts';
 import { ensureModel, type ModelShape } from '../server/modelgen/index.ts';
+import { cpuRunTokensSetting } from '../server/engine/run-split.ts';
 import { agreement } from '../server/quantize/agreement.ts';
 import { quantizeModelDir } from '../server/quantize/quantize-model.ts';
 import { driveLoad, latencySummary } from './load.ts';
-import { freePort, rssMb } from './process.ts';
+import { freePort } from './process.ts';
 import { fmt } from './stats.ts';
 import { Targets } from './targets.ts';
 import { buildWorkload, type RerankWorkloadRequest } from './workload.ts';
@@ -55,7 +60,21 @@ interface Server {
   name: 'fp32' | 'int8';
   url: string;
   child: ChildProcess;
-  peakRssMb: number;
+  /** Resident memory once ready, and its peak until then (load and warm-up). */
+  readyRssMb: number;
+  startupPeakRssMb: number;
+}
+
+/** VmRSS and VmHWM (its peak since start, or since the last reset) of a process, in MB. */
+async function memoryMb(pid: number): Promise<{ rss: number; peak: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+/** Starts the peak over from the present resident size (Linux: writing 5 to clear_refs resets VmHWM). */
+async function resetPeak(pid: number): Promise<void> {
+  await writeFile(`/proc/${pid}/clear_refs`, '5');
 }
 
 /** CPU seconds a process has used (user + system), from /proc/<pid>/stat; clock ticks are 100 per second on Linux. */
@@ -83,7 +102,9 @@ async function startServer(name: Server['name'], modelDir: string): Promise<Serv
   });
   const url = `http://127.0.0.1:${port}`;
   await waitReady(url);
-  return { name, url, child, peakRssMb: await rssMb(child.pid as number) };
+  const memory = await memoryMb(child.pid as number);
+  await resetPeak(child.pid as number);
+  return { name, url, child, readyRssMb: memory.rss, startupPeakRssMb: memory.peak };
 }
 
 /** A hand-written length-sorted loop: pairs sorted by length, consecutive ones batched under the server's limits. */
@@ -151,17 +172,19 @@ async function main(): Promise<void> {
   try {
     for (const name of ['fp32', 'int8'] as const) servers.push(await startServer(name, modelDir));
     const [fp32, int8] = servers as [Server, Server];
-    console.log(`servers ready (full-budget warm-up done): RSS fp32 ${fmt(fp32.peakRssMb)} MB, int8 ${fmt(int8.peakRssMb)} MB`);
+    const runTokens = cpuRunTokensSetting();
+    console.log(
+      `servers ready (full-budget warm-up done; CPU runs of ${Number.isFinite(runTokens) ? `${runTokens} tokens` : 'whole batches'}): ` +
+        `RSS fp32 ${fmt(fp32.readyRssMb)} MB (start-up peak ${fmt(fp32.startupPeakRssMb)}), int8 ${fmt(int8.readyRssMb)} MB (start-up peak ${fmt(int8.startupPeakRssMb)})`,
+    );
 
     const blocks: Record<Server['name'], Array<{ pairsPerSecond: number; pairsPerCpuSecond: number; p50Ms: number }>> = { fp32: [], int8: [] };
     for (let round = 1; round <= rounds; round += 1) {
       for (const server of servers) {
         const pid = server.child.pid as number;
-        const sampler = setInterval(() => void rssMb(pid).then((mb) => (server.peakRssMb = Math.max(server.peakRssMb, mb))), 100);
         const cpuBefore = await cpuSeconds(pid);
         const load = await driveLoad({ url: `${server.url}/rerank`, bodies, concurrency: 1, pairsOf });
         const cpuUsed = (await cpuSeconds(pid)) - cpuBefore;
-        clearInterval(sampler);
         if (load.failures > 0) throw new Error(`${server.name}: ${load.failures} requests failed (${JSON.stringify(load.statuses)})`);
         const block = { pairsPerSecond: load.pairs / load.seconds, pairsPerCpuSecond: load.pairs / cpuUsed, p50Ms: latencySummary(load).p50 };
         blocks[server.name].push(block);
@@ -174,6 +197,9 @@ async function main(): Promise<void> {
 
     const [reference, candidate] = await Promise.all([rawScores(fp32, workload), rawScores(int8, workload)]);
     const accuracy = agreement(reference.map((r, i) => ({ reference: r, candidate: candidate[i] as Float32Array })));
+    // The workload is over for the servers: their peaks since ready.
+    const peakFp32 = (await memoryMb(fp32.child.pid as number)).peak;
+    const peakInt8 = (await memoryMb(int8.child.pid as number)).peak;
 
     const pairs = (await Promise.all(workload.map((r) => tokenizer.encodePairs(r.query, r.documents, { maxLength: serving.maxLength, withTypeIds: true })))).flat();
     const loopFp32 = await sortedLoop(fp32Path, pairs, tokenizer.padId);
@@ -187,7 +213,7 @@ async function main(): Promise<void> {
     const bestCpu = (name: Server['name']) => Math.max(...blocks[name].map((b) => b.pairsPerCpuSecond));
     const ratioToLoop = best('int8') / loopFp32.pairsPerSecond;
     const serverRatio = best('int8') / best('fp32');
-    const rssRatio = int8.peakRssMb / fp32.peakRssMb;
+    const rssRatio = peakInt8 / peakFp32;
     console.log('');
     console.log(`RAG workload: ${requests} requests × 100 documents (${pairCount} pairs), 1 client, ${rounds} alternating rounds`);
     console.log(`best block: server fp32 ${fmt(best('fp32'))} pairs/s, server int8 ${fmt(best('int8'))} pairs/s: int8 ÷ fp32 server ${fmt(serverRatio, 2)}`);
@@ -201,10 +227,13 @@ async function main(): Promise<void> {
       `int8 against fp32 on the same pairs: max |Δlogit| ${fmt(accuracy.maxAbsDelta, 4)}, mean ${fmt(accuracy.meanAbsDelta, 4)} ` +
         `(fp32 logits std ${fmt(accuracy.referenceStd, 4)}), top-10 agreement ${fmt(accuracy.topKAgreement * 100)} % (worst query ${fmt(accuracy.minTopKAgreement * 100)} %)`,
     );
-    console.log(`peak RSS: fp32 ${fmt(fp32.peakRssMb)} MB, int8 ${fmt(int8.peakRssMb)} MB: ${fmt(rssRatio, 2)} ${targets.check('RSS int8 ÷ fp32 server', rssRatio, '<=', 0.6)}`);
+    console.log(
+      `peak RSS under the workload: fp32 ${fmt(peakFp32)} MB, int8 ${fmt(peakInt8)} MB: ${fmt(rssRatio, 2)} ${targets.check('RSS int8 ÷ fp32 server', rssRatio, '<=', 0.6)} ` +
+        `(start-up peaks ${fmt(fp32.startupPeakRssMb)} and ${fmt(int8.startupPeakRssMb)} MB: ${fmt(int8.startupPeakRssMb / fp32.startupPeakRssMb, 2)})`,
+    );
     await writeFile(
       path.join(workDir, 'int8.json'),
-      JSON.stringify({ shape, requests, pairCount, rounds, embeddings: args.embeddings, blocks, loopFp32, loopInt8, accuracy, rss: { fp32: fp32.peakRssMb, int8: int8.peakRssMb }, targets: targets.results }, null, 2),
+      JSON.stringify({ shape, requests, pairCount, rounds, embeddings: args.embeddings, blocks, loopFp32, loopInt8, accuracy, runTokens: Number.isFinite(runTokens) ? runTokens : 'off', rss: { fp32: peakFp32, int8: peakInt8, startupFp32: fp32.startupPeakRssMb, startupInt8: int8.startupPeakRssMb }, targets: targets.results }, null, 2),
     );
     targets.report();
   } finally {

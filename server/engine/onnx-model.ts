@@ -8,6 +8,7 @@ import { createGraphHead, type GraphForm, type GraphHead, type GraphHeadSpec } f
 import { readOnnxMetadata } from './onnx-metadata.ts';
 import { createOptimizedSession, type OptimizedModel } from './optimized-model.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
+import { cpuRunTokensSetting, planRuns, sliceFlatBatch } from './run-split.ts';
 
 export { fillInputs, flattenBatch, InputBuffers, makeFinite, type FlatBatch } from './batch-inputs.ts';
 export type { LogitsLayout } from './graph-head.ts';
@@ -61,6 +62,11 @@ export interface OnnxModelOptions {
   /** ORT's defaults (one intra-op thread per core) unless set. */
   intraOpNumThreads?: number;
   interOpNumThreads?: number;
+  /**
+   * Padded tokens of one onnxruntime run on CPU: a larger batch runs in slices of its pairs (run-split.ts).
+   * Default: RERANK_CPU_RUN_TOKENS, else CPU_RUN_TOKENS; `Infinity`: one run per batch. A CUDA session runs a batch whole.
+   */
+  cpuRunTokens?: number;
 }
 
 /** A loaded model: a `BatchScorer` that says what it is and can be released. */
@@ -80,13 +86,16 @@ export class OnnxSession {
   readonly description: ModelDescription;
   readonly #session: InferenceSession;
   readonly #head: GraphHead;
+  /** Padded tokens of one run; a larger batch runs in slices. Infinite on CUDA. */
+  readonly #runTokens: number;
   /** The head's input buffers are reused, so a run waits for the one before it. */
   #last: Promise<unknown> = Promise.resolve();
 
-  private constructor(session: InferenceSession, head: GraphHead, description: ModelDescription) {
+  private constructor(session: InferenceSession, head: GraphHead, description: ModelDescription, runTokens: number) {
     this.#session = session;
     this.#head = head;
     this.description = description;
+    this.#runTokens = runTokens;
   }
 
   static async load(options: OnnxModelOptions): Promise<OnnxSession> {
@@ -126,7 +135,8 @@ export class OnnxSession {
       const head = createGraphHead(session, spec, { padId: options.padId, metadata });
       const description: ModelDescription = { ...head.form, device };
       if (fallbackReason !== undefined) description.fallbackReason = fallbackReason;
-      return new OnnxSession(session, head, description);
+      const runTokens = device === 'cpu' ? (options.cpuRunTokens ?? cpuRunTokensSetting()) : Infinity;
+      return new OnnxSession(session, head, description, runTokens);
     } catch (error) {
       await session.release();
       throw new GraphMismatch(error);
@@ -139,7 +149,22 @@ export class OnnxSession {
     return run;
   }
 
+  /** The batch as one run, or, past the run size, as runs of slices of its pairs, their logits put back in batch order. */
   async #runNow(batch: FlatBatch): Promise<BatchRunResult> {
+    if (batch.count < 2 || batch.count * batch.width <= this.#runTokens) return this.#runOne(batch);
+    const logits = new Float32Array(batch.count);
+    let seconds = 0;
+    let nonFinite = 0;
+    for (const indexes of planRuns(batch.lengths, this.#runTokens)) {
+      const part = await this.#runOne(sliceFlatBatch(batch, indexes));
+      indexes.forEach((index, i) => (logits[index] = part.logits[i] as number));
+      seconds += part.seconds;
+      nonFinite += part.nonFinite;
+    }
+    return { logits, seconds, nonFinite };
+  }
+
+  async #runOne(batch: FlatBatch): Promise<BatchRunResult> {
     const { outputName } = this.description;
     const feeds = this.#head.feeds(batch);
     const started = performance.now();
@@ -252,6 +277,7 @@ export class WorkerThreadModel implements PairScorer {
         ...(options.head !== undefined ? { head: options.head } : {}),
         intraOpNumThreads: options.intraOpNumThreads,
         interOpNumThreads: options.interOpNumThreads,
+        ...(options.cpuRunTokens !== undefined ? { cpuRunTokens: options.cpuRunTokens } : {}),
       } satisfies OnnxModelOptions,
     });
     const description = await new Promise<ModelDescription>((resolve, reject) => {

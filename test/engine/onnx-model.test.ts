@@ -62,6 +62,26 @@ describe('ONNX model on generated tiny models', () => {
     assert.deepEqual([...(await worker.model.run(pairs)).logits], [...(await main.model.run(pairs)).logits]);
   });
 
+  it('on CPU runs a batch past cpuRunTokens as slices of its pairs, with the scores of the whole batch in batch order', async () => {
+    const files = await tinyModel();
+    const tokenizer = PairTokenizer.load({ tokenizerPath: files.tokenizerPath });
+    const loadWith = async (cpuRunTokens: number, thread: 'worker' | 'main') => {
+      const model = await loadOnnxModel({ modelPath: files.modelPath, device: 'cpu', padId: tokenizer.padId, logger: silentLogger(), thread, cpuRunTokens });
+      open.push(model);
+      return model;
+    };
+    const whole = await loadWith(Infinity, 'main');
+    const pairs = await tokenizer.encodePairs('what is the history of the city?', [...DOCUMENTS, ...DOCUMENTS.slice(0, 2)], { maxLength: 512, withTypeIds: true });
+    const expected = [...(await whole.run(pairs)).logits];
+    const longest = Math.max(...pairs.map((p) => p.length));
+    // One pair per run, then two long pairs per run; in a worker and on the main thread.
+    for (const [tokens, thread] of [[1, 'worker'], [2 * longest, 'main'], [2 * longest, 'worker']] as const) {
+      const sliced = await (await loadWith(tokens, thread)).run(pairs);
+      assert.equal(sliced.logits.length, pairs.length);
+      sliced.logits.forEach((logit, i) => assert.ok(Math.abs(logit - (expected[i] as number)) < 1e-4, `runs of ${tokens} tokens, pair ${i}: ${logit} vs ${expected[i]}`));
+    }
+  });
+
   it('serializes concurrent runs', async () => {
     const { model, encode } = await load({});
     const pairs = await encode('the city', DOCUMENTS);
