@@ -127,7 +127,10 @@ describe('a rollout judged on real rerank-server processes behind the real route
     return { weights, mirror };
   }
 
-  /** `n` unpinned client requests through the router; waits until every copy the router mirrored was compared or counted failed. */
+  /**
+   * `n` unpinned client requests through the router, each with its own sticky key (the same keys every run, so the
+   * weighted split is the same every run); waits until every copy the router mirrored was compared or counted failed.
+   */
   async function traffic(n: number): Promise<Record<string, number>> {
     const answeredBy: Record<string, number> = {};
     const settledCopies = async () =>
@@ -137,7 +140,7 @@ describe('a rollout judged on real rerank-server processes behind the real route
       const rotated = [...TEXTS.slice(i % TEXTS.length), ...TEXTS.slice(0, i % TEXTS.length)];
       const response = await fetch(`${router.url}/rerank`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', 'x-rerank-sticky-key': `client-${i}` },
         body: JSON.stringify({ query: `what reorders search results ${i}`, texts: rotated }),
       });
       assert.equal(response.status, 200);
@@ -237,15 +240,16 @@ describe('a rollout judged on real rerank-server processes behind the real route
     assert.deepEqual([after.weights, after.mirror], [{ stable: 100, twin: 0, other: 0 }, undefined]);
   });
 
-  test('a canary serving the same model agrees fully: overlap 1 and tau 1 at every step, then promoted', async () => {
+  test('a canary serving the same model agrees fully: overlap 1 and tau 1 at every step, then promoted', async (t) => {
     await kube.mergePatch({ ...KINDS.rerankerConfig, namespace: NAMESPACE, name: NAME }, { spec: { rollout: rolloutOf('twin') } });
     await reconcile();
     assert.deepEqual([rollout().phase, rollout().canary, rollout().weight], ['Progressing', 'twin', 25]);
     for (const [step, weight] of [[0, 25], [1, 50]] as const) {
       const { weights, mirror } = await syncRouter();
       assert.deepEqual([weights.twin, weights.stable, mirror.to], [weight, 100 - weight, 'twin']);
-      const answeredBy = await traffic(24);
+      const answeredBy = await traffic(40);
       assert.ok((answeredBy.twin ?? 0) >= 5, `the canary answered ${answeredBy.twin} client requests`);
+      t.diagnostic(`step ${step + 1}: client requests ${JSON.stringify(answeredBy)}`);
       await clock.advance(STEP_MS);
       await reconcile();
       const judged = rollout();
