@@ -174,15 +174,18 @@ async function calibrate(url: string, bodies: readonly string[], seconds: number
   const latenciesMs: number[] = [];
   const started = performance.now();
   let i = 0;
+  // At least a few requests each, however long they take (a MiniLM-sized request takes seconds).
+  const minRequests = 6 * clients;
   const client = async () => {
-    while (performance.now() - started < seconds * 1000) {
+    while (performance.now() - started < seconds * 1000 || i < minRequests) {
       const result = await send(url, bodies[i++ % bodies.length] as string);
       if (result.status !== 200) throw new Error(`calibration request answered ${result.status}`);
       latenciesMs.push(result.latencyMs);
     }
   };
   await Promise.all(Array.from({ length: clients }, client));
-  return { requestsPerSecond: latenciesMs.length / ((performance.now() - started) / 1000), latenciesMs };
+  const elapsedSeconds = (performance.now() - started) / 1000;
+  return { requestsPerSecond: latenciesMs.length / elapsedSeconds, latenciesMs, elapsedSeconds };
 }
 
 /** Poisson arrivals at `rate`/s for `seconds`; each client retries once after Retry-After on a 429. */
@@ -302,7 +305,7 @@ async function overloadPart(targets: Targets, modelDir: string, workload: Rerank
     const afterCapacity = await fetch(`${url}/metrics`).then((r) => r.text());
     const modelSeconds = (from: string, to: string) => metricSum(to, 'reranker_inference_duration_seconds_sum') - metricSum(from, 'reranker_inference_duration_seconds_sum');
     const pairsRun = (from: string, to: string) => metricSum(to, 'reranker_batch_size_sum') - metricSum(from, 'reranker_batch_size_sum');
-    const capacityBusy = modelSeconds(beforeCapacity, afterCapacity) / calibrateSeconds;
+    const capacityBusy = modelSeconds(beforeCapacity, afterCapacity) / busy.elapsedSeconds;
     const capacityPairsPerModelSecond = pairsRun(beforeCapacity, afterCapacity) / modelSeconds(beforeCapacity, afterCapacity);
     const idleP99 = percentile(idle.latenciesMs, 99);
     const capacity = busy.requestsPerSecond;
@@ -362,7 +365,7 @@ async function overloadPart(targets: Targets, modelDir: string, workload: Rerank
     );
     console.log(
       `accepted throughput under overload: ${fmt(acceptedRate, 2)} requests/s = ${fmt(acceptedRate / capacity, 3)} × capacity ` +
-        targets.check('overload: accepted throughput ÷ capacity', acceptedRate / capacity, '>=', 0.9),
+        targets.check('overload: accepted throughput ÷ capacity', acceptedRate / capacity, '>=', 0.95),
     );
     console.log(`refusal share of first attempts: ${fmt(refusalShare * 100)} % (at ${factor}× capacity about ${fmt((1 - 1 / factor) * 100)} % must be refused)`);
     console.log(
