@@ -16,7 +16,7 @@ export const PROMETHEUS_PLACEHOLDERS = {
 } as const;
 export type PrometheusPlaceholder = keyof typeof PROMETHEUS_PLACEHOLDERS;
 
-export const PROMETHEUS_FIGURES = ['requests', 'errors', 'p99Ms', 'fallbacks', 'loadFailures'] as const;
+export const PROMETHEUS_FIGURES = ['requests', 'errors', 'mirrored', 'mirroredErrors', 'p99Ms', 'fallbacks', 'loadFailures'] as const;
 export type PrometheusFigure = (typeof PROMETHEUS_FIGURES)[number];
 
 /**
@@ -37,7 +37,13 @@ const increase = (metric: string, extra = '') => `sum(increase(${metric}{${match
 export const DEFAULT_PROMETHEUS_QUERIES: Record<PrometheusFigure, string> = {
   requests: increase('reranker_requests_total'),
   errors: increase('reranker_requests_total', ',status=~"5.."'),
-  p99Ms: `1000 * histogram_quantile(0.99, sum by (le) (increase(reranker_request_duration_seconds_bucket{${matchers}}[{{window}}])))`,
+  mirrored: increase('reranker_mirrored_requests_total'),
+  mirroredErrors: increase('reranker_mirrored_requests_total', ',status=~"5.."'),
+  // Client requests and mirrored copies alike: the latency of what the version executed. The copies' series
+  // get a label of their own so that `or` keeps both where a pod has both.
+  p99Ms:
+    `1000 * histogram_quantile(0.99, sum by (le) (increase(reranker_request_duration_seconds_bucket{${matchers}}[{{window}}]) or ` +
+    `label_replace(increase(reranker_mirrored_request_duration_seconds_bucket{${matchers}}[{{window}}]), "mirrored", "true", "", "")))`,
   fallbacks: increase('reranker_fallback_count_total'),
   loadFailures: increase('reranker_version_load_failures_total'),
 };
@@ -45,7 +51,9 @@ export const DEFAULT_PROMETHEUS_QUERIES: Record<PrometheusFigure, string> = {
 const FIGURE_MEANING: Record<PrometheusFigure, string> = {
   requests: 'Rerank requests the version answered in the window, every status (no series: 0)',
   errors: 'Of those, the ones answered with a 5xx (no series: 0)',
-  p99Ms: 'p99 latency of its rerank requests in the window, in milliseconds (no series or NaN: no data)',
+  mirrored: "Mirrored copies of stable's requests the version answered in the window (router mode with a ranking gate; no series: 0). They count in the error ratio and p99, not toward minRequests",
+  mirroredErrors: 'Of those, the ones answered with a 5xx (no series: 0)',
+  p99Ms: 'p99 latency in the window, in milliseconds, of its rerank requests and the mirrored copies it answered (no series or NaN: no data)',
   fallbacks: 'Its moves from GPU to CPU in the window (no series: 0)',
   loadFailures: 'Failed loads of its model in the window (no series: 0)',
 };
@@ -189,6 +197,8 @@ export const PrometheusAnalysisSchema = z
       .strictObject({
         requests: template('requests'),
         errors: template('errors'),
+        mirrored: template('mirrored'),
+        mirroredErrors: template('mirroredErrors'),
         p99Ms: template('p99Ms'),
         fallbacks: template('fallbacks'),
         loadFailures: template('loadFailures'),

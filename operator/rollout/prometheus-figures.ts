@@ -83,6 +83,8 @@ export async function prometheusStepFigures(
     return {
       requests: count('requests'),
       errors: count('errors'),
+      mirrored: count('mirrored'),
+      mirroredErrors: count('mirroredErrors'),
       // histogram_quantile over no observations is NaN: no data, like an empty result.
       ...(p99 === undefined || Number.isNaN(p99) ? {} : { p99Ms: Math.round(p99 * 10) / 10 }),
       fallbacks: count('fallbacks'),

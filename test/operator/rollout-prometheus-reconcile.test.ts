@@ -82,7 +82,7 @@ describe('a rollout judged on figures from Prometheus, reconciled against the fa
     assert.deepEqual(ctx.routeWeights(), ['rerankers-v2-gemma=50', 'rerankers-v2-m3=50']);
     assert.deepEqual(ctx.rrc().status?.rollout?.lastAnalysis, { errorRatio: { value: 0, threshold: 0.05, ok: true }, p99Ms: { value: 24.9, threshold: 500, ok: true } });
     // Every query it sent was a default filled in for this resource, one of the two versions and the step's 60 s, evaluated now.
-    assert.equal(prometheus.received.length, 10);
+    assert.equal(prometheus.received.length, 2 * PROMETHEUS_FIGURES.length);
     const judgedAt = String(ctx.clock.now().getTime() / 1000) + '.000';
     for (const { query, time } of prometheus.received) {
       assert.doesNotMatch(query, /\{\{/);
@@ -91,13 +91,14 @@ describe('a rollout judged on figures from Prometheus, reconciled against the fa
     }
     assert.equal(ctx.podMetrics.reads, 0, "the server pods' /metrics are not read");
 
-    prometheus.answer = answerDefaults({ 'v2-gemma': { requests: 40, errors: 8, p99Ms: 30 }, 'v2-m3': { requests: 40, p99Ms: 20 } }, '75s');
+    // Mirrored copies count in the error ratio: (2 + 6) ÷ (40 + 40).
+    prometheus.answer = answerDefaults({ 'v2-gemma': { requests: 40, errors: 2, mirrored: 40, mirroredErrors: 6, p99Ms: 30 }, 'v2-m3': { requests: 40, p99Ms: 20 } }, '75s');
     await ctx.clock.advance(75_000);
     await ctx.reconcile();
     assert.equal(ctx.rrc().status?.rollout?.phase, 'RolledBack');
     assert.deepEqual(ctx.routeWeights(), ['rerankers-v2-m3=100']);
     assert.equal(ctx.condition('Degraded')?.reason, 'RolloutRolledBack');
-    assert.match(ctx.condition('Degraded')?.message ?? '', /errorRatio 0\.2 > 0\.05/);
+    assert.match(ctx.condition('Degraded')?.message ?? '', /errorRatio 0\.1 > 0\.05/);
     assert.ok(ctx.kube.events.some((e) => e.type === 'Warning' && e.reason === 'RolloutRolledBack'));
   });
 

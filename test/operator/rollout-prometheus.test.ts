@@ -82,8 +82,16 @@ describe("a step's figures from Prometheus", () => {
   test('each default query is filled in for canary and stable and the window, and its answer is that figure', async () => {
     prometheus.received.length = 0;
     const answers: Record<string, Record<PrometheusFigure, FakeAnswer>> = {
-      'v2-gemma': { requests: vector('120.4'), errors: vector('3'), p99Ms: vector('250.04'), fallbacks: vector(), loadFailures: vector('0') },
-      'v2-m3': { requests: vector('1000'), errors: vector(), p99Ms: vector('NaN'), fallbacks: vector('1'), loadFailures: vector() },
+      'v2-gemma': {
+        requests: vector('120.4'),
+        errors: vector('3'),
+        mirrored: vector('40'),
+        mirroredErrors: vector('2'),
+        p99Ms: vector('250.04'),
+        fallbacks: vector(),
+        loadFailures: vector('0'),
+      },
+      'v2-m3': { requests: vector('1000'), errors: vector(), mirrored: vector(), mirroredErrors: vector(), p99Ms: vector('NaN'), fallbacks: vector('1'), loadFailures: vector() },
     };
     prometheus.answer = (query) => {
       const known = defaultFigureOf(query);
@@ -91,10 +99,10 @@ describe("a step's figures from Prometheus", () => {
     };
     const figures = await prometheusStepFigures(client, { url: prometheus.url }, plain(prometheus.url), WINDOW);
     assert.deepEqual(figures, {
-      canary: { requests: 120.4, errors: 3, p99Ms: 250, fallbacks: 0, loadFailures: 0 },
-      stable: { requests: 1000, errors: 0, fallbacks: 1, loadFailures: 0 },
+      canary: { requests: 120.4, errors: 3, mirrored: 40, mirroredErrors: 2, p99Ms: 250, fallbacks: 0, loadFailures: 0 },
+      stable: { requests: 1000, errors: 0, mirrored: 0, mirroredErrors: 0, fallbacks: 1, loadFailures: 0 },
     });
-    assert.equal(prometheus.received.length, 10);
+    assert.equal(prometheus.received.length, 2 * PROMETHEUS_FIGURES.length);
     for (const { query, time } of prometheus.received) {
       assert.doesNotMatch(query, /\{\{|\}\}/);
       assert.match(query, /namespace="rag",version="v2-(gemma|m3)"/);
@@ -112,7 +120,7 @@ describe("a step's figures from Prometheus", () => {
     assert.ok(queries.includes('sum(increase(my_requests_total{ns="rag",rrc="rerankers",v="v2-gemma"}[90s]))'));
     assert.ok(queries.includes('sum(increase(my_requests_total{ns="rag",rrc="rerankers",v="v2-m3"}[90s]))'));
     assert.equal(queries.filter((q) => defaultFigureOf(q)?.figure === 'requests').length, 0);
-    assert.equal(queries.filter((q) => defaultFigureOf(q) !== undefined).length, 8);
+    assert.equal(queries.filter((q) => defaultFigureOf(q) !== undefined).length, 2 * (PROMETHEUS_FIGURES.length - 1));
   });
 
   test('a query that fails makes the figures fail, naming the figure, the version and the query', async () => {
@@ -175,7 +183,7 @@ describe("a step's window with Prometheus", () => {
     const window = await prometheusWindow(client, { ...input, agreement: { baseline, scrapes: [router(30, 25)] }, now });
     assert.equal(window.startedAt.getTime(), baseline.at.getTime());
     assert.deepEqual(window.figures?.agreement, { comparisons: 20, topKOverlap: 0.8 });
-    assert.ok(asked.length === 10 && asked.every((q) => q.includes('[75s]')));
+    assert.ok(asked.length === 2 * PROMETHEUS_FIGURES.length && asked.every((q) => q.includes('[75s]')));
   });
 
   test('a failing query leaves the window without figures, saying why', async () => {
