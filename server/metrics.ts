@@ -277,7 +277,7 @@ export class ServerMetrics implements HttpMetrics {
     });
     this.shadowTopKOverlap = new Histogram({
       name: 'reranker_shadow_agreement_topk_overlap',
-      help: "Top-k overlap of each shadow comparison: the share of `from`'s first k documents that are also in `to`'s first k, 0 to 1.",
+      help: "Top-k overlap of each shadow comparison: the share of `from`'s first k documents that are also in `to`'s first k, 0 to 1. Not observed when both rank the same k or fewer documents (the overlap could only be 1).",
       labelNames: pair,
       buckets: AGREEMENT_OVERLAP_BUCKETS,
       registers,

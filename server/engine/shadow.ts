@@ -107,7 +107,7 @@ export class ShadowScoring {
     const agreement = compareRankings(rankingOfScores(answered), rankingOfScores(shadowScores), topK);
     const { metrics } = this.#options;
     metrics.shadowComparisons.inc(labels);
-    metrics.shadowTopKOverlap.observe(labels, agreement.topKOverlap);
+    if (agreement.topKOverlap !== undefined) metrics.shadowTopKOverlap.observe(labels, agreement.topKOverlap);
     if (agreement.kendallTau !== undefined) metrics.shadowKendallTau.observe(labels, agreement.kendallTau);
   }
 

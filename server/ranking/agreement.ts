@@ -13,8 +13,11 @@ export interface Ranking {
 }
 
 export interface Agreement {
-  /** |topk(a) ∩ topk(b)| / k with k = min(topK, |a|, |b|), 0 to 1. */
-  topKOverlap: number;
+  /**
+   * |topk(a) ∩ topk(b)| / k with k = min(topK, |a|, |b|), 0 to 1; absent when it cannot differ from 1:
+   * both answers rank the same documents, no more than topK of them, so both top-k's are all of them.
+   */
+  topKOverlap?: number;
   /** Kendall's tau-b over the documents both ranked, -1 to 1; absent when it is undefined (fewer than two common documents, or either side all ties). */
   kendallTau?: number;
   /** The k the overlap was taken over. */
@@ -36,7 +39,13 @@ export function compareRankings(a: Ranking, b: Ranking, topK: number): Agreement
     common.map((index) => a.scores.get(index)!),
     common.map((index) => b.scores.get(index)!),
   );
-  return { topKOverlap: k > 0 ? overlap / k : 0, ...(tau === undefined ? {} : { kendallTau: tau }), k, common: common.length };
+  const whole = a.order.length <= topK && b.order.length <= topK && a.order.length === b.order.length && common.length === a.order.length;
+  return {
+    ...(whole ? {} : { topKOverlap: k > 0 ? overlap / k : 0 }),
+    ...(tau === undefined ? {} : { kendallTau: tau }),
+    k,
+    common: common.length,
+  };
 }
 
 /**

@@ -107,7 +107,7 @@ export class RouterMetrics implements HttpMetrics {
     // Histograms: their _sum and _count give a window's mean as Δsum / Δcount (tau may be negative, which a counter cannot add).
     this.agreementTopKOverlap = new Histogram({
       name: 'reranker_router_agreement_topk_overlap',
-      help: "Top-k overlap of each comparison: the share of `from`'s first k documents that are also in `to`'s first k, 0 to 1.",
+      help: "Top-k overlap of each comparison: the share of `from`'s first k documents that are also in `to`'s first k, 0 to 1. Not observed when both rank the same k or fewer documents (the overlap could only be 1).",
       labelNames: pair,
       buckets: AGREEMENT_OVERLAP_BUCKETS,
       registers,

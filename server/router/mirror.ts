@@ -198,7 +198,7 @@ export class Mirrorer {
     const agreement = compareRankings(fromRanking, toRanking, mirror.topK);
     const { metrics } = this.#options;
     metrics.agreementComparisons.inc(labels);
-    metrics.agreementTopKOverlap.observe(labels, agreement.topKOverlap);
+    if (agreement.topKOverlap !== undefined) metrics.agreementTopKOverlap.observe(labels, agreement.topKOverlap);
     if (agreement.kendallTau !== undefined) metrics.agreementKendallTau.observe(labels, agreement.kendallTau);
   }
 
