@@ -1,10 +1,11 @@
 /**
  * int8 against float32, side by side in one run on the same pairs:
  *
- *   npm run bench:int8 [-- --requests 3 --rounds 2 --shape minilm-l6 --embeddings]
+ *   npm run bench:int8 [-- --requests 3 --rounds 2 --shape minilm-l6 --no-embeddings]
  *
  * 1. Generates (once) a MiniLM-L6-shaped cross-encoder and its dynamic int8 quantization
- *    (`rerank-server models quantize`; `--embeddings` also stores the word embeddings int8).
+ *    (`rerank-server models quantize --embeddings`: the word embeddings int8 too, one scale per row, as the
+ *    int8 exports Hugging Face repos ship; `--no-embeddings` keeps them float32, the quantizer's default).
  * 2. Starts two `rerank-server` processes on it, one with `variant: fp32`, one with `variant: int8`, and
  *    sends each the RAG workload (1 query × 100 documents of 20–400 tokens) from one client, in
  *    alternating blocks (fp32, int8, fp32, int8…) so that load from other processes falls on both alike.
@@ -42,12 +43,13 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const workDir = path.join(root, '.bench');
 
 const { values: args } = parseArgs({
+  allowNegative: true,
   options: {
     shape: { type: 'string', default: 'minilm-l6' },
     requests: { type: 'string', default: '3' },
     rounds: { type: 'string', default: '2' },
     seed: { type: 'string', default: '11' },
-    embeddings: { type: 'boolean', default: false },
+    embeddings: { type: 'boolean', default: true },
   },
 });
 const shape = args.shape as ModelShape;
