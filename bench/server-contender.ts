@@ -37,6 +37,10 @@ export class ServerContender implements Contender {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     const server = new ServerContender(options.name, child, `http://127.0.0.1:${port}`);
+    // A benchmark stopped half-way (Ctrl-C, an error) leaves no server running.
+    const killOnExit = () => child.kill('SIGTERM');
+    process.once('exit', killOnExit);
+    child.once('exit', () => process.off('exit', killOnExit));
     try {
       await server.#waitReady(180_000);
     } catch (error) {

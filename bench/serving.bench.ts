@@ -82,7 +82,8 @@ const seed = Number(args.seed);
 
 // The server's limits, which the loop and transformers.js batch under too. `warmup: full` runs one
 // full-budget batch at start, so ORT's memory arena is at its working size before the first block.
-const serving = ServingConfigSchema.parse({ maxLength: 512, maxBatchTokens: 16384, maxBatchSize: 32, warmup: 'full', logLevel: 'warn' });
+// maxQueueWaitMs 0: every request of a block is admitted however long the queue (bench:overload measures refusals).
+const serving = ServingConfigSchema.parse({ maxLength: 512, maxBatchTokens: 16384, maxBatchSize: 32, maxQueueWaitMs: 0, warmup: 'full', logLevel: 'warn' });
 const limits = { maxLength: serving.maxLength, maxBatchTokens: serving.maxBatchTokens, maxBatchSize: serving.maxBatchSize };
 
 interface Workload {
@@ -233,9 +234,14 @@ async function main(): Promise<void> {
   const tokenizer = PairTokenizer.load({ tokenizerPath: path.join(modelDir, 'tokenizer.json') });
   const workloads = await buildWorkloads(tokenizer, path.join(modelDir, 'config.json'));
   const layout = await buildTransformersLayout({ modelDir, int8Path: quantized.output, root: path.join(workDir, 'compare', `${shape}-transformers`) });
+  console.log(
+    `transformers.js model: ${path.relative(root, path.join(layout.localModelPath, layout.id))}, onnx/model.onnx → ${path.relative(root, fp32Path)} (dtype fp32), ` +
+      `onnx/model_quantized.onnx → ${path.relative(root, quantized.output)} (dtype q8): the same files the server and the loop run`,
+  );
 
   const contenders: Contender[] = [];
   try {
+    console.log('starting the servers (each runs one full-budget warm-up batch) and loading the in-process contenders');
     for (const variant of ['fp32', 'int8'] as const) {
       contenders.push(
         await ServerContender.start({ name: `server ${variant === 'fp32' ? 'FP32' : 'int8'}`, root, configFile: path.join(workDir, `compare-${variant}.yaml`), modelDir, variant, serving }),
@@ -246,6 +252,7 @@ async function main(): Promise<void> {
     for (const dtype of ['fp32', 'q8'] as const) {
       contenders.push(await TransformersContender.load({ name: `transformers.js ${dtype === 'fp32' ? 'FP32' : 'q8'}`, ...layout, dtype, batchSize: limits.maxBatchSize, maxLength: limits.maxLength }));
     }
+    console.log(`contenders loaded; one untimed request each`);
     // One untimed request each: JIT, first-request allocations, the queue's first cost estimates.
     for (const contender of contenders) await contender.score(workloads[0]!.requests[0]!);
     console.log(`contenders ready: ${contenders.map((c) => c.name).join(', ')}; blocks with others using over ${policy.maxOtherCpus} CPUs run again, up to ${policy.repeats} times`);
@@ -357,4 +364,6 @@ function withoutLogits({ logits: _, ...rest }: BlockFigures): Omit<BlockFigures,
   return rest;
 }
 
+// Ctrl-C or a kill ends the run through process.exit, so the servers' exit handlers stop them.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 await main();
