@@ -182,7 +182,7 @@ export class ServerMetrics implements HttpMetrics {
     });
     this.queueWaitRatio = new Histogram({
       name: 'reranker_queue_wait_ratio',
-      help: 'Per admitted request, its wait from admission until its first batch divided by the expected wait that admitted it (expected waits of 50 ms and more). At most 1: the bound admission keeps held; the 0.99 quantile is what maxQueueWaitMs bounds.',
+      help: 'Per admitted request that queued behind other work, its wait from admission until its first batch divided by the expected wait that admitted it (expected waits of 50 ms and more). At most 1: the bound admission keeps held; the 0.99 quantile is what maxQueueWaitMs bounds.',
       labelNames: ['version'],
       buckets: WAIT_RATIO_BUCKETS,
       registers,

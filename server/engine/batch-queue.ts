@@ -89,6 +89,12 @@ interface Job {
   submittedAt: number;
   /** When it was admitted (reserved before tokenizing, else queued) and the raw wait estimated then. */
   admission: Admission;
+  /**
+   * Whether work was still queued or running when it was queued: then its first batch started when the work
+   * ahead of it had run, and its wait since admission measures that. Otherwise the work ahead had run
+   * before its own tokenizing ended, and its wait says how long tokenizing took, not the queue.
+   */
+  queuedBehind: boolean;
   firstStart: number;
   lastEnd: number;
   settled: boolean;
@@ -358,6 +364,7 @@ export class BatchQueue {
         remaining: pairs.length,
         submittedAt,
         admission,
+        queuedBehind: this.#running || this.#pending.size > 0,
         firstStart: -1,
         lastEnd: -1,
         settled: false,
@@ -526,6 +533,7 @@ export class BatchQueue {
 
   /** Folds how long a request waited since its admission, against the raw estimate then, into the correction. */
   #correct(job: Job): void {
+    if (!job.queuedBehind) return;
     const { at, rawWait, wait } = job.admission;
     const waited = (job.firstStart - at) / 1000;
     this.#correction.observe(rawWait, waited);

@@ -12,7 +12,10 @@
  * with the raw estimate made at that same moment (the one admission used). Both from admission: a
  * comparison made when the request was queued after tokenizing counted the places of requests admitted
  * *after* it, which queue behind it, so the ratio came out low, the factor fell towards 0.5 in bursts and
- * admission let in twice the work it meant to.
+ * admission let in twice the work it meant to. Only requests that, once tokenized, still found work
+ * queued or running teach it (the queue decides): for the others the work ahead had run before their
+ * own tokenizing ended, and their wait measured the tokenizer, which a short queue would read as a
+ * ratio of several and a long one then pay for in refusals.
  *
  * The factor is an upper estimate of that ratio, not its mean: the smoothed mean plus `DEVIATIONS` smoothed
  * mean deviations (how TCP bounds a round trip for its retransmission timeout). Under overload every

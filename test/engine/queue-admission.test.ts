@@ -263,6 +263,30 @@ describe('BatchQueue admission by expected wait', () => {
     assert.deepEqual(waits, [0, 200, 400, 600, 800], 'admitted while the work ahead is at most 900 ms, no more');
   });
 
+  it('does not learn from a request whose own tokenizing outlasted the work ahead of it', async () => {
+    const { queue, model, clock } = setup({ maxQueueWaitMs: 0 });
+    const warm = queue.score(pairs(2)); // 200 ms a batch
+    await model.finish();
+    await warm;
+    const ahead = queue.score(pairs(2));
+    await nextTurn();
+    assert.equal(queue.expectedWaitSeconds(), 0.2);
+    const reservation = queue.reserve(2); // admitted on 200 ms of work ahead of it
+    await model.finish();
+    await ahead;
+    clock.advance(800); // its tokenizing takes 1 s in all: the queue was empty long before
+    const late = queue.score(pairs(2), { reservation });
+    await model.finish();
+    assert.equal((await late).queueSeconds, 0);
+    // Waited 1 s since admission against 0.2 s expected: the tokenizer's time, not the queue's; not learnt.
+    const backlog = queue.score(pairs(4));
+    await nextTurn();
+    assert.equal(queue.expectedWaitSeconds(), 0.4, 'the estimate is still the batch costs alone');
+    await model.finish();
+    await model.finish();
+    await backlog;
+  });
+
   it('bounds the wait of admitted requests under 2× load when tokenizing ends out of order, and keeps the model busy', async () => {
     const { queue, model, clock, metrics } = setup({ maxQueueWaitMs: 2000 });
     const warm = queue.score(pairs(2)); // 200 ms a batch, one batch a request
