@@ -8,7 +8,7 @@ import { createGraphHead, type GraphForm, type GraphHead, type GraphHeadSpec } f
 import { readOnnxMetadata } from './onnx-metadata.ts';
 import { createOptimizedSession, type OptimizedModel } from './optimized-model.ts';
 import type { EncodedPair } from './pair-tokenizer.ts';
-import { cpuRunTokensSetting, planRuns, sliceFlatBatch } from './run-split.ts';
+import { cpuRunTokensSetting, fitsRun, planRuns, sliceFlatBatch } from './run-split.ts';
 
 export { fillInputs, flattenBatch, InputBuffers, makeFinite, type FlatBatch } from './batch-inputs.ts';
 export type { LogitsLayout } from './graph-head.ts';
@@ -151,7 +151,7 @@ export class OnnxSession {
 
   /** The batch as one run, or, past the run size, as runs of slices of its pairs, their logits put back in batch order. */
   async #runNow(batch: FlatBatch): Promise<BatchRunResult> {
-    if (batch.count < 2 || batch.count * batch.width <= this.#runTokens) return this.#runOne(batch);
+    if (batch.count < 2 || fitsRun(batch.count, batch.width, this.#runTokens)) return this.#runOne(batch);
     const logits = new Float32Array(batch.count);
     let seconds = 0;
     let nonFinite = 0;

