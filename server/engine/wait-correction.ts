@@ -27,13 +27,13 @@
  * @example
  * const correction = new WaitCorrection();
  * correction.observe(1.0, 1.5); // raw estimate 1 s at admission, waited 1.5 s
- * correction.factor;            // 1.1 + 3 × 0.1 = 1.4, and so on towards 1.5 as waits stay so
+ * correction.factor;            // 1.1 + 4 × 0.1 = 1.5; above 1.5 while it learns, then settling on it as waits stay so
  */
 
 /** Weight of the newest request in the smoothed ratio and in the smoothed deviation. */
 const SMOOTHING = 0.2;
 /** Smoothed deviations above the smoothed ratio that the factor sits. */
-const DEVIATIONS = 3;
+const DEVIATIONS = 4;
 /** Bounds of one request's ratio (one stalled request moves the factor, it does not take it over). */
 const MIN_RATIO = 0.5;
 const MAX_RATIO = 4;
