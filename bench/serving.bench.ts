@@ -2,12 +2,13 @@
  * Serving benchmark: who wins, side by side in one run on the same pairs.
  *
  *   npm run bench [-- --shape minilm-l6 --rag-requests 4 --short-requests 32 --clients 1,4 --repeats 2
- *                    --max-other-cpus 0.25 --waves 2 --embeddings --peak-gflops N]
+ *                    --max-other-cpus 0.25 --waves 2 --no-embeddings --peak-gflops N]
  *   npm run bench -- --quick          (smoke run: tiny model, fewer requests, no repeats)
  *
  * 1. Generates (once) a cross-encoder of the shape asked (default MiniLM-L6: the cost of
  *    ms-marco-MiniLM-L-6-v2, random weights) into .bench/compare/<shape>, and quantizes it afresh with
- *    `rerank-server models quantize` (model_int8.onnx).
+ *    `rerank-server models quantize --embeddings` (model_int8.onnx; word embeddings int8 too, as bench:int8
+ *    and the int8 exports Hugging Face repos ship; `--no-embeddings` keeps them float32).
  * 2. Contenders, all on those two files: `rerank-server` in a child process with `variant: fp32` and
  *    `variant: int8` (HTTP on loopback); a hand-written length-sorted onnxruntime loop with each graph
  *    (sorted-loop-contender.ts); transformers.js with dtype fp32 and q8 (transformers-contender.ts: its
@@ -51,6 +52,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const workDir = path.join(root, '.bench');
 
 const { values: args } = parseArgs({
+  allowNegative: true,
   options: {
     quick: { type: 'boolean', default: false },
     shape: { type: 'string' },
@@ -60,7 +62,7 @@ const { values: args } = parseArgs({
     repeats: { type: 'string' },
     'max-other-cpus': { type: 'string', default: '0.25' },
     waves: { type: 'string' },
-    embeddings: { type: 'boolean', default: false },
+    embeddings: { type: 'boolean', default: true },
     'peak-gflops': { type: 'string' },
     seed: { type: 'string', default: '7' },
   },
