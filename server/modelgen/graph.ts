@@ -11,7 +11,7 @@ type NodeAttribute = onnxProto.onnx.IAttributeProto;
 type TensorProto = onnxProto.onnx.ITensorProto;
 type NodeProto = onnxProto.onnx.INodeProto;
 
-export type ModelShape = 'tiny' | 'minilm-l6';
+export type ModelShape = 'tiny' | 'minilm-l6' | 'bert-base';
 export type ModelArch = 'bert' | 'xlmr';
 export type LogitsLayout = 'batch1' | 'batch';
 
@@ -28,6 +28,7 @@ export interface ShapeDims {
 export const MODEL_SHAPES: Readonly<Record<ModelShape, ShapeDims>> = {
   tiny: { vocabSize: 30522, hiddenSize: 32, numLayers: 2, numHeads: 2, intermediateSize: 64, maxPositions: 512 },
   'minilm-l6': { vocabSize: 30522, hiddenSize: 384, numLayers: 6, numHeads: 12, intermediateSize: 1536, maxPositions: 512 },
+  'bert-base': { vocabSize: 30522, hiddenSize: 768, numLayers: 12, numHeads: 12, intermediateSize: 3072, maxPositions: 512 },
 };
 
 export const OPSET_VERSION = 17;

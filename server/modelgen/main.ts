@@ -24,7 +24,8 @@ Generates a synthetic cross-encoder reranker (random weights, meaningless scores
 model.onnx, tokenizer.json and config.json.
 
 Options:
-  ${`--shape <${Object.keys(MODEL_SHAPES).join('|')}>`.padEnd(29)}model size (default tiny; minilm-l6 costs what ms-marco-MiniLM-L-6-v2 costs, ~91 MB)
+  ${`--shape <${Object.keys(MODEL_SHAPES).join('|')}>`.padEnd(29)}model size (default tiny; minilm-l6 costs what ms-marco-MiniLM-L-6-v2 costs, ~91 MB;
+                               bert-base what bge-reranker-base-sized BERT costs, ~438 MB)
   --arch <bert|xlmr>           bert: inputs input_ids, attention_mask, token_type_ids (default)
                                xlmr: XLM-RoBERTa style, no token_type_ids input
   --logits <batch1|batch>      output logits as [batch_size, 1] (default) or [batch_size]
