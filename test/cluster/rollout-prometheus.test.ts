@@ -19,8 +19,10 @@ import { configWeights, promo, rb, Recorder, rolloutChecks, rolloutOf, routeWeig
 const TOKEN = 'cluster-t0k3n';
 
 /** Which figure a default query reads, by the series it names. */
-function figureOf(query: string): 'requests' | 'errors' | 'p99Ms' | 'fallbacks' | 'loadFailures' | undefined {
+function figureOf(query: string): 'requests' | 'errors' | 'mirrored' | 'p99Ms' | 'fallbacks' | 'loadFailures' | undefined {
   if (query.includes('reranker_request_duration_seconds_bucket')) return 'p99Ms';
+  // These rollouts judge no ranking, so nothing is mirrored: the copies and their errors have no series.
+  if (query.includes('reranker_mirrored_requests_total')) return 'mirrored';
   if (query.includes('reranker_fallback_count_total')) return 'fallbacks';
   if (query.includes('reranker_version_load_failures_total')) return 'loadFailures';
   if (query.includes('reranker_requests_total')) return query.includes('status=~"5.."') ? 'errors' : 'requests';
