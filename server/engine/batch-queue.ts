@@ -169,6 +169,15 @@ export class BatchQueue {
   #reservedSeconds = 0;
   /** Expected seconds per pair of recent requests, smoothed: what a reservation holds per document. */
   #secondsPerPair = 0;
+  /**
+   * When (on the `now` clock, ms) the work of the requests lately refused by time is expected to have run,
+   * were they to come back when told: each refusal's Retry-After starts where the previous ones' booked
+   * work ends, so that clients refused together come back one after another rather than all at the first
+   * moment the queue has room, when only the first of them would find it. Bookings reach at most one
+   * queue length (maxQueueWaitMs) past the moment the queue is back at its limit: refused clients that
+   * never come back must not push every later one to the cap.
+   */
+  #promisedUntil = 0;
   /** How much longer requests wait than the raw estimate says, as an upper estimate (see wait-correction.ts). */
   readonly #correction = new WaitCorrection();
   /** The admission of each reservation still held, for its request to learn from once queued. */
@@ -235,6 +244,19 @@ export class BatchQueue {
     return this.#rawWaitSeconds() * this.#correction.factor;
   }
 
+  /**
+   * The Retry-After of a request of `pairs` refused by time, the queue being `overMs` of work over its
+   * limit `limitMs`: no sooner than the queue is back at the limit, after the requests refused before it
+   * (within one queue length of that), whose expected work it then books.
+   */
+  #promiseRetry(pairs: number, overMs: number, limitMs: number): number {
+    const now = this.#now();
+    const drained = now + Math.max(0, overMs);
+    const from = Math.max(drained, Math.min(this.#promisedUntil, drained + limitMs));
+    this.#promisedUntil = from + pairs * this.#secondsPerPair * this.#correction.factor * 1000;
+    return retryAfter((from - now) / 1000);
+  }
+
   /** The estimate from the batch costs alone, before the correction learnt from actual waits. */
   #rawWaitSeconds(): number {
     let seconds = this.#queuedSeconds() + this.#reservedSeconds;
@@ -286,7 +308,7 @@ export class BatchQueue {
       throw new RerankError(
         'overloaded',
         `version ${this.version} is busy: expected wait ${seconds(waitSeconds)} s is over maxQueueWaitMs (${maxQueueWaitMs} ms)`,
-        { retryAfterSeconds: retryAfter(waitSeconds - maxQueueWaitMs / 1000) },
+        { retryAfterSeconds: this.#promiseRetry(pairs, waitSeconds * 1000 - maxQueueWaitMs, maxQueueWaitMs) },
       );
     }
     if (deadline !== undefined) {

@@ -142,6 +142,30 @@ describe('BatchQueue admission by expected wait', () => {
     assert.equal(await sample(metrics, 'reranker_queue_expected_wait_seconds'), 0);
   });
 
+  it('staggers the Retry-After of requests refused together, within one queue length', async () => {
+    const { queue, model, clock } = setup({ maxQueueWaitMs: 500 });
+    const first = queue.score(pairs(2)); // 200 ms for 2 pairs: 0.1 s a pair
+    await model.finish();
+    await first;
+    const backlog = queue.score(pairs(12)); // 1.2 s: 0.7 s over the limit
+    await nextTurn();
+    const told: number[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      await assert.rejects(
+        queue.score(pairs(10)),
+        refusal('overloaded', (error) => told.push(error.retryAfterSeconds ?? NaN)),
+      );
+    }
+    // The first from 0.7 s, booking 1 s of work; the next after it, but never later than 0.7 + 0.5 s (one
+    // queue length), where an unbounded booking would tell the third 2.7 s.
+    assert.deepEqual(told, [1, 2, 2]);
+    clock.advance(2000);
+    // Once that time has passed, a refusal is told only what the queue itself is over.
+    await assert.rejects(queue.score(pairs(10)), refusal('overloaded', (error) => assert.equal(error.retryAfterSeconds, 1)));
+    for (let i = 0; i < 6; i += 1) await model.finish();
+    await backlog;
+  });
+
   it('counts the running batch only for what is left of it', async () => {
     const { queue, model, clock } = setup();
     const first = queue.score(pairs(2));
