@@ -3,6 +3,7 @@ import { isRerankError, messageOf } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { compareRankings, rankingOfScores } from '../ranking/agreement.ts';
+import { AgreementRecorder } from '../ranking/agreement-recorder.ts';
 
 export type ShadowFailureReason = 'saturated' | 'unavailable' | 'refused' | 'error';
 
@@ -46,10 +47,22 @@ export class ShadowScoring {
   /** Scorings under way, by answering version. */
   readonly #inFlight = new Map<string, number>();
   readonly #running = new Set<Promise<void>>();
-  readonly #logged = new Set<string>();
+  readonly #record: AgreementRecorder<ShadowFailureReason>;
 
   constructor(options: ShadowScoringOptions) {
     this.#options = options;
+    const { metrics } = options;
+    this.#record = new AgreementRecorder(
+      {
+        comparisons: metrics.shadowComparisons,
+        topKOverlap: metrics.shadowTopKOverlap,
+        kendallTau: metrics.shadowKendallTau,
+        failures: metrics.shadowFailures,
+        failuresMetric: 'reranker_shadow_failures_total',
+        describe: (labels, reason) => `shadow scoring ${labels.from} → ${labels.to} gave no comparison (${reason})`,
+      },
+      options.logger,
+    );
   }
 
   /** Shadow scorings under way for the answering version `from`. */
@@ -104,22 +117,10 @@ export class ShadowScoring {
       if (isRerankError(error) && error.kind === 'overloaded') return this.#fail(labels, 'refused', error.message);
       return this.#fail(labels, 'error', `version ${labels.to}: ${messageOf(error)}`);
     }
-    const agreement = compareRankings(rankingOfScores(answered), rankingOfScores(shadowScores), topK);
-    const { metrics } = this.#options;
-    metrics.shadowComparisons.inc(labels);
-    if (agreement.topKOverlap !== undefined) metrics.shadowTopKOverlap.observe(labels, agreement.topKOverlap);
-    if (agreement.kendallTau !== undefined) metrics.shadowKendallTau.observe(labels, agreement.kendallTau);
+    this.#record.compared(labels, compareRankings(rankingOfScores(answered), rankingOfScores(shadowScores), topK));
   }
 
-  /** Counted always; logged at warn the first time each (pair, reason) happens, at debug after. */
   #fail(labels: { from: string; to: string }, reason: ShadowFailureReason, message: string): void {
-    this.#options.metrics.shadowFailures.inc({ ...labels, reason });
-    const kind = `${labels.from}\u0000${labels.to}\u0000${reason}`;
-    const first = !this.#logged.has(kind);
-    this.#logged.add(kind);
-    const line = { ...labels, reason };
-    const text = `shadow scoring ${labels.from} → ${labels.to} gave no comparison (${reason}): ${message}`;
-    if (first) this.#options.logger.warn(line, `${text}; counted in reranker_shadow_failures_total, logged once per reason`);
-    else this.#options.logger.debug(line, text);
+    this.#record.failed(labels, reason, message);
   }
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../logger.ts';
 import type { RouterMetrics } from './metrics.ts';
 import { forward, UpstreamFailure, type Agents } from './proxy.ts';
 import { compareRankings, type Ranking } from '../ranking/agreement.ts';
+import { AgreementRecorder } from '../ranking/agreement-recorder.ts';
 import { parseRanking } from './ranking-agreement.ts';
 import { isUnpinned, mirrorProblem, upstreamUrl, type Route, type RoutingTable } from './routing-table.ts';
 
@@ -61,11 +62,23 @@ export interface MirrorRequest {
 export class Mirrorer {
   readonly #options: MirrorerOptions;
   readonly #stop = new AbortController();
-  readonly #logged = new Set<string>();
+  readonly #record: AgreementRecorder<MirrorFailureReason>;
   #inFlight = 0;
 
   constructor(options: MirrorerOptions) {
     this.#options = options;
+    const { metrics } = options;
+    this.#record = new AgreementRecorder(
+      {
+        comparisons: metrics.agreementComparisons,
+        topKOverlap: metrics.agreementTopKOverlap,
+        kendallTau: metrics.agreementKendallTau,
+        failures: metrics.mirrorFailures,
+        failuresMetric: 'reranker_router_mirror_failures_total',
+        describe: (labels, reason) => `mirror ${labels.from} → ${labels.to} failed (${reason})`,
+      },
+      options.logger,
+    );
   }
 
   /** Mirrors under way (reserved slots included). */
@@ -195,22 +208,11 @@ export class Mirrorer {
     } catch (error) {
       return this.#fail(labels, 'unparsable', `version ${mirror.to}'s answer is no ranking: ${(error as Error).message}`);
     }
-    const agreement = compareRankings(fromRanking, toRanking, mirror.topK);
-    const { metrics } = this.#options;
-    metrics.agreementComparisons.inc(labels);
-    if (agreement.topKOverlap !== undefined) metrics.agreementTopKOverlap.observe(labels, agreement.topKOverlap);
-    if (agreement.kendallTau !== undefined) metrics.agreementKendallTau.observe(labels, agreement.kendallTau);
+    this.#record.compared(labels, compareRankings(fromRanking, toRanking, mirror.topK));
   }
 
-  /** Counted always; logged at warn the first time each (pair, reason) happens, at debug after. */
   #fail(labels: { from: string; to: string }, reason: MirrorFailureReason, message: string): void {
-    this.#options.metrics.mirrorFailures.inc({ ...labels, reason });
-    const kind = `${labels.from}\u0000${labels.to}\u0000${reason}`;
-    const first = !this.#logged.has(kind);
-    this.#logged.add(kind);
-    const line = { ...labels, reason };
-    if (first) this.#options.logger.warn(line, `mirror ${labels.from} → ${labels.to} failed (${reason}): ${message}; counted in reranker_router_mirror_failures_total, logged once per reason`);
-    else this.#options.logger.debug(line, `mirror ${labels.from} → ${labels.to} failed (${reason}): ${message}`);
+    this.#record.failed(labels, reason, message);
   }
 }
 
