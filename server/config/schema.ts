@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { normaliseConfigKeys } from './aliases.ts';
+import { DEFAULT_MAX_PADDING_RATIO } from '../engine/batch-packer.ts';
 import { VARIANT_SETTINGS } from '../engine/variant-choice.ts';
 import { FaultsSchema } from './faults.ts';
 import { HeadSchema } from './head.ts';
@@ -133,6 +134,16 @@ export const ServingConfigSchema = z
       .default(16384)
       .meta({ description: "Padded tokens in one inference batch (TEI's max-batch-tokens)." }),
     maxBatchSize: z.number().int().min(1).max(4096).default(32).meta({ description: 'Pairs in one inference batch.' }),
+    maxPaddingRatio: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(DEFAULT_MAX_PADDING_RATIO)
+      .meta({
+        description:
+          "Largest share of a batch's padded token slots that may be padding. A pair that would pass it waits for a batch nearer " +
+          'its own length: on CPU a padding slot costs as much as a token. 1: no cap (a GPU, which wants large batches, may prefer a higher one).',
+      }),
     maxQueuedPairs: z
       .number()
       .int()

@@ -16,7 +16,7 @@ export interface PackLimits {
   /** Pairs one batch may hold. */
   maxBatchSize: number;
   /**
-   * Largest share of a batch's slots that may be padding (default DEFAULT_MAX_PADDING_RATIO). A pair whose
+   * Largest share of a batch's slots that may be padding (`serving.maxPaddingRatio`, default DEFAULT_MAX_PADDING_RATIO). A pair whose
    * addition would pass it is left for a later batch nearer its own length: on CPU a padded slot costs as
    * much as a real token, so mixing a 40-token pair into a batch of 400-token pairs costs more than
    * running it later. 1 turns this off.

@@ -5,7 +5,6 @@ import { DEFAULT_FALLBACK_INTERVAL_MS, FallbackMonitor, type GpuVersion } from '
 import type { GpuProbe, PlacementDevice } from '../gpu/probe.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { DEFAULT_MAX_PADDING_RATIO } from './batch-packer.ts';
 import type { QueueLimits } from './batch-queue.ts';
 import { engineInfo } from './engine-info.ts';
 import { FaultInjection } from './fault-injection.ts';
@@ -58,8 +57,6 @@ export interface RerankEngineOptions {
   modelThread?: 'worker' | 'main';
   /** Threads of each ORT session; ORT's default (one per core) when absent. */
   intraOpNumThreads?: number;
-  /** Largest share of a batch that may be padding (see PackLimits). */
-  maxPaddingRatio?: number;
   /** Loads one model: `loadOnnxModel` unless a test stands in for it. */
   loadModel?: (options: LoadOnnxModelOptions) => Promise<PairScorer>;
   /** The CPU's int8 instructions for `variant: auto`; /proc/cpuinfo's unless a test stands in for it. */
@@ -103,7 +100,6 @@ export class RerankEngine implements Reranker {
   readonly #metrics: ServerMetrics;
   readonly #logger: Logger;
   readonly #random: () => number;
-  readonly #maxPaddingRatio: number;
   readonly #versions = new Map<string, VersionSlot>();
   /** What every runtime loads with; its tokenizer cache keeps tokenizers for versions that come back. */
   readonly #runtimes: RuntimeContext;
@@ -128,7 +124,6 @@ export class RerankEngine implements Reranker {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#random = options.random ?? Math.random;
-    this.#maxPaddingRatio = options.maxPaddingRatio ?? DEFAULT_MAX_PADDING_RATIO;
     this.#runtimes = {
       loadModel: options.loadModel ?? loadOnnxModel,
       modelThread: options.modelThread ?? 'worker',
@@ -576,7 +571,7 @@ export class RerankEngine implements Reranker {
       maxBatchSize: serving.maxBatchSize,
       maxQueuedPairs: serving.maxQueuedPairs,
       maxQueueWaitMs: serving.maxQueueWaitMs,
-      maxPaddingRatio: this.#maxPaddingRatio,
+      maxPaddingRatio: serving.maxPaddingRatio,
     };
   }
 

@@ -152,6 +152,26 @@ describe('RerankEngine', () => {
     assert.match(text, /reranker_version_info\{version="stable",device="cpu",state="ready"\} 1/);
   });
 
+  it('packs under serving.maxPaddingRatio, and a reload changes it for the next batches', async () => {
+    // One pair of a few tokens beside one of many: a batch of both is mostly padding.
+    const documents = ['water', 'a much longer document about the history of the city and its market, its school, its music and the people who lived there for many years'];
+    const config = (maxPaddingRatio: number): RerankConfigInput => ({
+      defaultVersion: 'v',
+      versions: { v: { model: bert } },
+      serving: { maxPaddingRatio },
+    });
+    const { engine: packed, metrics: packedMetrics } = await engineFor(config(1));
+    const batchesOf = async () => {
+      const before = await batchCount(packedMetrics);
+      await packed.rerank({ query: QUERY, documents });
+      return (await batchCount(packedMetrics)) - before;
+    };
+    assert.equal(await batchesOf(), 1, 'no cap: both pairs in one batch');
+    const report = await packed.apply(parseConfig(JSON.stringify(config(0.05)), { source: 'test', baseDir: '/' }));
+    assert.deepEqual(report.versions.filter((v) => v.action === 'failed'), []);
+    assert.equal(await batchesOf(), 2, 'a 5 % cap: each pair in a batch of its own');
+  });
+
   it('counts the requests a version is working on in reranker_inflight_requests, back to 0 when answered', async () => {
     const inflight = async () => (await metrics.inflight.get()).values.find((v) => v.labels.version === 'stable')?.value ?? 0;
     const requests = Array.from({ length: 3 }, (_, r) => engine.rerank({ query: `${QUERY} ${r}`, documents: DOCUMENTS }));

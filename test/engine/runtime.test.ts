@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { DEFAULT_MAX_PADDING_RATIO } from '../../server/engine/batch-packer.ts';
 import type { BatchRunResult, LoadOnnxModelOptions, PairScorer } from '../../server/engine/onnx-model.ts';
 import { Runtime, type RuntimeContext } from '../../server/engine/runtime.ts';
 import { PromptTokenizer } from '../../server/engine/prompt-encoder.ts';
@@ -42,7 +41,7 @@ function context(session: FakeSession, crashes: Runtime[] = []): RuntimeContext 
     promptTokenizers: new TokenizerCache({ load: (o) => PromptTokenizer.load(o) }),
     sessions: new Set(),
     config: () => loaded.config,
-    limits: () => ({ ...loaded.config.serving, maxPaddingRatio: DEFAULT_MAX_PADDING_RATIO }),
+    limits: () => loaded.config.serving,
     metrics: new ServerMetrics({ defaultMetrics: false }),
     logger: silentLogger(),
     onCrash: (runtime) => crashes.push(runtime),
