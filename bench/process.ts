@@ -16,3 +16,16 @@ export async function rssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
 }
+
+/** Runs `work` while sampling a process's resident memory every 100 ms: its result, and the highest RSS seen (MB). */
+export async function withPeakRss<T>(pid: number, work: () => Promise<T>): Promise<{ result: T; peakRssMb: number }> {
+  let peakRssMb = await rssMb(pid);
+  const sampler = setInterval(() => void rssMb(pid).then((mb) => (peakRssMb = Math.max(peakRssMb, mb))), 100);
+  try {
+    const result = await work();
+    peakRssMb = Math.max(peakRssMb, await rssMb(pid));
+    return { result, peakRssMb };
+  } finally {
+    clearInterval(sampler);
+  }
+}
