@@ -10,8 +10,9 @@
  *    `rerank-server models quantize --embeddings` (model_int8.onnx; word embeddings int8 too, as bench:int8
  *    and the int8 exports Hugging Face repos ship; `--no-embeddings` keeps them float32).
  * 2. Contenders, all on those two files: `rerank-server` in a child process with `variant: fp32` and
- *    `variant: int8` (HTTP on loopback); a hand-written length-sorted onnxruntime loop with each graph
- *    (sorted-loop-contender.ts); transformers.js with dtype fp32 and q8 (transformers-contender.ts: its
+ *    `variant: int8` (HTTP on loopback); a hand-written length-sorted onnxruntime loop with each graph,
+ *    one `session.run` per batch, and the FP32 loop again with the server's own run slicing, for the
+ *    server's overhead over the same kernels (sorted-loop-contender.ts); transformers.js with dtype fp32 and q8 (transformers-contender.ts: its
  *    model_quantized.onnx is our model_int8.onnx).
  * 3. Workloads: RAG (1 query × 100 documents of 20–400 tokens) and short (1 query × 16 documents of 10–60
  *    tokens), each with 1 and 4 concurrent clients. Per workload and client count every contender runs one
@@ -332,8 +333,9 @@ async function main(): Promise<void> {
         await ServerContender.start({ name: `server ${variant === 'fp32' ? 'FP32' : 'int8'}`, root, configFile: path.join(workDir, `compare-${variant}.yaml`), modelDir, variant, serving }),
       );
     }
-    contenders.push(await SortedLoopContender.load({ name: 'loop FP32', modelPath: fp32Path, tokenizer, limits }));
-    contenders.push(await SortedLoopContender.load({ name: 'loop int8', modelPath: quantized.output, tokenizer, limits }));
+    contenders.push(await SortedLoopContender.load({ name: 'loop FP32', modelPath: fp32Path, tokenizer, limits, sliced: false }));
+    contenders.push(await SortedLoopContender.load({ name: 'loop int8', modelPath: quantized.output, tokenizer, limits, sliced: false }));
+    contenders.push(await SortedLoopContender.load({ name: 'loop FP32 sliced', modelPath: fp32Path, tokenizer, limits, sliced: true }));
     for (const dtype of ['fp32', 'q8'] as const) {
       contenders.push(await TransformersContender.load({ name: `transformers.js ${dtype === 'fp32' ? 'FP32' : 'q8'}`, ...layout, dtype, batchSize: limits.maxBatchSize, maxLength: limits.maxLength }));
     }
@@ -401,7 +403,8 @@ async function main(): Promise<void> {
     console.log('');
     const one = clientCounts[0]!;
     const check = (name: string, value: number, op: '<=' | '>=', limit: number, unit = '') => console.log(`${name}: ${fmt(value, 3)}${unit} ${targets.check(name, value, op, limit, unit)}`);
-    check(`RAG, ${one} client: server int8 ÷ loop FP32 (length-sorted)`, ratio('RAG', one, 'server int8', 'loop FP32'), '>=', 2.0);
+    check(`RAG, ${one} client: server int8 ÷ loop FP32 (length-sorted, session.run per batch)`, ratio('RAG', one, 'server int8', 'loop FP32'), '>=', 2.0);
+    console.log(`  (server int8 ÷ loop FP32 sliced, the server's own run slicing in the loop: ${fmt(ratio('RAG', one, 'server int8', 'loop FP32 sliced'), 3)})`);
     check(`RAG, ${one} client: server int8 ÷ transformers.js q8`, ratio('RAG', one, 'server int8', 'transformers.js q8'), '>=', 1.3);
     const orderFigures = orders.kept.result;
     check('4 concurrent RAG requests: p50 first-come ÷ mixed', orderFigures.p50Ratio, '<=', 0.65);
@@ -416,7 +419,12 @@ async function main(): Promise<void> {
     }
     for (const workload of workloads) {
       for (const clients of clientCounts) {
-        check(`${workload.name}, ${clients} client${clients === 1 ? '' : 's'}: server FP32 ÷ loop FP32`, ratio(workload.name, clients, 'server FP32', 'loop FP32'), '>=', 0.95);
+        check(
+          `${workload.name}, ${clients} client${clients === 1 ? '' : 's'}: server FP32 ÷ loop FP32 sliced (the server's overhead)`,
+          ratio(workload.name, clients, 'server FP32', 'loop FP32 sliced'),
+          '>=',
+          0.95,
+        );
       }
     }
     for (const server of ['server FP32', 'server int8']) {
@@ -427,7 +435,7 @@ async function main(): Promise<void> {
       const rss = rows.filter((r) => r.contender === server && r.workload === 'RAG').flatMap((r) => r.rounds.map((b) => b.kept.result.peakRssMb ?? Number.NaN));
       check(`${server}: peak RSS spread over its RAG blocks`, ((Math.max(...rss) - Math.min(...rss)) / Math.min(...rss)) * 100, '<=', 10, ' %');
     }
-    for (const name of ['loop FP32', 'transformers.js FP32']) check(`${name} agrees with server FP32: max |Δlogit|`, agreements.get(name)?.maxAbsDelta ?? Number.NaN, '<=', 1e-3);
+    for (const name of ['loop FP32', 'loop FP32 sliced', 'transformers.js FP32']) check(`${name} agrees with server FP32: max |Δlogit|`, agreements.get(name)?.maxAbsDelta ?? Number.NaN, '<=', 1e-3);
 
     const blocks = [
       ...rows.flatMap((r) => r.rounds.map((block, i) => ({ what: `${r.workload} × ${r.clients} ${r.contender} round ${i + 1}`, block: block as Block<unknown> }))),

@@ -7,8 +7,13 @@ import type { RerankWorkloadRequest } from './workload.ts';
  * A hand-written length-sorted onnxruntime loop: what a careful user writes without a server. Each request
  * is tokenized (the server's tokenizer), its pairs sorted by length and cut into consecutive batches under
  * the same limits the server has (padded slots ≤ maxBatchTokens, pairs ≤ maxBatchSize), and each batch
- * run with `session.run`. One run at a time (the session serializes them), so concurrent requests
+ * run with one `session.run`. One run at a time (the session serializes them), so concurrent requests
  * interleave their batches.
+ *
+ * `sliced: true` gives the loop the server's own CPU run slicing (run-split.ts: each batch run as slices of
+ * RERANK_CPU_RUN_TOKENS, attention-bounded past 128 tokens), which no hand-written loop has: the same
+ * kernels the server runs, one after another, with no queue, HTTP or process around them. Against it the
+ * server's figures are its own overhead; against the plain loop, what a user gains from the server.
  */
 
 export interface LoopLimits {
@@ -52,8 +57,14 @@ export class SortedLoopContender implements Contender {
     this.#limits = limits;
   }
 
-  static async load(options: { name: string; modelPath: string; tokenizer: PairTokenizer; limits: LoopLimits }): Promise<SortedLoopContender> {
-    const session = await OnnxSession.load({ modelPath: options.modelPath, device: 'cpu', padId: options.tokenizer.padId });
+  static async load(options: { name: string; modelPath: string; tokenizer: PairTokenizer; limits: LoopLimits; sliced: boolean }): Promise<SortedLoopContender> {
+    const session = await OnnxSession.load({
+      modelPath: options.modelPath,
+      device: 'cpu',
+      padId: options.tokenizer.padId,
+      // One run per batch, as `session.run` on the batch; else the server's slicing (RERANK_CPU_RUN_TOKENS or its default).
+      ...(options.sliced ? {} : { cpuRunTokens: Infinity }),
+    });
     return new SortedLoopContender(options.name, session, options.tokenizer, options.limits);
   }
 
