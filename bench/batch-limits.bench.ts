@@ -26,7 +26,7 @@ import { quantizeModelDir } from '../server/quantize/quantize-model.ts';
 import { cpuLoadBetween, cpuSnapshot } from './cpu-load.ts';
 import { drive, latencyPercentiles } from './contender.ts';
 import { ServerContender } from './server-contender.ts';
-import { fmt, percentile } from './stats.ts';
+import { fmt, median } from './stats.ts';
 import { buildWorkload, type RerankWorkloadRequest } from './workload.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -135,16 +135,16 @@ async function main(): Promise<void> {
         settings.forEach((setting, index) => {
           const mine = cells[index]!;
           const ratios = mine.map((cell, round) => cell.pairsPerSecond / cells[0]![round]!.pairsPerSecond);
-          const median = percentile(ratios, 50);
-          const verdict = index === 0 ? 'baseline' : median >= fasterAt && Math.min(...ratios) >= 1 ? 'faster' : median <= 1 / fasterAt && Math.max(...ratios) <= 1 ? 'slower' : 'no clear difference';
+          const middle = median(ratios);
+          const verdict = index === 0 ? 'baseline' : middle >= fasterAt && Math.min(...ratios) >= 1 ? 'faster' : middle <= 1 / fasterAt && Math.max(...ratios) <= 1 ? 'slower' : 'no clear difference';
           console.log(
             [
               workload.padEnd(8),
               String(clients).padEnd(7),
               setting.label.padEnd(12),
-              fmt(percentile(mine.map((c) => c.pairsPerSecond), 50)).padStart(7),
-              fmt(percentile(mine.map((c) => c.p50Ms), 50), 0).padStart(6),
-              `${fmt(median, 3)} (${fmt(Math.min(...ratios), 3)}–${fmt(Math.max(...ratios), 3)})`.padEnd(28),
+              fmt(median(mine.map((c) => c.pairsPerSecond))).padStart(7),
+              fmt(median(mine.map((c) => c.p50Ms)), 0).padStart(6),
+              `${fmt(middle, 3)} (${fmt(Math.min(...ratios), 3)}–${fmt(Math.max(...ratios), 3)})`.padEnd(28),
               `${verdict}; others' CPUs ≤ ${fmt(Math.max(...mine.map((c) => c.otherCpus)), 2)}`,
             ].join('  '),
           );

@@ -49,7 +49,7 @@ import { encoderFlops, readEncoderShape } from './flops.ts';
 import { withPeakRss } from './process.ts';
 import { ServerContender } from './server-contender.ts';
 import { SortedLoopContender } from './sorted-loop-contender.ts';
-import { fmt } from './stats.ts';
+import { fmt, median } from './stats.ts';
 import { Targets } from './targets.ts';
 import { buildTransformersLayout, TransformersContender } from './transformers-contender.ts';
 import { buildWorkload, type RerankWorkloadRequest } from './workload.ts';
@@ -141,12 +141,6 @@ interface RowSummary {
   paddingWaste: number;
   peakRssMb?: number;
   otherCpus: number;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length === 0 ? Number.NaN : sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 function summarize(row: BlockRow): RowSummary {

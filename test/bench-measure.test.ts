@@ -4,6 +4,7 @@ import { cpuLoadBetween, parsePidStat, parseProcStat } from '../bench/cpu-load.t
 import { cpuPeak, fp32FlopsPerCycle, parseCpuDescription } from '../bench/cpu-peak.ts';
 import { encoderFlops } from '../bench/flops.ts';
 import { lengthSortedBatches } from '../bench/sorted-loop-contender.ts';
+import { median } from '../bench/stats.ts';
 
 const zen4 = `processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -58,4 +59,13 @@ test('length-sorted loop: longest first, consecutive batches under the slot budg
   const batches = lengthSortedBatches([10, 400, 30, 390, 20, 100], { maxBatchTokens: 800, maxBatchSize: 3 });
   assert.deepEqual(batches, [[1, 3], [5, 2, 4], [0]]);
   for (const batch of lengthSortedBatches([50, 50, 50, 50, 50], { maxBatchTokens: 10_000, maxBatchSize: 2 })) assert.ok(batch.length <= 2);
+});
+
+test('median: the middle value, the mean of the two middle ones for an even count, NaN for none', () => {
+  assert.equal(median([3.4, 1.9, 2.0]), 2.0);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.ok(Number.isNaN(median([])));
+  const values = [5, 1, 4];
+  median(values);
+  assert.deepEqual(values, [5, 1, 4], 'the input is not reordered');
 });

@@ -35,7 +35,9 @@ export interface PendingPair {
 /**
  * Measured on CPU (MiniLM-L6-shaped model, 20–400-token documents): the same pairs packed with caps of
  * 0.02–0.05 ran at 21–23 pairs/s, 0.1 at ~19–20, no cap at ~16 — more, smaller batches lose less to
- * padding than they lose to per-run overhead. A GPU, which wants large batches, may prefer a higher cap.
+ * padding than they lose to per-run overhead. With CPU runs sliced (run-split.ts) no cap still runs at
+ * 0.86× of 0.05 on that workload, and 0.15–0.2 within 5 % of it on RAG and short requests alike
+ * (`npm run bench:batch-limits`). A GPU, which wants large batches, may prefer a higher cap.
  */
 export const DEFAULT_MAX_PADDING_RATIO = 0.05;
 
