@@ -4,13 +4,15 @@
  *   npm run bench:batch-limits [-- --shape minilm-l6 --variant int8 --settings 32/0.05,4096/0.05,32/0.15
  *                                  --workloads short,RAG --clients 1,4 --rounds 5 --short-requests 48 --rag-requests 2]
  *
+ * --rag-requests is per client (each of 4 clients has its own), --short-requests in all.
+ *
  * One `rerank-server` child per setting (maxBatchSize/maxPaddingRatio; the first is the baseline), all on
  * the same model files, none busy while another is measured. Each round draws fresh requests and runs them
  * through every server in turn, the order rotating from round to round, so a slow stretch of a shared
  * machine falls on each setting alike; each round's pairs/s is divided by the baseline's in the same round,
  * and the median of those ratios (with the lowest and highest) is what the table reports. A setting is
- * called faster only when its median ratio is at least --faster (default 1.05) and no round is below 1:
- * smaller differences are within what rounds of a few seconds measure on these machines.
+ * called faster only when its median ratio is at least --faster (default 1.05) and no round is below 1, over
+ * at least 3 rounds: smaller differences are within what rounds of a few seconds measure on these machines.
  *
  * "Grow past maxBatchSize while the token budget allows" is the setting 4096/…: `maxBatchTokens` (16 384)
  * is then the only cap on a batch of short pairs.
@@ -76,6 +78,10 @@ for (const name of workloadNames) if (name !== 'short' && name !== 'RAG') throw 
 const clientCounts = args.clients.split(',').map((c) => wholeNumber('clients', c));
 const rounds = wholeNumber('rounds', args.rounds);
 const fasterAt = Number(args.faster);
+if (!(fasterAt > 1)) throw new Error(`--faster: a ratio above 1, not ${args.faster}`);
+// Requests per round: RAG ones per client (so each client has its own), short ones in all.
+const ragRequestsPerClient = wholeNumber('rag-requests', args['rag-requests']);
+const shortRequests = wholeNumber('short-requests', args['short-requests']);
 const seed = Number(args.seed);
 
 interface Cell {
@@ -93,8 +99,8 @@ async function main(): Promise<void> {
   const requestsFor = (workload: string, round: number, clients: number): Promise<RerankWorkloadRequest[]> => {
     const roundSeed = seed + 1000 * round + 10 * clients + (workload === 'RAG' ? 1 : 0);
     return workload === 'RAG'
-      ? buildWorkload({ requests: wholeNumber('rag-requests', args['rag-requests']) * clients, seed: roundSeed, minDocuments: 100, maxDocuments: 100, minDocTokens: 20, maxDocTokens: 400, countTokens })
-      : buildWorkload({ requests: wholeNumber('short-requests', args['short-requests']), seed: roundSeed, minDocuments: 16, maxDocuments: 16, minDocTokens: 10, maxDocTokens: 60, countTokens });
+      ? buildWorkload({ requests: ragRequestsPerClient * clients, seed: roundSeed, minDocuments: 100, maxDocuments: 100, minDocTokens: 20, maxDocTokens: 400, countTokens })
+      : buildWorkload({ requests: shortRequests, seed: roundSeed, minDocuments: 16, maxDocuments: 16, minDocTokens: 10, maxDocTokens: 60, countTokens });
   };
 
   console.log(`model: ${shape} ${variant}; settings maxBatchSize/maxPaddingRatio: ${settings.map((s) => s.label).join(', ')} (baseline ${settings[0]!.label}); ${rounds} rounds`);
@@ -136,7 +142,8 @@ async function main(): Promise<void> {
           const mine = cells[index]!;
           const ratios = mine.map((cell, round) => cell.pairsPerSecond / cells[0]![round]!.pairsPerSecond);
           const middle = median(ratios);
-          const verdict = index === 0 ? 'baseline' : middle >= fasterAt && Math.min(...ratios) >= 1 ? 'faster' : middle <= 1 / fasterAt && Math.max(...ratios) <= 1 ? 'slower' : 'no clear difference';
+          // Fewer than 3 rounds have no median that a slow minute cannot make.
+          const verdict = index === 0 ? 'baseline' : rounds < 3 ? 'no verdict under 3 rounds' : middle >= fasterAt && Math.min(...ratios) >= 1 ? 'faster' : middle <= 1 / fasterAt && Math.max(...ratios) <= 1 ? 'slower' : 'no clear difference';
           console.log(
             [
               workload.padEnd(8),

@@ -89,7 +89,8 @@ const rssShape = (args['rss-shape'] ?? (quick ? shape : 'bert-base')) as ModelSh
 if (!Object.hasOwn(MODEL_SHAPES, rssShape)) throw new Error(`--rss-shape: one of ${Object.keys(MODEL_SHAPES).join(', ')}, not ${rssShape}`);
 const clientCounts = args.clients.split(',').map((c) => positive('clients', c));
 const policy: BlockPolicy = { maxOtherCpus: Number(args['max-other-cpus']), repeats: positive('repeats', args.repeats ?? (quick ? '0' : '2')) };
-const rounds = Math.max(1, positive('rounds', args.rounds ?? (quick ? '1' : '3')));
+const rounds = positive('rounds', args.rounds ?? (quick ? '1' : '3'));
+if (rounds < 1) throw new Error('--rounds: at least 1');
 const waves = positive('waves', args.waves ?? (quick ? '1' : '2'));
 const seed = Number(args.seed);
 
