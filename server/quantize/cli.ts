@@ -8,6 +8,7 @@ interface QuantizeCommandOptions {
   embeddings: boolean;
   standardOps: boolean;
   exclude?: string;
+  fuseAttention: boolean;
   out?: string;
   sample?: string;
   compare: boolean;
@@ -25,6 +26,7 @@ export function addQuantizeCommand(models: Command): Command {
     .option('--reduce-range', '7-bit weights, for CPUs without VNNI whose int8 kernels saturate', false)
     .option('--embeddings', 'also store the word embedding table as int8, one scale per row (smaller file and memory)', false)
     .option('--standard-ops', 'DynamicQuantizeLinear + MatMulInteger + Cast + Mul (ONNX ops only) instead of com.microsoft DynamicQuantizeMatMul', false)
+    .option('--no-fuse-attention', 'keep self-attention as float32 MatMul + Softmax (default: one com.microsoft QAttention per layer)')
     .option('--exclude <regex>', 'keep float32 the MatMul/Gemm nodes whose name or weight name matches')
     .option('--out <file>', `output file, relative to the source graph's directory (default ${DEFAULT_INT8_FILE})`)
     .option('--sample <file>', 'JSON pairs to compare on: [{query, documents}], [{query, document}] or [[query, document]] (default: generated)')
@@ -34,7 +36,8 @@ export function addQuantizeCommand(models: Command): Command {
       'after',
       [
         '',
-        'Linear layers (MatMul, Gemm) with constant weights become int8; activations are quantized at run time. The head',
+        'Linear layers (MatMul, Gemm) with constant weights become int8; activations are quantized at run time. Each',
+        'self-attention block becomes one QAttention (int8 query/key/value, scores and softmax in one kernel). The head',
         '(classifier, pooler, the last linear layer), LayerNorm and embeddings stay float32 (embeddings unless --embeddings).',
         'Prints and writes beside the output (<out>.quantization.json): the file sizes, and max |Δlogit| and top-10',
         'agreement against the float32 model on the sample. Random-weight models do not judge quality: check a real model',
@@ -61,6 +64,7 @@ export function addQuantizeCommand(models: Command): Command {
           embeddings: opts.embeddings,
           format: opts.standardOps ? 'standard' : 'contrib',
           compare: opts.compare,
+          fuseAttention: opts.fuseAttention,
           maxLength,
           ...(exclude ? { exclude } : {}),
           ...(opts.out !== undefined ? { out: opts.out } : {}),

@@ -1,6 +1,7 @@
 import onnxProto from 'onnx-proto';
 import { DataType, dimsOf, floatTensor, int8Tensor, readFloatTensor } from './tensors.ts';
 import { quantizeWeight, transpose, type WeightQuantOptions } from './quantize-weights.ts';
+import { findAttentionBlocks, type AttentionBlock } from './attention-pattern.ts';
 
 /**
  * Dynamic int8 quantization of an ONNX graph, the way onnxruntime's `quantize_dynamic` does it: the
@@ -12,6 +13,11 @@ import { quantizeWeight, transpose, type WeightQuantOptions } from './quantize-w
  *   folded into it. This is what onnxruntime's CPU provider fuses the standard spelling into anyway.
  * - `standard`: `DynamicQuantizeLinear` → `MatMulInteger` → `Cast` → `Mul` by the two scales (ONNX ops
  *   only: any runtime can run it).
+ *
+ * In `contrib`, each self-attention block (attention-pattern.ts) becomes one com.microsoft `QAttention`: the
+ * query, key and value weights packed into one int8 matrix with one scale, and the scores, mask, softmax
+ * and weighted sum computed per batch and head in one kernel. Per-channel weights keep the attention
+ * unfused (QAttention takes one scale), as does `fuseAttention: false`.
  *
  * Kept in float32: the head (the last linear layer before each output, and layers named classifier,
  * pooler or score; those run once per pair, not per token, so they cost little and carry the score), and
@@ -38,6 +44,8 @@ export interface QuantizeOptions extends WeightQuantOptions {
   exclude?: RegExp;
   /** Where external data files lie (the model's directory). */
   modelDir: string;
+  /** Fuse self-attention into com.microsoft QAttention (`contrib`, per tensor); default true. */
+  fuseAttention?: boolean;
 }
 
 export interface QuantizeSummary {
@@ -47,6 +55,10 @@ export interface QuantizeSummary {
   kept: Array<{ node: string; reason: string }>;
   /** Embedding tables now int8. */
   embeddings: string[];
+  /** Self-attention blocks now one QAttention, by their Softmax's name. */
+  attention: string[];
+  /** Softmax nodes left as they were, and why. */
+  attentionKept: Array<{ node: string; reason: string }>;
 }
 
 /** Names of head layers: run once per pair and decide the score, so they stay float32. */
@@ -108,7 +120,7 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
     return t !== undefined && t.dataType === DataType.FLOAT && dimsOf(t).length === 2 ? t : undefined;
   };
 
-  const summary: QuantizeSummary = { quantized: [], kept: [], embeddings: [] };
+  const summary: QuantizeSummary = { quantized: [], kept: [], embeddings: [], attention: [], attentionKept: [] };
   const candidates = new Map<NodeProto, Linear>();
   for (const node of nodes) {
     if (node.domain && node.domain !== 'ai.onnx') continue;
@@ -170,6 +182,25 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
     }
   }
 
+  // contrib: self-attention blocks whose projections are still to quantize become QAttention.
+  const blocks: AttentionBlock[] = [];
+  if (options.format === 'contrib' && options.fuseAttention !== false) {
+    const found = findAttentionBlocks(graph, options.modelDir);
+    summary.attentionKept.push(...found.missed);
+    for (const block of found.blocks) {
+      const projections = [block.q, block.k, block.v];
+      if (options.perChannel) summary.attentionKept.push({ node: block.label, reason: 'per-channel weights (QAttention takes one scale)' });
+      else if (!projections.every((p) => candidates.has(p.matmul))) summary.attentionKept.push({ node: block.label, reason: 'a projection is kept float32' });
+      else {
+        blocks.push(block);
+        summary.attention.push(block.label);
+        for (const p of projections) candidates.delete(p.matmul);
+      }
+    }
+  }
+  const fusedBy = new Map<NodeProto, AttentionBlock>(blocks.flatMap((block) => [...block.nodes].map((node) => [node, block] as const)));
+  const maskCasts = new Map<string, string>();
+
   // contrib: fold a MatMul's bias Add (a constant [N] on the other side) into the quantized node.
   if (options.format === 'contrib') {
     for (const linear of candidates.values()) {
@@ -197,6 +228,12 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
 
   for (const node of nodes) {
     if (folded.has(node)) continue;
+    const block = fusedBy.get(node);
+    if (block) {
+      // The merge Reshape is the block's last node: everything it needs is made by then.
+      if (node.output?.[0] === block.output) rewritten.push(...fuseAttention(block));
+      continue;
+    }
     const linear = candidates.get(node);
     if (linear) {
       rewritten.push(...quantizeLinear(linear));
@@ -264,6 +301,47 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
     return out;
   }
 
+  /** DynamicQuantizeLinear → QAttention, the three projections packed [K, 3N] (the query's scaled to 1/√head size). */
+  function fuseAttention(block: AttentionBlock): NodeProto[] {
+    const base = unique(block.label);
+    const out: NodeProto[] = [];
+    let mask = maskCasts.get(block.maskInput);
+    if (mask === undefined) {
+      mask = `${block.maskInput}_int32`;
+      maskCasts.set(block.maskInput, mask);
+      const to = { name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: DataType.INT32 };
+      out.push({ name: `${mask}/Cast`, opType: 'Cast', input: [block.maskInput], output: [mask], attribute: [to] });
+    }
+    const [k, n] = dimsOf(block.q.weight) as [number, number];
+    const queryFactor = block.scoreScale * Math.sqrt(block.headSize);
+    const packed = new Float32Array(k * 3 * n);
+    const bias = new Float32Array(3 * n);
+    [block.q, block.k, block.v].forEach((p, part) => {
+      const factor = part === 0 && Math.abs(queryFactor - 1) > 1e-6 ? queryFactor : 1;
+      const w = readFloatTensor(p.weight, options.modelDir);
+      for (let r = 0; r < k; r += 1) for (let c = 0; c < n; c += 1) packed[r * 3 * n + part * n + c] = (w[r * n + c] as number) * factor;
+      for (let c = 0; c < n; c += 1) bias[part * n + c] = (p.bias?.[c] ?? 0) * factor;
+      summary.quantized.push(labelOf(p.matmul));
+    });
+    const q = quantizeWeight(packed, k, 3 * n, options);
+    const [x, xScale, xZero, weight, weightScale, weightZero, biasName] = ['input_uint8', 'input_scale', 'input_zero_point', 'qkv_weight_int8', 'qkv_weight_scale', 'qkv_weight_zero_point', 'qkv_bias'].map(
+      (s) => `${base}_${s}`,
+    ) as [string, string, string, string, string, string, string];
+    added.push(int8Tensor(weight, [k, 3 * n], q.values), floatTensor(weightScale, [], q.scales), int8Tensor(weightZero, [], q.zeroPoints), floatTensor(biasName, [3 * n], bias));
+    out.push(
+      { name: `${base}/DynamicQuantizeLinear`, opType: 'DynamicQuantizeLinear', input: [block.input], output: [x, xScale, xZero] },
+      {
+        name: `${base}/QAttention`,
+        opType: 'QAttention',
+        domain: CONTRIB_DOMAIN,
+        input: [x, weight, biasName, xScale, weightScale, mask, xZero, weightZero],
+        output: [block.output],
+        attribute: [{ name: 'num_heads', type: onnx.AttributeProto.AttributeType.INT, i: block.numHeads }],
+      },
+    );
+    return out;
+  }
+
   function quantizeGather(node: NodeProto, table: TensorProto): NodeProto[] {
     const base = unique(node.name || node.output?.[0] || 'gather');
     const [rows, cols] = dimsOf(table) as [number, number];
@@ -282,12 +360,28 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
     ];
   }
 
-  // Drop the float initializers it replaced that nothing reads any more (weights, folded biases, tables).
-  const used = new Set(rewritten.flatMap((n) => n.input ?? []));
-  for (const o of graph.output ?? []) used.add(o.name ?? '');
-  const replaced = new Set([...candidates.values()].flatMap((l) => [l.weight.name ?? '', l.bias?.name ?? '']));
+  // Nodes nothing reads any more (the float mask bias of fused attention), then the initializers it replaced
+  // or left unread (weights, folded biases, tables, the constants of fused attention).
+  // Nodes are in topological order, so walking back, every reader of a node's outputs has been seen.
+  const used = new Set((graph.output ?? []).map((o) => o.name ?? ''));
+  const live: NodeProto[] = [];
+  const orphaned = new Set(blocks.flatMap((b) => [...b.nodes].flatMap((n) => n.input ?? [])));
+  for (const node of [...rewritten].reverse()) {
+    if (!(node.output ?? []).some((o) => used.has(o))) {
+      for (const input of node.input ?? []) orphaned.add(input);
+      continue;
+    }
+    live.push(node);
+    for (const input of node.input ?? []) used.add(input);
+  }
+  rewritten.splice(0, rewritten.length, ...live.reverse());
+  const replaced = new Set([
+    ...[...candidates.values()].flatMap((l) => [l.weight.name ?? '', l.bias?.name ?? '']),
+    ...orphaned,
+  ]);
   for (const name of summary.embeddings) replaced.add(name);
-  const dropped = new Set([...replaced].filter((name) => name && !used.has(name)));
+  // Initializers only: a graph input the fused attention no longer reads stays an input, as callers feed it.
+  const dropped = new Set([...replaced].filter((name) => initializers.has(name) && !used.has(name)));
   const kept = (graph.initializer ?? []).filter((t) => !dropped.has(t.name ?? ''));
   graph.node = rewritten;
   graph.initializer = [...kept, ...added];
@@ -306,6 +400,7 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
         symmetric: options.symmetric,
         reduceRange: options.reduceRange,
         embeddings: options.embeddings,
+        attention: summary.attention.length > 0 ? 'QAttention' : 'float32',
       }),
     },
   ];

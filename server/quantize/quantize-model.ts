@@ -28,6 +28,8 @@ export interface QuantizeDirOptions {
   format?: QuantFormat;
   embeddings?: boolean;
   exclude?: RegExp;
+  /** Fuse self-attention into com.microsoft QAttention (contrib, per tensor); default true. */
+  fuseAttention?: boolean;
   /** A JSON sample of pairs (see parseSample); generated when absent. */
   sampleFile?: string;
   /** Skip the comparison (only quantize). */
@@ -42,7 +44,7 @@ export interface QuantizeReport {
   sourceBytes: number;
   outputBytes: number;
   seconds: number;
-  options: { format: QuantFormat; perChannel: boolean; symmetric: boolean; reduceRange: boolean; embeddings: boolean };
+  options: { format: QuantFormat; perChannel: boolean; symmetric: boolean; reduceRange: boolean; embeddings: boolean; fuseAttention: boolean };
   summary: QuantizeSummary;
   sample?: { origin: string; agreement: Agreement };
 }
@@ -61,6 +63,7 @@ export async function quantizeModelDir(options: QuantizeDirOptions): Promise<Qua
     symmetric: options.symmetric ?? true,
     reduceRange: options.reduceRange ?? false,
     embeddings: options.embeddings ?? false,
+    fuseAttention: options.fuseAttention ?? true,
   };
   const proto = onnxProto.onnx.ModelProto.decode(await readFile(source));
   const alreadyQuantized = (proto.metadataProps ?? []).some((p) => p.key === 'quantization');
@@ -147,6 +150,7 @@ export function formatReport(report: QuantizeReport, cwd = process.cwd()): strin
     `  int8 ${options.perChannel ? 'per channel' : 'per tensor'}, ${options.symmetric ? 'symmetric' : 'asymmetric'} weights${options.reduceRange ? ' (7-bit)' : ''}, ` +
       `activations uint8 at run time (${options.format === 'contrib' ? 'com.microsoft DynamicQuantizeMatMul' : 'DynamicQuantizeLinear + MatMulInteger'})`,
     `  layers: ${summary.quantized.length} int8, ${summary.kept.length} float32${summary.kept.length ? ` (${summary.kept.map((k) => `${k.node}: ${k.reason}`).join('; ')})` : ''}`,
+    `  attention: ${attentionLine(summary)}`,
     `  embeddings: ${summary.embeddings.length ? `${summary.embeddings.join(', ')} int8 per row` : 'float32'}`,
     `  size: ${mb(report.sourceBytes)} -> ${mb(report.outputBytes)} (${((report.outputBytes / report.sourceBytes) * 100).toFixed(0)} %)`,
   ];
@@ -159,4 +163,12 @@ export function formatReport(report: QuantizeReport, cwd = process.cwd()): strin
     );
   }
   return lines.join('\n');
+}
+
+function attentionLine(summary: QuantizeSummary): string {
+  const kept = summary.attentionKept.length;
+  const why = [...new Set(summary.attentionKept.map((k) => k.reason))].join('; ');
+  if (summary.attention.length === 0) return kept ? `float32 MatMul + Softmax (${why})` : 'no self-attention found';
+  const fused = `${summary.attention.length} layers fused into com.microsoft QAttention (query, key and value in one int8 GEMM)`;
+  return kept ? `${fused}; ${kept} left float32 (${why})` : fused;
 }

@@ -87,3 +87,16 @@ export function int64Tensor(name: string, dims: number[], values: readonly numbe
   if (!HOST_IS_LITTLE_ENDIAN) swapBytes(bytes, 8);
   return { name, dims, dataType: DataType.INT64, rawData: bytes };
 }
+
+/** An int64 or int32 initializer's values as numbers (shapes, axes: small and exact). */
+export function readIntTensor(tensor: TensorProto): number[] {
+  const wide = tensor.dataType === DataType.INT64;
+  if (!wide && tensor.dataType !== DataType.INT32) throw new Error(`initializer ${tensor.name} is not int64 or int32 (data type ${tensor.dataType})`);
+  if (tensor.rawData && tensor.rawData.length > 0) {
+    const bytes = new Uint8Array(tensor.rawData);
+    if (!HOST_IS_LITTLE_ENDIAN) swapBytes(bytes, wide ? 8 : 4);
+    return wide ? Array.from(new BigInt64Array(bytes.buffer, 0, bytes.length / 8), Number) : Array.from(new Int32Array(bytes.buffer, 0, bytes.length / 4));
+  }
+  const values = (wide ? tensor.int64Data : tensor.int32Data) ?? [];
+  return values.map((v: number | { toString(): string }) => (typeof v === 'number' ? v : Number(v.toString())));
+}
