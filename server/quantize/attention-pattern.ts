@@ -1,4 +1,4 @@
-import onnxProto from 'onnx-proto';
+import type onnxProto from 'onnx-proto';
 import { DataType, dimsOf, readFloatTensor, readIntTensor } from './tensors.ts';
 
 /**

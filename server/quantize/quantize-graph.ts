@@ -184,18 +184,19 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
 
   // contrib: self-attention blocks whose projections are still to quantize become QAttention.
   const blocks: AttentionBlock[] = [];
-  if (options.format === 'contrib' && options.fuseAttention !== false) {
-    const found = findAttentionBlocks(graph, options.modelDir);
-    summary.attentionKept.push(...found.missed);
-    for (const block of found.blocks) {
-      const projections = [block.q, block.k, block.v];
-      if (options.perChannel) summary.attentionKept.push({ node: block.label, reason: 'per-channel weights (QAttention takes one scale)' });
-      else if (!projections.every((p) => candidates.has(p.matmul))) summary.attentionKept.push({ node: block.label, reason: 'a projection is kept float32' });
-      else {
-        blocks.push(block);
-        summary.attention.push(block.label);
-        for (const p of projections) candidates.delete(p.matmul);
-      }
+  const found = findAttentionBlocks(graph, options.modelDir);
+  summary.attentionKept.push(...found.missed);
+  for (const block of found.blocks) {
+    const projections = [block.q, block.k, block.v];
+    const keep = (reason: string) => summary.attentionKept.push({ node: block.label, reason });
+    if (options.format !== 'contrib') keep('standard ops (QAttention is a com.microsoft op)');
+    else if (options.fuseAttention === false) keep('fusion turned off');
+    else if (options.perChannel) keep('per-channel weights (QAttention takes one scale)');
+    else if (!projections.every((p) => candidates.has(p.matmul))) keep('a projection is kept float32');
+    else {
+      blocks.push(block);
+      summary.attention.push(block.label);
+      for (const p of projections) candidates.delete(p.matmul);
     }
   }
   const fusedBy = new Map<NodeProto, AttentionBlock>(blocks.flatMap((block) => [...block.nodes].map((node) => [node, block] as const)));

@@ -149,6 +149,7 @@ describe('quantizing a generated cross-encoder', () => {
 
     const off = quantizeModelProto(await graphOf(modelPath), { ...contrib, fuseAttention: false, modelDir: dir });
     assert.deepEqual(off.summary.attention, []);
+    assert.deepEqual(off.summary.attentionKept.map((k) => k.reason), Array(2).fill('fusion turned off'));
     // Two MatMuls per layer multiply activations (attention), two are the head.
     assert.equal(countOps(off.model).MatMul, 2 * 2 + 2);
 
@@ -249,6 +250,8 @@ describe('quantizing a generated cross-encoder', () => {
     assert.match(stdout, /attention: float32 MatMul \+ Softmax \(per-channel weights \(QAttention takes one scale\)\)/);
     const fused = await run(process.execPath, [cli, 'models', 'quantize', dir, '--out', 'fused.onnx', '--no-compare']);
     assert.match(fused.stdout, /attention: 2 layers fused into com\.microsoft QAttention/);
+    const apart = await run(process.execPath, [cli, 'models', 'quantize', dir, '--out', 'apart.onnx', '--no-compare', '--no-fuse-attention']);
+    assert.match(apart.stdout, /attention: float32 MatMul \+ Softmax \(fusion turned off\)/);
     await stat(path.join(dir, 'model_int8.onnx'));
     await assert.rejects(run(process.execPath, [cli, 'models', 'quantize', dir, '--exclude', '(']), (error: { stderr: string; code: number }) => {
       assert.equal(error.code, 1);
