@@ -361,14 +361,18 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
     ];
   }
 
-  // Nodes nothing reads any more (the float mask bias of fused attention), then the initializers it replaced
-  // or left unread (weights, folded biases, tables, the constants of fused attention).
-  // Nodes are in topological order, so walking back, every reader of a node's outputs has been seen.
+  // Nodes whose every reader was fused away (the float mask bias of fused attention), then the initializers
+  // it replaced or left unread (weights, folded biases, tables, the constants of fused attention). Nodes are
+  // in topological order, so walking back, every reader of a node's outputs has been decided. A node nothing
+  // read before is left alone: it may feed a subgraph, whose reads are not node inputs.
   const used = new Set((graph.output ?? []).map((o) => o.name ?? ''));
+  const gone = new Set(fusedBy.keys());
   const live: NodeProto[] = [];
   const orphaned = new Set(blocks.flatMap((b) => [...b.nodes].flatMap((n) => n.input ?? [])));
   for (const node of [...rewritten].reverse()) {
-    if (!(node.output ?? []).some((o) => used.has(o))) {
+    const readers = (node.output ?? []).flatMap((o) => consumers.get(o) ?? []);
+    if (readers.length > 0 && readers.every((r) => gone.has(r)) && !(node.output ?? []).some((o) => used.has(o))) {
+      gone.add(node);
       for (const input of node.input ?? []) orphaned.add(input);
       continue;
     }
