@@ -28,7 +28,8 @@ import { quantizeModelDir } from '../server/quantize/quantize-model.ts';
 import { cpuLoadBetween, cpuSnapshot } from './cpu-load.ts';
 import { drive, latencyPercentiles } from './contender.ts';
 import { ServerContender } from './server-contender.ts';
-import { fmt, median } from './stats.ts';
+import { wholeNumber } from './options.ts';
+import { fmt, median, ratioVerdict } from './stats.ts';
 import { buildWorkload, type RerankWorkloadRequest } from './workload.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -48,12 +49,6 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: '11' },
   },
 });
-
-function wholeNumber(name: string, value: string, min = 1): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: a whole number ≥ ${min}, not ${value}`);
-  return n;
-}
 
 const shape = args.shape as ModelShape;
 if (!Object.hasOwn(MODEL_SHAPES, shape)) throw new Error(`--shape: one of ${Object.keys(MODEL_SHAPES).join(', ')}, not ${shape}`);
@@ -141,9 +136,7 @@ async function main(): Promise<void> {
         settings.forEach((setting, index) => {
           const mine = cells[index]!;
           const ratios = mine.map((cell, round) => cell.pairsPerSecond / cells[0]![round]!.pairsPerSecond);
-          const middle = median(ratios);
-          // Fewer than 3 rounds have no median that a slow minute cannot make.
-          const verdict = index === 0 ? 'baseline' : rounds < 3 ? 'no verdict under 3 rounds' : middle >= fasterAt && Math.min(...ratios) >= 1 ? 'faster' : middle <= 1 / fasterAt && Math.max(...ratios) <= 1 ? 'slower' : 'no clear difference';
+          const verdict = index === 0 ? 'baseline' : ratioVerdict(ratios, fasterAt);
           console.log(
             [
               workload.padEnd(8),
@@ -151,7 +144,7 @@ async function main(): Promise<void> {
               setting.label.padEnd(12),
               fmt(median(mine.map((c) => c.pairsPerSecond))).padStart(7),
               fmt(median(mine.map((c) => c.p50Ms)), 0).padStart(6),
-              `${fmt(middle, 3)} (${fmt(Math.min(...ratios), 3)}–${fmt(Math.max(...ratios), 3)})`.padEnd(28),
+              `${fmt(median(ratios), 3)} (${fmt(Math.min(...ratios), 3)}–${fmt(Math.max(...ratios), 3)})`.padEnd(28),
               `${verdict}; others' CPUs ≤ ${fmt(Math.max(...mine.map((c) => c.otherCpus)), 2)}`,
             ].join('  '),
           );

@@ -49,6 +49,7 @@ import { encoderFlops, readEncoderShape } from './flops.ts';
 import { withPeakRss } from './process.ts';
 import { ServerContender } from './server-contender.ts';
 import { SortedLoopContender } from './sorted-loop-contender.ts';
+import { wholeNumber } from './options.ts';
 import { fmt, median } from './stats.ts';
 import { Targets } from './targets.ts';
 import { buildTransformersLayout, TransformersContender } from './transformers-contender.ts';
@@ -78,20 +79,14 @@ const { values: args } = parseArgs({
 const quick = args.quick;
 const shape = (args.shape ?? (quick ? 'tiny' : 'minilm-l6')) as ModelShape;
 if (!Object.hasOwn(MODEL_SHAPES, shape)) throw new Error(`--shape: one of ${Object.keys(MODEL_SHAPES).join(', ')}, not ${shape}`);
-const positive = (name: string, value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name}: a whole number ≥ 0, not ${value}`);
-  return n;
-};
-const ragRequests = positive('rag-requests', args['rag-requests'] ?? '4');
-const shortRequests = positive('short-requests', args['short-requests'] ?? (quick ? '8' : '32'));
+const ragRequests = wholeNumber('rag-requests', args['rag-requests'] ?? '4');
+const shortRequests = wholeNumber('short-requests', args['short-requests'] ?? (quick ? '8' : '32'));
 const rssShape = (args['rss-shape'] ?? (quick ? shape : 'bert-base')) as ModelShape;
 if (!Object.hasOwn(MODEL_SHAPES, rssShape)) throw new Error(`--rss-shape: one of ${Object.keys(MODEL_SHAPES).join(', ')}, not ${rssShape}`);
-const clientCounts = args.clients.split(',').map((c) => positive('clients', c));
-const policy: BlockPolicy = { maxOtherCpus: Number(args['max-other-cpus']), repeats: positive('repeats', args.repeats ?? (quick ? '0' : '2')) };
-const rounds = positive('rounds', args.rounds ?? (quick ? '1' : '3'));
-if (rounds < 1) throw new Error('--rounds: at least 1');
-const waves = positive('waves', args.waves ?? (quick ? '1' : '2'));
+const clientCounts = args.clients.split(',').map((c) => wholeNumber('clients', c));
+const policy: BlockPolicy = { maxOtherCpus: Number(args['max-other-cpus']), repeats: wholeNumber('repeats', args.repeats ?? (quick ? '0' : '2'), 0) };
+const rounds = wholeNumber('rounds', args.rounds ?? (quick ? '1' : '3'));
+const waves = wholeNumber('waves', args.waves ?? (quick ? '1' : '2'));
 const seed = Number(args.seed);
 
 // The server's limits, which the loop and transformers.js batch under too. `warmup: full` runs one

@@ -32,3 +32,16 @@ export function metricSum(text: string, name: string, labelFilter = ''): number 
   }
   return total;
 }
+
+/**
+ * Whether a setting is faster than the baseline from its per-round ratios to it: faster at a median of at
+ * least `fasterAt` with no round below 1, slower at a median of at most 1/`fasterAt` with no round above 1.
+ * Under 3 rounds there is no median that one slow minute cannot make, so no verdict.
+ */
+export function ratioVerdict(ratios: readonly number[], fasterAt: number): 'faster' | 'slower' | 'no clear difference' | 'no verdict under 3 rounds' {
+  if (ratios.length < 3) return 'no verdict under 3 rounds';
+  const middle = median(ratios);
+  if (middle >= fasterAt && Math.min(...ratios) >= 1) return 'faster';
+  if (middle <= 1 / fasterAt && Math.max(...ratios) <= 1) return 'slower';
+  return 'no clear difference';
+}

@@ -4,7 +4,8 @@ import { cpuLoadBetween, parsePidStat, parseProcStat } from '../bench/cpu-load.t
 import { cpuPeak, fp32FlopsPerCycle, parseCpuDescription } from '../bench/cpu-peak.ts';
 import { encoderFlops } from '../bench/flops.ts';
 import { lengthSortedBatches } from '../bench/sorted-loop-contender.ts';
-import { median } from '../bench/stats.ts';
+import { wholeNumber } from '../bench/options.ts';
+import { median, ratioVerdict } from '../bench/stats.ts';
 
 const zen4 = `processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -68,4 +69,21 @@ test('median: the middle value, the mean of the two middle ones for an even coun
   const values = [5, 1, 4];
   median(values);
   assert.deepEqual(values, [5, 1, 4], 'the input is not reordered');
+});
+
+test('ratio verdict: faster or slower only past the threshold with every round on that side, and never under 3 rounds', () => {
+  assert.equal(ratioVerdict([1.06, 1.02, 1.1], 1.05), 'faster');
+  assert.equal(ratioVerdict([1.06, 0.98, 1.1], 1.05), 'no clear difference', 'one round below 1');
+  assert.equal(ratioVerdict([1.04, 1.02, 1.1], 1.05), 'no clear difference', 'median under the threshold');
+  assert.equal(ratioVerdict([0.9, 0.94, 0.8], 1.05), 'slower');
+  assert.equal(ratioVerdict([0.9, 1.01, 0.8], 1.05), 'no clear difference', 'one round above 1');
+  assert.equal(ratioVerdict([1.5, 1.4], 1.05), 'no verdict under 3 rounds');
+});
+
+test('whole-number options: the minimum is kept, and a bad value names the option', () => {
+  assert.equal(wholeNumber('rounds', '3'), 3);
+  assert.equal(wholeNumber('repeats', '0', 0), 0);
+  assert.throws(() => wholeNumber('rounds', '0'), /--rounds: a whole number ≥ 1, not 0/);
+  assert.throws(() => wholeNumber('clients', '1.5'), /--clients: a whole number ≥ 1, not 1\.5/);
+  assert.throws(() => wholeNumber('waves', 'x'), /--waves/);
 });
