@@ -35,9 +35,10 @@ export interface PendingPair {
 /**
  * Measured on CPU (MiniLM-L6-shaped model, 20–400-token documents): the same pairs packed with caps of
  * 0.02–0.05 ran at 21–23 pairs/s, 0.1 at ~19–20, no cap at ~16 — more, smaller batches lose less to
- * padding than they lose to per-run overhead. With CPU runs sliced (run-split.ts) no cap still runs at
- * 0.86× of 0.05 on that workload, and 0.15–0.2 within 5 % of it on RAG and short requests alike
- * (`npm run bench:batch-limits`). A GPU, which wants large batches, may prefer a higher cap.
+ * padding than they lose to per-run overhead. With CPU runs sliced (run-split.ts), `npm run bench:batch-limits`
+ * medians against 0.05: no cap 0.86 on that workload (FP32); 0.15 1.04 on int8 short requests with 4 clients,
+ * and on FP32 short requests 1.04 with 1 client but 0.87 with 4, 0.3 and no cap 0.81–0.85. None clears the
+ * bench's 5 % bar. A GPU, which wants large batches, may prefer a higher cap.
  */
 export const DEFAULT_MAX_PADDING_RATIO = 0.05;
 
