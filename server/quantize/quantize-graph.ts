@@ -196,7 +196,10 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
     else {
       blocks.push(block);
       summary.attention.push(block.label);
-      for (const p of projections) candidates.delete(p.matmul);
+      for (const p of projections) {
+        candidates.delete(p.matmul);
+        summary.quantized.push(labelOf(p.matmul));
+      }
     }
   }
   const fusedBy = new Map<NodeProto, AttentionBlock>(blocks.flatMap((block) => [...block.nodes].map((node) => [node, block] as const)));
@@ -232,7 +235,7 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
     const block = fusedBy.get(node);
     if (block) {
       // The merge Reshape is the block's last node: everything it needs is made by then.
-      if (node.output?.[0] === block.output) rewritten.push(...fuseAttention(block));
+      if (node.output?.[0] === block.output) rewritten.push(...qAttention(block));
       continue;
     }
     const linear = candidates.get(node);
@@ -303,7 +306,7 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
   }
 
   /** DynamicQuantizeLinear → QAttention, the three projections packed [K, 3N] (the query's scaled to 1/√head size). */
-  function fuseAttention(block: AttentionBlock): NodeProto[] {
+  function qAttention(block: AttentionBlock): NodeProto[] {
     const base = unique(block.label);
     const out: NodeProto[] = [];
     let mask = maskCasts.get(block.maskInput);
@@ -322,7 +325,6 @@ export function quantizeModelProto(source: ModelProto, options: QuantizeOptions)
       const w = readFloatTensor(p.weight, options.modelDir);
       for (let r = 0; r < k; r += 1) for (let c = 0; c < n; c += 1) packed[r * 3 * n + part * n + c] = (w[r * n + c] as number) * factor;
       for (let c = 0; c < n; c += 1) bias[part * n + c] = (p.bias?.[c] ?? 0) * factor;
-      summary.quantized.push(labelOf(p.matmul));
     });
     const q = quantizeWeight(packed, k, 3 * n, options);
     const [x, xScale, xZero, weight, weightScale, weightZero, biasName] = ['input_uint8', 'input_scale', 'input_zero_point', 'qkv_weight_int8', 'qkv_weight_scale', 'qkv_weight_zero_point', 'qkv_bias'].map(
