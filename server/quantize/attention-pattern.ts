@@ -56,6 +56,9 @@ export interface AttentionMatch {
   missed: Array<{ node: string; reason: string }>;
 }
 
+/** What a PyTorch export computes a Reshape's target shape with, from a Shape of the tensor. */
+const SHAPE_OPS = new Set(['Shape', 'Gather', 'Unsqueeze', 'Squeeze', 'Concat', 'Cast', 'Slice']);
+
 /** Softmax(x) with x = scores + a mask bias of at most this: −10000 (BERT) or float32's lowest (newer exports). */
 const MASK_BIAS_LIMIT = -1000;
 
@@ -111,12 +114,40 @@ export function findAttentionBlocks(graph: onnxProto.onnx.IGraphProto, modelDir:
     const values = constant(name);
     return values?.length === 1 ? values[0] : undefined;
   };
-  /** The node that makes `tensor`, of type `op`, where the block may take it over: its output is read once, and not by the graph. */
-  const only = (tensor: string | undefined, op: string): NodeProto => {
+  /**
+   * Whether a Shape node's results only feed the target shape of Reshapes the block has taken: the dims a
+   * PyTorch export reads off a tensor to reshape it (Shape → Gather → Unsqueeze → Concat). Those nodes go
+   * with the block, as nothing else reads them.
+   */
+  const feedsOnlyReshapesOf = (shape: NodeProto, taken: ReadonlySet<NodeProto>): boolean => {
+    if (shape.opType !== 'Shape' || !isStandard(shape)) return false;
+    const queue = [shape];
+    for (let node = queue.pop(); node; node = queue.pop()) {
+      for (const output of node.output ?? []) {
+        if (graphOutputs.has(output)) return false;
+        for (const next of consumers.get(output) ?? []) {
+          if (next.opType === 'Reshape' && next.input?.[1] === output) {
+            if (!taken.has(next)) return false;
+          } else if (SHAPE_OPS.has(next.opType ?? '') && isStandard(next)) {
+            queue.push(next);
+          } else {
+            return false;
+          }
+        }
+      }
+    }
+    return true;
+  };
+  /**
+   * The node that makes `tensor`, of type `op`, where the block may take it over: its output is read once
+   * (besides Shape reads that only size the block's own Reshapes), and not by the graph.
+   */
+  const only = (tensor: string | undefined, op: string, taken: ReadonlySet<NodeProto>): NodeProto => {
     const node = tensor ? producers.get(tensor) : undefined;
     if (!node || node.opType !== op || !isStandard(node)) fail(`${tensor ?? 'an input'} is not made by ${op}`);
     for (const output of node.output ?? []) {
-      if ((consumers.get(output) ?? []).length !== 1 || graphOutputs.has(output)) fail(`${output} is read outside the attention`);
+      const readers = (consumers.get(output) ?? []).filter((reader) => !feedsOnlyReshapesOf(reader, taken));
+      if (readers.length !== 1 || graphOutputs.has(output)) fail(`${output} is read outside the attention`);
     }
     return node;
   };
@@ -135,16 +166,16 @@ export function findAttentionBlocks(graph: onnxProto.onnx.IGraphProto, modelDir:
     let add: NodeProto | undefined;
     let bias: Float32Array | undefined;
     if (node?.opType === 'Add') {
-      add = only(tensor, 'Add');
+      add = only(tensor, 'Add', taken);
       const [a, b] = add.input ?? [];
       const biasName = initializers.has(a ?? '') ? a : b;
       const biasTensor = initializers.get(biasName ?? '');
       if (!biasTensor || biasTensor.dataType !== DataType.FLOAT || dimsOf(biasTensor).length !== 1) fail(`${add.name}: not a bias add`);
       bias = readFloatTensor(biasTensor, modelDir);
-      node = only(biasName === a ? b : a, 'MatMul');
+      node = only(biasName === a ? b : a, 'MatMul', taken);
       taken.add(add);
     } else {
-      node = only(tensor, 'MatMul');
+      node = only(tensor, 'MatMul', taken);
     }
     const weight = initializers.get(node.input?.[1] ?? '');
     if (!weight || weight.dataType !== DataType.FLOAT || dimsOf(weight).length !== 2) fail(`${node.name}: weight is not a constant float32 matrix`);
@@ -157,12 +188,12 @@ export function findAttentionBlocks(graph: onnxProto.onnx.IGraphProto, modelDir:
   const heads = (tensor: string | undefined, perms: number[][], taken: Set<NodeProto>) => {
     let current = tensor;
     for (const perm of [...perms].reverse()) {
-      const transpose = only(current, 'Transpose');
+      const transpose = only(current, 'Transpose', taken);
       if (!sameInts(intsOf(transpose, 'perm'), perm)) fail(`${transpose.name}: perm ${intsOf(transpose, 'perm')?.join(',')}, not ${perm.join(',')}`);
       taken.add(transpose);
       current = transpose.input?.[0];
     }
-    const reshape = only(current, 'Reshape');
+    const reshape = only(current, 'Reshape', taken);
     taken.add(reshape);
     const shape = shapeOf(reshape);
     const [numHeads, headSize] = shape.slice(-2);
@@ -202,7 +233,7 @@ export function findAttentionBlocks(graph: onnxProto.onnx.IGraphProto, modelDir:
       const axis = Number(attrOf(softmax, 'axis')?.i?.toString() ?? NaN);
       if (axis !== -1 && axis !== 3) fail(`Softmax over axis ${Number.isNaN(axis) ? 'unset' : axis}, not the last`);
       const taken = new Set<NodeProto>([softmax]);
-      const sum = only(softmax.input?.[0], 'Add');
+      const sum = only(softmax.input?.[0], 'Add', taken);
       taken.add(sum);
       // The mask side is the Mul of a Sub; the other, the scores.
       const [a, b] = sum.input ?? [];
@@ -216,14 +247,14 @@ export function findAttentionBlocks(graph: onnxProto.onnx.IGraphProto, modelDir:
       let product = scoreSide;
       const scaled = producers.get(scoreSide ?? '');
       if (scaled?.opType === 'Div' || scaled?.opType === 'Mul') {
-        only(scoreSide, scaled.opType);
+        only(scoreSide, scaled.opType, taken);
         const c = scalar(scaled.input?.[1]);
         if (c === undefined || c === 0) fail(`${scaled.name}: the scores are not scaled by a constant`);
         scoreScale = scaled.opType === 'Div' ? 1 / c : c;
         product = scaled.input?.[0];
         taken.add(scaled);
       }
-      const scores = only(product, 'MatMul');
+      const scores = only(product, 'MatMul', taken);
       taken.add(scores);
       const q = heads(scores.input?.[0], [[0, 2, 1, 3]], taken);
       const keyT = producers.get(scores.input?.[1] ?? '');
@@ -237,12 +268,13 @@ export function findAttentionBlocks(graph: onnxProto.onnx.IGraphProto, modelDir:
       const v = heads(context.input?.[1], [[0, 2, 1, 3]], taken);
       const merge = (consumers.get(context.output?.[0] ?? '') ?? [])[0];
       if (!merge || merge.opType !== 'Transpose' || !sameInts(intsOf(merge, 'perm'), [0, 2, 1, 3])) fail('the heads are not transposed back');
-      only(merge.input?.[0], 'MatMul');
-      const flat = (consumers.get(merge.output?.[0] ?? '') ?? [])[0];
-      if (!flat || flat.opType !== 'Reshape') fail('the heads are not merged by a Reshape');
-      only(merge.output?.[0], 'Transpose');
+      only(merge.input?.[0], 'MatMul', taken);
+      const merged = merge.output?.[0] ?? '';
+      const flat = (consumers.get(merged) ?? []).find((n) => n.opType === 'Reshape' && n.input?.[0] === merged);
+      if (!flat) fail('the heads are not merged by a Reshape');
       taken.add(merge);
       taken.add(flat);
+      only(merged, 'Transpose', taken);
       const hidden = q.numHeads * q.headSize;
       const flatShape = shapeOf(flat);
       if (flatShape.length !== 3 || flatShape[2] !== hidden) fail(`${flat.name}: heads not merged into ${hidden}`);
