@@ -15,8 +15,10 @@ import { DataType, dimsOf, readFloatTensor, readIntTensor } from './tensors.ts';
  * then per batch and head the scores, mask, softmax and weighted sum while they are in cache, instead of
  * writing and reading [batch, heads, seq, seq] tensors between five operators.
  *
- * Every intermediate tensor must be read only inside the block; anything else (a different mask, a bias
- * on the scores, attention probabilities that leave the block) is left alone, with the reason.
+ * The Reshape targets may be constants or, as torch.onnx writes them, a Concat of dims read off the tensor
+ * (Shape → Gather → Unsqueeze) and constants. Every intermediate tensor must be read only inside the block,
+ * such shape reads included; anything else (a different mask, a bias on the scores, attention probabilities
+ * that leave the block) is left alone, with the reason.
  */
 
 type NodeProto = onnxProto.onnx.INodeProto;
