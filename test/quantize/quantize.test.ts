@@ -112,6 +112,19 @@ function countOps(model: onnxProto.onnx.IModelProto): Record<string, number> {
 
 const contrib = { ...symmetric, perChannel: false, format: 'contrib' as const, embeddings: false };
 
+/** A generated tiny model copied to a scratch directory with its graph rewritten, and a sample of pairs beside it. */
+async function rewrittenModel(name: string, seed: number, rewrite: (graph: onnxProto.onnx.IGraphProto) => void) {
+  const { modelPath, dir: source } = await tinyModel({ seed });
+  const dir = await scratchDir(name);
+  await cp(source, dir, { recursive: true });
+  const proto = await graphOf(modelPath);
+  rewrite(proto.graph as onnxProto.onnx.IGraphProto);
+  await writeFile(path.join(dir, 'model.onnx'), onnxProto.onnx.ModelProto.encode(proto).finish());
+  const sampleFile = path.join(dir, 'sample.json');
+  await writeFile(sampleFile, JSON.stringify(generateSample({ groups: 3, documents: 12, seed: 4 })));
+  return { dir, sampleFile, proto };
+}
+
 describe('quantizing a generated cross-encoder', () => {
   it('fuses each self-attention into one QAttention, replaces the other per-token MatMuls by DynamicQuantizeMatMul, keeps the head float32', async () => {
     const { modelPath, dir } = await tinyModel();
@@ -168,81 +181,69 @@ describe('quantizing a generated cross-encoder', () => {
   });
 
   it('fuses attention written as torch.onnx writes it: Reshape targets a Concat of dims read off the tensor and a Constant node, kᵀ two Transposes', async () => {
-    const { modelPath, dir: source } = await tinyModel({ seed: 12 });
-    const dir = await scratchDir('quantize-export-forms');
-    await cp(source, dir, { recursive: true });
-    const proto = await graphOf(modelPath);
-    const graph = proto.graph as onnxProto.onnx.IGraphProto;
-    const shapeTail = (name: string) => readIntTensor(graph.initializer?.find((t) => t.name === name) ?? {}).slice(2);
-    const tails = new Map([['const_head_shape', shapeTail('const_head_shape')], ['const_hidden_shape', shapeTail('const_hidden_shape')]]);
-    graph.initializer?.push(int64Tensor('test_axes_0', [1], [0]));
-    const rewritten: onnxProto.onnx.INodeProto[] = [];
-    let i = 0;
-    for (const node of graph.node ?? []) {
-      const tail = node.opType === 'Reshape' ? tails.get(node.input?.[1] ?? '') : undefined;
-      if (tail) {
-        // The dims PyTorch reads off the tensor it reshapes: the projection's output, or the transposed context.
-        const t = (name: string) => `test_${name}_${i}`;
-        const axis0 = [{ name: 'axis', type: onnxProto.onnx.AttributeProto.AttributeType.INT, i: 0 }];
-        const data = node.input?.[0] ?? '';
-        rewritten.push(
-          { opType: 'Shape', input: [data], output: [t('shape')] },
-          { opType: 'Gather', input: [t('shape'), 'const_zero'], output: [t('batch')], attribute: axis0 },
-          { opType: 'Gather', input: [t('shape'), 'const_one'], output: [t('seq')], attribute: axis0 },
-          { opType: 'Unsqueeze', input: [t('batch'), 'test_axes_0'], output: [t('batch1')] },
-          { opType: 'Unsqueeze', input: [t('seq'), 'test_axes_0'], output: [t('seq1')] },
-          { opType: 'Constant', output: [t('heads')], attribute: [{ name: 'value', type: onnxProto.onnx.AttributeProto.AttributeType.TENSOR, t: int64Tensor('', [tail.length], tail) }] },
-          { opType: 'Concat', input: [t('batch1'), t('seq1'), t('heads')], output: [t('target')], attribute: axis0 },
-        );
-        node.input = [data, t('target')];
-        i += 1;
+    let reshapes = 0;
+    const { dir, sampleFile, proto } = await rewrittenModel('quantize-export-forms', 12, (graph) => {
+      const shapeTail = (name: string) => readIntTensor(graph.initializer?.find((t) => t.name === name) ?? {}).slice(2);
+      const tails = new Map([['const_head_shape', shapeTail('const_head_shape')], ['const_hidden_shape', shapeTail('const_hidden_shape')]]);
+      graph.initializer?.push(int64Tensor('test_axes_0', [1], [0]));
+      const rewritten: onnxProto.onnx.INodeProto[] = [];
+      for (const node of graph.node ?? []) {
+        const tail = node.opType === 'Reshape' ? tails.get(node.input?.[1] ?? '') : undefined;
+        if (tail) {
+          // The dims PyTorch reads off the tensor it reshapes: the projection's output, or the transposed context.
+          const t = (name: string) => `test_${name}_${reshapes}`;
+          const axis0 = [{ name: 'axis', type: onnxProto.onnx.AttributeProto.AttributeType.INT, i: 0 }];
+          const data = node.input?.[0] ?? '';
+          rewritten.push(
+            { opType: 'Shape', input: [data], output: [t('shape')] },
+            { opType: 'Gather', input: [t('shape'), 'const_zero'], output: [t('batch')], attribute: axis0 },
+            { opType: 'Gather', input: [t('shape'), 'const_one'], output: [t('seq')], attribute: axis0 },
+            { opType: 'Unsqueeze', input: [t('batch'), 'test_axes_0'], output: [t('batch1')] },
+            { opType: 'Unsqueeze', input: [t('seq'), 'test_axes_0'], output: [t('seq1')] },
+            { opType: 'Constant', output: [t('heads')], attribute: [{ name: 'value', type: onnxProto.onnx.AttributeProto.AttributeType.TENSOR, t: int64Tensor('', [tail.length], tail) }] },
+            { opType: 'Concat', input: [t('batch1'), t('seq1'), t('heads')], output: [t('target')], attribute: axis0 },
+          );
+          node.input = [data, t('target')];
+          reshapes += 1;
+        }
+        const perm = node.attribute?.find((a) => a.name === 'perm');
+        if (node.opType === 'Transpose' && perm?.ints?.map(Number).join() === '0,2,3,1') {
+          const out = node.output?.[0] ?? '';
+          perm.ints = [0, 2, 1, 3];
+          node.output = [`${out}_bnsh`];
+          rewritten.push(node, { opType: 'Transpose', input: [`${out}_bnsh`], output: [out], attribute: [{ name: 'perm', type: onnxProto.onnx.AttributeProto.AttributeType.INTS, ints: [0, 1, 3, 2] }] });
+          continue;
+        }
+        rewritten.push(node);
       }
-      const perm = node.attribute?.find((a) => a.name === 'perm');
-      if (node.opType === 'Transpose' && perm?.ints?.map(Number).join() === '0,2,3,1') {
-        const out = node.output?.[0] ?? '';
-        perm.ints = [0, 2, 1, 3];
-        node.output = [`${out}_bnsh`];
-        rewritten.push(node, { opType: 'Transpose', input: [`${out}_bnsh`], output: [out], attribute: [{ name: 'perm', type: onnxProto.onnx.AttributeProto.AttributeType.INTS, ints: [0, 1, 3, 2] }] });
-        continue;
-      }
-      rewritten.push(node);
-    }
-    graph.node = rewritten;
-    assert.equal(i, 2 * 4, 'three head splits and the merge per layer now read a Concat');
-    await writeFile(path.join(dir, 'model.onnx'), onnxProto.onnx.ModelProto.encode(proto).finish());
-    const sampleFile = path.join(dir, 'sample.json');
-    await writeFile(sampleFile, JSON.stringify(generateSample({ groups: 3, documents: 12, seed: 4 })));
+      graph.node = rewritten;
+    });
+    assert.equal(reshapes, 2 * 4, 'three head splits and the merge per layer now read a Concat');
     const report = await quantizeModelDir({ dir, sampleFile });
     assert.equal(report.summary.attention.length, 2, JSON.stringify(report.summary.attentionKept));
+    const a = report.sample?.agreement;
+    assert.ok(a && a.meanAbsDelta < 0.2 * a.referenceStd, `mean |Δ| ${a?.meanAbsDelta} against std ${a?.referenceStd}`);
     const ops = countOps(await graphOf(report.output));
     assert.equal(ops.Concat, undefined, 'the shape computations went with the attention');
     assert.equal(ops.Shape, 1, 'only the position ids still read a shape');
 
     // A shape read that leaves the attention (here a graph output) keeps the tensor it reads, so that layer is not fused.
-    graph.output?.push({ name: 'test_target_0' });
+    proto.graph?.output?.push({ name: 'test_target_0' });
     const leaked = quantizeModelProto(proto, { ...contrib, modelDir: dir });
     assert.equal(leaked.summary.attention.length, 1);
     assert.match(leaked.summary.attentionKept[0]?.reason ?? '', /read outside the attention/);
-    const a = report.sample?.agreement;
-    assert.ok(a && a.meanAbsDelta < 0.2 * a.referenceStd, `mean |Δ| ${a?.meanAbsDelta} against std ${a?.referenceStd}`);
   });
 
   it('fused attention keeps the graph\'s own score scale, and masks padding', async () => {
     // The scores scaled by × 2/√d instead of ÷ √d: QAttention scales by 1/√d, so the query must carry the rest.
-    const { modelPath, dir: source } = await tinyModel({ seed: 11 });
-    const dir = await scratchDir('quantize-scale');
-    await cp(source, dir, { recursive: true });
-    const proto = await graphOf(modelPath);
-    const graph = proto.graph as onnxProto.onnx.IGraphProto;
-    const scale = graph.initializer?.find((t) => t.name === 'const_score_scale');
-    const headSize = new Float32Array(new Uint8Array(scale?.rawData ?? []).buffer)[0] ?? NaN;
-    graph.initializer?.push({ name: 'const_score_double', dims: [], dataType: 1, rawData: new Uint8Array(Float32Array.of(2 / headSize).buffer) });
-    for (const node of graph.node ?? []) {
-      if (node.opType === 'Div' && node.input?.[1] === 'const_score_scale') Object.assign(node, { opType: 'Mul', input: [node.input[0], 'const_score_double'] });
-    }
-    await writeFile(path.join(dir, 'model.onnx'), onnxProto.onnx.ModelProto.encode(proto).finish());
-    const sampleFile = path.join(dir, 'sample.json');
-    await writeFile(sampleFile, JSON.stringify(generateSample({ groups: 3, documents: 12, seed: 4 })));
+    const { dir, sampleFile } = await rewrittenModel('quantize-scale', 11, (graph) => {
+      const scale = graph.initializer?.find((t) => t.name === 'const_score_scale');
+      const headSize = new Float32Array(new Uint8Array(scale?.rawData ?? []).buffer)[0] ?? NaN;
+      graph.initializer?.push({ name: 'const_score_double', dims: [], dataType: 1, rawData: new Uint8Array(Float32Array.of(2 / headSize).buffer) });
+      for (const node of graph.node ?? []) {
+        if (node.opType === 'Div' && node.input?.[1] === 'const_score_scale') Object.assign(node, { opType: 'Mul', input: [node.input[0], 'const_score_double'] });
+      }
+    });
     const fused = await quantizeModelDir({ dir, sampleFile, out: 'fused.onnx' });
     const unfused = await quantizeModelDir({ dir, sampleFile, out: 'unfused.onnx', fuseAttention: false });
     assert.equal(fused.summary.attention.length, 2);
